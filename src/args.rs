@@ -1,0 +1,197 @@
+//! Plugin arguments: QEMU hands the plugin `key=value` strings from
+//! `-plugin libvmi.so,key=value,...`; this module turns them into typed, validated
+//! [`Options`]. Pure: no file is opened here.
+
+use std::path::PathBuf;
+
+/// Every key the plugin accepts, in the order the help text lists them.
+pub const KEYS: &[(&str, &str)] = &[
+    ("conf", "kernelinfo file (PANDA key-file format)"),
+    (
+        "group",
+        "group of the kernelinfo file describing the guest kernel",
+    ),
+    ("out", "JSON Lines event log (default vmi.jsonl)"),
+    (
+        "log",
+        "log level: error|warn|info|debug|trace (default warn)",
+    ),
+    (
+        "probe",
+        "diagnostics: kernel address of a string to read on every system call",
+    ),
+];
+
+/// Validated plugin options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `conf=`: the kernelinfo file.
+    pub conf: Option<PathBuf>,
+    /// `group=`: the group inside `conf` that describes the guest kernel.
+    pub group: Option<String>,
+    /// `out=`: where the JSON Lines event log goes.
+    pub out: PathBuf,
+    /// `log=`: how much the plugin says on stderr.
+    pub log: log::LevelFilter,
+    /// `probe=`: a guest virtual address whose NUL-terminated string is read at every
+    /// system call instruction; proves guest-memory reads work and stay stable.
+    pub probe: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            conf: None,
+            group: None,
+            out: PathBuf::from("vmi.jsonl"),
+            log: log::LevelFilter::Warn,
+            probe: None,
+        }
+    }
+}
+
+/// What is wrong with the arguments; each message names the argument and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// An argument without `=`.
+    #[error("plugin argument '{0}' has no value: write it as key=value")]
+    NoValue(String),
+    /// A key the plugin does not know.
+    #[error("unknown plugin argument '{key}': known arguments are {known}")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+        /// The keys accepted, comma-separated.
+        known: String,
+    },
+    /// A key given twice.
+    #[error("plugin argument '{0}' is given twice: give it once")]
+    Repeated(String),
+    /// A value that does not parse.
+    #[error("plugin argument {key}={value} is invalid: expected {expected}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+}
+
+impl Options {
+    /// Parses `key=value` arguments as QEMU passes them.
+    pub fn parse<I, S>(args: I) -> Result<Options, ArgsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut options = Options::default();
+        let mut seen: Vec<String> = Vec::new();
+        for arg in args {
+            let arg = arg.as_ref();
+            let (key, value) = arg
+                .split_once('=')
+                .ok_or_else(|| ArgsError::NoValue(arg.to_string()))?;
+            if seen.iter().any(|k| k == key) {
+                return Err(ArgsError::Repeated(key.to_string()));
+            }
+            seen.push(key.to_string());
+            let bad = |expected| ArgsError::BadValue {
+                key: key.to_string(),
+                value: value.to_string(),
+                expected,
+            };
+            match key {
+                "conf" if !value.is_empty() => options.conf = Some(PathBuf::from(value)),
+                "group" if !value.is_empty() => options.group = Some(value.to_string()),
+                "out" if !value.is_empty() => options.out = PathBuf::from(value),
+                "conf" | "group" | "out" => return Err(bad("a non-empty value")),
+                "log" => {
+                    options.log = value
+                        .parse()
+                        .map_err(|_| bad("one of error, warn, info, debug, trace, off"))?
+                }
+                "probe" => options.probe = Some(parse_u64(value).ok_or_else(|| bad("an address"))?),
+                _ => {
+                    return Err(ArgsError::UnknownKey {
+                        key: key.to_string(),
+                        known: KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+                    });
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Parses a decimal or `0x`-prefixed hexadecimal number.
+pub fn parse_u64(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_arguments() {
+        let options = Options::parse(Vec::<String>::new()).unwrap();
+        assert_eq!(options, Options::default());
+        assert_eq!(options.out, PathBuf::from("vmi.jsonl"));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let options = Options::parse([
+            "conf=k.conf",
+            "group=debian:6.1:64",
+            "out=/tmp/x.jsonl",
+            "log=debug",
+            "probe=0xffffffff81e00100",
+        ])
+        .unwrap();
+        assert_eq!(options.conf, Some(PathBuf::from("k.conf")));
+        assert_eq!(options.group.as_deref(), Some("debian:6.1:64"));
+        assert_eq!(options.out, PathBuf::from("/tmp/x.jsonl"));
+        assert_eq!(options.log, log::LevelFilter::Debug);
+        assert_eq!(options.probe, Some(0xffff_ffff_81e0_0100));
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        let err = Options::parse(["colour=blue"]).unwrap_err();
+        assert!(err.to_string().contains("'colour'"), "{err}");
+        assert!(err.to_string().contains("conf, group, out"), "{err}");
+        let err = Options::parse(["log=loud"]).unwrap_err();
+        assert!(err.to_string().contains("log=loud"), "{err}");
+        assert_eq!(
+            Options::parse(["out"]).unwrap_err(),
+            ArgsError::NoValue("out".into())
+        );
+        assert_eq!(
+            Options::parse(["out=a", "out=b"]).unwrap_err(),
+            ArgsError::Repeated("out".into())
+        );
+        assert!(matches!(
+            Options::parse(["conf="]).unwrap_err(),
+            ArgsError::BadValue { .. }
+        ));
+        assert!(matches!(
+            Options::parse(["probe=zz"]).unwrap_err(),
+            ArgsError::BadValue { .. }
+        ));
+    }
+
+    #[test]
+    fn numbers_in_both_bases() {
+        assert_eq!(parse_u64("0x10"), Some(16));
+        assert_eq!(parse_u64("16"), Some(16));
+        assert_eq!(parse_u64("0xg"), None);
+        assert_eq!(parse_u64(""), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! `vmi`: the offline companion of the plugin. Subcommands work on files (kernel images,
+//! event logs), never on a running guest.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: vmi <command> [args]
+
+commands:
+  version            print the version
+  help               print this help
+
+The QEMU plugin itself is target/release/libvmi.so:
+  qemu-system-x86_64 ... -plugin libvmi.so,conf=kernelinfo.conf,group=<group>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("version" | "--version" | "-V") => {
+            println!("vmi {}", vmi::VERSION);
+            ExitCode::SUCCESS
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("vmi: unknown command '{other}': run 'vmi help' for the list");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

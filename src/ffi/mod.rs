@@ -1,0 +1,168 @@
+//! The only unsafe code of the crate: QEMU's entry points, the callback trampolines and
+//! the guest-memory read. No logic lives here; every callback turns QEMU's pointers into
+//! plain values and calls [`Plugin`].
+//!
+//! Every trampoline catches panics: unwinding into QEMU's C frames would abort QEMU.
+
+mod memory;
+
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use once_cell::sync::OnceCell;
+use qemu_plugin_sys as sys;
+
+use crate::arch::x86::SyscallInsn;
+use crate::plugin::{Hook, MachineInfo, Plugin};
+
+use memory::QemuMemory;
+
+/// The plugin API version this build speaks; QEMU refuses a plugin whose version it
+/// does not support, before calling anything else.
+#[unsafe(no_mangle)]
+#[used]
+pub static qemu_plugin_version: c_int = sys::QEMU_PLUGIN_VERSION as c_int;
+
+/// The one plugin instance, set once by `qemu_plugin_install`.
+static PLUGIN: OnceCell<Plugin> = OnceCell::new();
+
+/// Longest x86 instruction: enough bytes to classify any instruction.
+const MAX_INSN: usize = 15;
+
+/// Runs `f`, turning a panic into a logged error so that it never unwinds into QEMU.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            log::error!("internal error in {what}; the plugin continues without it");
+            None
+        }
+    }
+}
+
+/// QEMU's install hook: parse the arguments, validate them, open the log and register
+/// callbacks. A non-zero return makes QEMU refuse the plugin and exit with a message;
+/// the reason is printed on one line before that.
+///
+/// # Safety
+/// Called by QEMU with a valid `info` for the duration of the call and `argc` valid C
+/// strings in `argv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qemu_plugin_install(
+    id: sys::qemu_plugin_id_t,
+    info: *const sys::qemu_info_t,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let installed = guarded("qemu_plugin_install", || {
+        // SAFETY: QEMU passes `argc` valid, NUL-terminated strings in `argv`.
+        let args: Vec<String> = (0..argc.max(0) as usize)
+            .map(|i| unsafe { CStr::from_ptr(*argv.add(i)) })
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        // SAFETY: `info` is valid for the duration of this call; `system` is the active
+        // union member exactly when `system_emulation` is true.
+        let machine = unsafe {
+            let info = &*info;
+            let (vcpus, system) = if info.system_emulation {
+                (info.__bindgen_anon_1.system.smp_vcpus, true)
+            } else {
+                (0, false)
+            };
+            MachineInfo {
+                target: CStr::from_ptr(info.target_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                plugin_api: info.version.cur,
+                vcpus,
+                system,
+            }
+        };
+        init_logging(&args);
+        let plugin = Plugin::install(args, machine).map_err(|err| err.to_string())?;
+        PLUGIN
+            .set(plugin)
+            .map_err(|_| "the plugin is already installed".to_string())?;
+        // SAFETY: registering callbacks with the id QEMU gave us, during install.
+        unsafe {
+            sys::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans));
+            sys::qemu_plugin_register_atexit_cb(id, Some(on_exit), std::ptr::null_mut());
+        }
+        Ok::<(), String>(())
+    });
+    match installed {
+        Some(Ok(())) => 0,
+        Some(Err(message)) => {
+            eprintln!("vmi: {message}");
+            -1
+        }
+        None => {
+            eprintln!("vmi: internal error while installing; see the log above");
+            -1
+        }
+    }
+}
+
+/// Sets up `log` once: `RUST_LOG` wins, otherwise the `log=` argument (default warn).
+fn init_logging(args: &[String]) {
+    let level = args
+        .iter()
+        .find_map(|a| a.strip_prefix("log="))
+        .unwrap_or("warn");
+    let mut builder = env_logger::Builder::new();
+    builder.format_timestamp(None).format_target(false);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) => builder.parse_filters(&spec),
+        Err(_) => builder.parse_filters(&format!("vmi={level}")),
+    };
+    // A second plugin instance in the same process keeps the first logger.
+    let _ = builder.try_init();
+}
+
+/// Translation of a block: instrument only the instructions [`Plugin::hook_for`] wants.
+unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_tb) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    guarded("translation callback", || {
+        plugin.on_block_translated();
+        // SAFETY: `tb` is valid for the duration of this callback, and so is every
+        // instruction handle obtained from it.
+        unsafe {
+            let n = sys::qemu_plugin_tb_n_insns(tb);
+            for i in 0..n {
+                let insn = sys::qemu_plugin_tb_get_insn(tb, i);
+                let mut bytes = [0u8; MAX_INSN];
+                let len = sys::qemu_plugin_insn_data(insn, bytes.as_mut_ptr().cast(), MAX_INSN);
+                let Some(hook) = plugin.hook_for(&bytes[..len.min(MAX_INSN)]) else {
+                    continue;
+                };
+                match hook {
+                    Hook::SyscallInsn(kind) => sys::qemu_plugin_register_vcpu_insn_exec_cb(
+                        insn,
+                        Some(on_syscall_insn),
+                        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                        // The kind travels as the user-data word itself: nothing is
+                        // allocated, so nothing leaks when QEMU retranslates.
+                        kind.index() as *mut c_void,
+                    ),
+                }
+            }
+        }
+    });
+}
+
+/// A system call instruction is executing.
+unsafe extern "C" fn on_syscall_insn(vcpu: c_uint, userdata: *mut c_void) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    guarded("system call callback", || {
+        if let Some(kind) = SyscallInsn::from_index(userdata as usize) {
+            plugin.on_syscall_insn(kind, &QemuMemory::for_vcpu(vcpu));
+        }
+    });
+}
+
+/// QEMU is exiting (the guest powered off, or QEMU was asked to quit).
+unsafe extern "C" fn on_exit(_id: sys::qemu_plugin_id_t, _userdata: *mut c_void) {
+    if let Some(plugin) = PLUGIN.get() {
+        guarded("exit callback", || plugin.on_exit());
+    }
+}

@@ -1,0 +1,95 @@
+//! Guest memory behind one small trait, so that everything that walks guest structures
+//! runs the same on QEMU's live memory and on synthetic images in tests.
+
+/// A read of guest memory failed: the address is not mapped in the address space the
+/// vCPU is using now (or paged out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {len} bytes of guest memory at {va:#x}")]
+pub struct Fault {
+    /// First byte asked for.
+    pub va: u64,
+    /// Bytes asked for.
+    pub len: usize,
+}
+
+/// Guest virtual memory as seen by the current vCPU. One primitive; typed helpers below.
+pub trait GuestMemory {
+    /// Fills `buf` from guest virtual address `va`, all or nothing.
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
+
+    /// A little-endian `u32` at `va`.
+    fn read_u32(&self, va: u64) -> Result<u32, Fault> {
+        let mut b = [0; 4];
+        self.read(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A little-endian `u64` at `va`.
+    fn read_u64(&self, va: u64) -> Result<u64, Fault> {
+        let mut b = [0; 8];
+        self.read(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// A NUL-terminated string of at most `max` bytes at `va`, without the NUL; the flag
+    /// says whether it was cut at `max`. Reads in small chunks so that a string ending
+    /// just before an unmapped page is still read.
+    fn read_cstr(&self, va: u64, max: usize) -> Result<(Vec<u8>, bool), Fault> {
+        const CHUNK: usize = 64;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let at = va.wrapping_add(out.len() as u64);
+            // Never let a chunk cross a page boundary: the next page may be unmapped.
+            let to_page_end = (0x1000 - (at & 0xfff)) as usize;
+            let n = CHUNK.min(max - out.len()).min(to_page_end);
+            let mut chunk = [0u8; CHUNK];
+            self.read(at, &mut chunk[..n])?;
+            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok((out, false));
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        Ok((out, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One page of memory at 0x1000; everything else faults.
+    struct OnePage(Vec<u8>);
+
+    impl GuestMemory for OnePage {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let fault = Fault { va, len: buf.len() };
+            let start = va.checked_sub(0x1000).ok_or(fault)? as usize;
+            let src = self.0.get(start..start + buf.len()).ok_or(fault)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn typed_reads() {
+        let mut page = vec![0u8; 0x1000];
+        page[8..16].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        page[0x100..0x106].copy_from_slice(b"hello\0");
+        page[0xffc..].copy_from_slice(b"abcd");
+        let mem = OnePage(page);
+        assert_eq!(mem.read_u64(0x1008), Ok(0x1122_3344_5566_7788));
+        assert_eq!(mem.read_u32(0x1008), Ok(0x5566_7788));
+        assert_eq!(mem.read_cstr(0x1100, 100), Ok((b"hello".to_vec(), false)));
+        assert_eq!(mem.read_cstr(0x1100, 3), Ok((b"hel".to_vec(), true)));
+        // A string running into an unmapped page faults there, not before.
+        assert_eq!(
+            mem.read_cstr(0x1ffc, 100),
+            Err(Fault {
+                va: 0x2000,
+                len: 64
+            })
+        );
+        assert_eq!(mem.read_u64(0x5000), Err(Fault { va: 0x5000, len: 8 }));
+    }
+}

@@ -1,0 +1,258 @@
+//! The plugin's safe state and its reactions to QEMU's callbacks.
+//!
+//! [`ffi`](crate) owns the QEMU entry points and calls in here with plain Rust values; this
+//! module decides what to instrument and what to record. It never sees a raw pointer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::arch::Arch;
+use crate::arch::x86::SyscallInsn;
+use crate::args::Options;
+use crate::config::KeyFile;
+use crate::error::Error;
+use crate::mem::GuestMemory;
+use crate::output::records::{self, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
+use crate::output::{JsonlSink, Record};
+
+/// Longest string the `probe=` diagnostics reads.
+const PROBE_MAX: usize = 256;
+
+/// What QEMU told the plugin about the machine at install time.
+#[derive(Debug, Clone)]
+pub struct MachineInfo {
+    /// QEMU's target name, e.g. `x86_64-softmmu`.
+    pub target: String,
+    /// Current plugin API version.
+    pub plugin_api: i32,
+    /// vCPUs at start.
+    pub vcpus: i32,
+    /// Whether QEMU emulates a whole system (not user mode).
+    pub system: bool,
+}
+
+/// Instrumentation the plugin asks for on one instruction at translation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Call [`Plugin::on_syscall_insn`] each time this system call instruction runs.
+    SyscallInsn(SyscallInsn),
+}
+
+/// The plugin: options, output, counters. Shared by all vCPU threads, so every field is
+/// either immutable after install or internally synchronised.
+#[derive(Debug)]
+pub struct Plugin {
+    options: Options,
+    args: Vec<String>,
+    machine: MachineInfo,
+    sink: JsonlSink,
+    syscall_insns: [AtomicU64; 3],
+    translations: AtomicU64,
+    probe: Option<Mutex<ProbeState>>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeState {
+    first: Option<Vec<u8>>,
+    report: ProbeReport,
+}
+
+impl Plugin {
+    /// Validates the arguments against the machine and the files they name, opens the
+    /// event log and writes `run_start`. Every error here makes QEMU refuse the plugin.
+    pub fn install(args: Vec<String>, machine: MachineInfo) -> Result<Plugin, Error> {
+        let options = Options::parse(&args)?;
+        if !machine.system {
+            return Err(Error::Unsupported(
+                "QEMU runs in user mode: load the plugin into qemu-system-*".into(),
+            ));
+        }
+        let arch = Arch::from_target(&machine.target).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "guest architecture '{}' is not supported yet: use qemu-system-x86_64 or qemu-system-i386",
+                machine.target
+            ))
+        })?;
+        log::debug!("guest architecture {arch:?}");
+        if let Some(conf) = &options.conf {
+            let file = KeyFile::load(conf)?;
+            if let Some(group) = &options.group {
+                file.require_group(group)?;
+            }
+        } else if options.group.is_some() {
+            return Err(Error::Unsupported(
+                "group= needs conf=: name the kernelinfo file that holds the group".into(),
+            ));
+        }
+        let sink = JsonlSink::create(&options.out)?;
+        let probe = options.probe.map(|address| {
+            Mutex::new(ProbeState {
+                first: None,
+                report: ProbeReport {
+                    address: records::hex(address),
+                    ..ProbeReport::default()
+                },
+            })
+        });
+        let plugin = Plugin {
+            args,
+            machine,
+            sink,
+            syscall_insns: Default::default(),
+            translations: AtomicU64::new(0),
+            probe,
+            options,
+        };
+        plugin.sink.write(&Record::RunStart(RunStart {
+            version: crate::VERSION.to_string(),
+            target: plugin.machine.target.clone(),
+            plugin_api: plugin.machine.plugin_api,
+            vcpus: plugin.machine.vcpus,
+            args: plugin.args.clone(),
+            conf: plugin
+                .options
+                .conf
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            group: plugin.options.group.clone(),
+        }));
+        Ok(plugin)
+    }
+
+    /// The validated options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Called once per translated block; counts translations.
+    pub fn on_block_translated(&self) {
+        self.translations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decides, at translation time, whether the instruction with these bytes needs a
+    /// callback. Everything that returns `None` runs at full speed.
+    pub fn hook_for(&self, insn: &[u8]) -> Option<Hook> {
+        SyscallInsn::classify(insn).map(Hook::SyscallInsn)
+    }
+
+    /// A system call instruction is about to execute on a vCPU whose memory is `mem`.
+    pub fn on_syscall_insn(&self, kind: SyscallInsn, mem: &dyn GuestMemory) {
+        self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
+        if let (Some(probe), Some(address)) = (&self.probe, self.options.probe) {
+            let read = mem.read_cstr(address, PROBE_MAX);
+            let mut state = probe.lock();
+            state.report.reads += 1;
+            match read {
+                Err(_) => state.report.failed += 1,
+                Ok((bytes, _)) => match &state.first {
+                    None => {
+                        state.report.text = Some(String::from_utf8_lossy(&bytes).into_owned());
+                        state.report.matched += 1;
+                        state.first = Some(bytes);
+                    }
+                    Some(first) if *first == bytes => state.report.matched += 1,
+                    Some(_) => state.report.mismatched += 1,
+                },
+            }
+        }
+    }
+
+    /// QEMU is exiting: write `run_end` with the counters.
+    pub fn on_exit(&self) {
+        let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);
+        let syscall_insns = SyscallInsnCounts {
+            syscall: count(SyscallInsn::Syscall),
+            sysenter: count(SyscallInsn::Sysenter),
+            int80: count(SyscallInsn::Int80),
+        };
+        let record = Record::RunEnd(RunEnd {
+            syscalls: syscall_insns.syscall + syscall_insns.sysenter + syscall_insns.int80,
+            syscall_insns,
+            translations: self.translations.load(Ordering::Relaxed),
+            dropped_records: self.sink.dropped(),
+            probe: self.probe.as_ref().map(|p| p.lock().report.clone()),
+        });
+        self.sink.write(&record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::Fault;
+
+    fn machine(target: &str) -> MachineInfo {
+        MachineInfo {
+            target: target.into(),
+            plugin_api: 4,
+            vcpus: 1,
+            system: true,
+        }
+    }
+
+    fn temp(name: &str) -> String {
+        std::env::temp_dir()
+            .join(format!("vmi-plugin-{}-{name}", std::process::id()))
+            .display()
+            .to_string()
+    }
+
+    struct Banner;
+    impl GuestMemory for Banner {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let text = b"Linux version 6.1\0";
+            let start = va.checked_sub(0x1000).ok_or(Fault { va, len: buf.len() })? as usize;
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = text.get(start + i).copied().unwrap_or(0);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn counts_and_probe_end_up_in_run_end() {
+        let out = temp("run.jsonl");
+        let plugin = Plugin::install(
+            vec![format!("out={out}"), "probe=0x1000".into()],
+            machine("x86_64-softmmu"),
+        )
+        .unwrap();
+        assert_eq!(
+            plugin.hook_for(&[0x0f, 0x05]),
+            Some(Hook::SyscallInsn(SyscallInsn::Syscall))
+        );
+        assert_eq!(plugin.hook_for(&[0x90]), None);
+        plugin.on_syscall_insn(SyscallInsn::Syscall, &Banner);
+        plugin.on_syscall_insn(SyscallInsn::Int80, &Banner);
+        plugin.on_exit();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["type"], "run_start");
+        assert_eq!(lines[1]["type"], "run_end");
+        assert_eq!(lines[1]["syscalls"], 2);
+        assert_eq!(lines[1]["syscall_insns"]["int80"], 1);
+        assert_eq!(lines[1]["probe"]["text"], "Linux version 6.1");
+        assert_eq!(lines[1]["probe"]["matched"], 2);
+        std::fs::remove_file(out).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do() {
+        let err =
+            |args: Vec<String>, m: MachineInfo| Plugin::install(args, m).unwrap_err().to_string();
+        assert!(err(vec![], machine("aarch64-softmmu")).contains("aarch64"));
+        let user = MachineInfo {
+            system: false,
+            ..machine("x86_64")
+        };
+        assert!(err(vec![], user).contains("user mode"));
+        assert!(err(vec!["group=x".into()], machine("x86_64")).contains("needs conf="));
+        assert!(
+            err(vec!["conf=/no/such.conf".into()], machine("x86_64")).contains("/no/such.conf")
+        );
+    }
+}
