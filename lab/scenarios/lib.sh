@@ -1,0 +1,39 @@
+# Helpers for lab scenarios: the guest's own view of itself, printed on the serial
+# console as "@@VMI <kind> ..." lines that the tests parse. The /proc walks use shell
+# builtins only (glob, read, echo), so reading does not add processes of its own.
+
+vmi_mark() { echo "@@VMI $*"; }
+
+# Every process ("stat <raw /proc/pid/stat>") and every thread ("task <pid> <tid>").
+vmi_procs() {
+    for d in /proc/[0-9]*; do
+        read -r l <"$d/stat" 2>/dev/null || continue
+        echo "@@VMI stat $l"
+        for t in "$d"/task/[0-9]*; do echo "@@VMI task ${d#/proc/} ${t##*/}"; done
+    done
+}
+
+# /proc/modules, one "module <line>" each.
+vmi_modules() {
+    while read -r l; do echo "@@VMI module $l"; done </proc/modules
+}
+
+# /proc/PID/maps of one process.
+vmi_maps() {
+    while read -r l; do echo "@@VMI maps $1 $l"; done <"/proc/$1/maps"
+}
+
+# /proc/PID/fd of one process: "fd <pid> <n> <target>" (readlink is a busybox applet).
+vmi_fds() {
+    for f in /proc/$1/fd/*; do echo "@@VMI fd $1 ${f##*/} $(readlink "$f")"; done
+}
+
+# Chosen /proc/kallsyms lines: "kallsyms <addr> <type> <name>" (needs nokaslr to be
+# link-time addresses).
+vmi_kallsyms() {
+    local pattern
+    pattern=$(echo "$@" | sed 's/ /|/g')
+    grep -E " ($pattern)\$" /proc/kallsyms | while read -r a t n; do
+        echo "@@VMI kallsyms $a $t $n"
+    done
+}
