@@ -72,10 +72,17 @@ impl KeyFile {
                 file: path.to_path_buf(),
                 why: err.message().to_string(),
             })?;
-        Ok(KeyFile {
+        let file = KeyFile {
             path: path.to_path_buf(),
             inner,
-        })
+        };
+        if file.groups().is_empty() {
+            return Err(ConfigError::Unreadable {
+                file: file.path,
+                why: "it has no groups: a kernelinfo file holds one [group] per kernel".into(),
+            });
+        }
+        Ok(file)
     }
 
     /// The file this was loaded from.

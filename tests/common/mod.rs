@@ -1,0 +1,329 @@
+//! The test lab from Rust: boot a real Debian guest with the plugin through `lab/lab`,
+//! and read back both sides of the same run — the plugin's event log and the guest's own
+//! account of itself (the `@@VMI` lines its scenario prints on the serial console).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether guests can be booted here. Without QEMU the lab tests print a notice and
+/// pass vacuously, unless `VMI_REQUIRE_LAB=1` (set by `.ci/run`) makes that a failure.
+pub fn lab_available(test: &str) -> bool {
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let plugin = plugin_path().exists();
+    if qemu && plugin {
+        return true;
+    }
+    let why = if qemu {
+        format!(
+            "no plugin at {} (cargo build --release)",
+            plugin_path().display()
+        )
+    } else {
+        "qemu-system-x86_64 not found (lab/lab setup)".to_string()
+    };
+    assert!(
+        std::env::var("VMI_REQUIRE_LAB").as_deref() != Ok("1"),
+        "{test}: the lab is required but unavailable: {why}"
+    );
+    eprintln!("{test}: skipped, {why}");
+    false
+}
+
+/// `../shared/` (reference material) is absent: a notice, or a failure when
+/// `VMI_REQUIRE_SHARED=1` (CI).
+pub fn shared_absent(test: &str) {
+    assert!(
+        std::env::var("VMI_REQUIRE_SHARED").as_deref() != Ok("1"),
+        "{test}: ../shared is required (VMI_REQUIRE_SHARED=1) but absent"
+    );
+    eprintln!("{test}: part skipped, ../shared is absent");
+}
+
+/// The lab's download cache: `$VMI_CACHE` or `~/.cache/vmi`, as `lab/lab` uses it.
+pub fn cache() -> PathBuf {
+    std::env::var_os("VMI_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vmi")
+        })
+}
+
+/// Fetches (if needed) a lab kernel and returns its `uname -r`.
+pub fn kernel_release(kernel: &str) -> String {
+    let out = Command::new(root().join("lab/lab"))
+        .args(["kernel", kernel])
+        .output()
+        .expect("run lab/lab kernel");
+    assert!(
+        out.status.success(),
+        "lab/lab kernel {kernel}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::read_to_string(dir.join("release"))
+        .expect("release file")
+        .trim()
+        .to_string()
+}
+
+/// The plugin under test: `$VMI_PLUGIN` or the release build.
+pub fn plugin_path() -> PathBuf {
+    std::env::var_os("VMI_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/libvmi.so"))
+}
+
+/// How to boot.
+#[derive(Debug, Clone, Default)]
+pub struct Boot {
+    /// `amd64-6.1`, `amd64-6.12` or `i386-6.1`.
+    pub kernel: &'static str,
+    /// A script in `lab/scenarios/`.
+    pub scenario: &'static str,
+    /// Keep KASLR on (boots the bzImage).
+    pub kaslr: bool,
+    /// vCPUs.
+    pub smp: u32,
+    /// `-cpu` model, e.g. `Skylake-Client` for KPTI.
+    pub cpu: Option<&'static str>,
+    /// Extra `key=value` plugin arguments.
+    pub plugin_args: Vec<String>,
+}
+
+/// Everything one guest run left behind.
+#[derive(Debug)]
+pub struct Run {
+    /// The run directory (console.log, vmi.jsonl, cmdline, ...).
+    pub dir: PathBuf,
+    /// The serial console.
+    pub console: String,
+    /// QEMU's exit status.
+    pub status: i32,
+    /// The event log, one JSON value per line.
+    pub events: Vec<Value>,
+    /// The guest's own account.
+    pub truth: Truth,
+}
+
+impl Run {
+    /// Records of one type, in log order.
+    pub fn of_type(&self, ty: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["type"] == ty).collect()
+    }
+
+    /// The single `run_end` record.
+    pub fn run_end(&self) -> &Value {
+        let ends = self.of_type("run_end");
+        assert_eq!(ends.len(), 1, "one run_end in {}", self.dir.display());
+        ends[0]
+    }
+}
+
+/// Boots a guest and waits for it to power off.
+pub fn boot(spec: &Boot) -> Run {
+    let dir = tempdir(&format!("{}-{}", spec.kernel, spec.scenario));
+    let mut cmd = Command::new(root().join("lab/lab"));
+    cmd.args(["boot", spec.kernel, spec.scenario, "--out"])
+        .arg(&dir);
+    if spec.kaslr {
+        cmd.arg("--kaslr");
+    }
+    if spec.smp > 1 {
+        cmd.args(["--smp", &spec.smp.to_string()]);
+    }
+    if let Some(cpu) = spec.cpu {
+        cmd.args(["--cpu", cpu]);
+    }
+    cmd.arg("--").args(&spec.plugin_args);
+    cmd.env("VMI_PLUGIN", plugin_path());
+    let out = cmd.output().expect("run lab/lab");
+    assert!(
+        out.status.success(),
+        "lab/lab boot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console = read_lossy(&dir.join("console.log"));
+    let status = std::fs::read_to_string(dir.join("exit-status"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1);
+    let events = parse_jsonl(&dir.join("vmi.jsonl"));
+    let truth = Truth::parse(&console);
+    Run {
+        dir,
+        console,
+        status,
+        events,
+        truth,
+    }
+}
+
+/// A fresh directory for one run, kept after the test for inspection.
+pub fn tempdir(label: &str) -> PathBuf {
+    let base = std::env::var_os("VMI_TEST_RUNS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("vmi-test-runs"));
+    std::fs::create_dir_all(&base).expect("create run base");
+    for n in 0.. {
+        let dir = base.join(format!("{label}-{}-{n}", std::process::id()));
+        if std::fs::create_dir(&dir).is_ok() {
+            return dir;
+        }
+    }
+    unreachable!()
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Parses a JSON Lines log; every line must be a JSON object with a `type`.
+pub fn parse_jsonl(path: &Path) -> Vec<Value> {
+    read_lossy(path)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}: {line}", path.display(), i + 1));
+            assert!(
+                v["type"].is_string(),
+                "{}:{}: no type",
+                path.display(),
+                i + 1
+            );
+            v
+        })
+        .collect()
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProcStat {
+    /// Process id.
+    pub pid: u32,
+    /// `comm`, without the parentheses.
+    pub comm: String,
+    /// One-letter state.
+    pub state: char,
+    /// Parent's pid.
+    pub ppid: u32,
+}
+
+/// The guest's own view, from its `@@VMI` console lines.
+#[derive(Debug, Default)]
+pub struct Truth {
+    /// `uname -r`.
+    pub release: Option<String>,
+    /// Every process at the moment of the dump.
+    pub procs: Vec<ProcStat>,
+    /// pid → its threads' tids.
+    pub tasks: BTreeMap<u32, BTreeSet<u32>>,
+    /// `/proc/modules` lines, split into words.
+    pub modules: Vec<Vec<String>>,
+    /// pid → `/proc/<pid>/maps` lines.
+    pub maps: BTreeMap<u32, Vec<String>>,
+    /// pid → (fd → target).
+    pub fds: BTreeMap<u32, BTreeMap<u32, String>>,
+    /// symbol → address from `/proc/kallsyms`.
+    pub kallsyms: BTreeMap<String, u64>,
+    /// Whether the scenario reached its end marker.
+    pub complete: bool,
+}
+
+impl Truth {
+    /// Parses the console. Lines may be interleaved with kernel messages, so only
+    /// well-formed `@@VMI` lines count.
+    pub fn parse(console: &str) -> Truth {
+        let mut t = Truth::default();
+        for line in console.lines() {
+            let Some(at) = line.find("@@VMI ") else {
+                continue;
+            };
+            let rest = line[at + 6..].trim_end_matches('\r');
+            let (kind, body) = rest.split_once(' ').unwrap_or((rest, ""));
+            match kind {
+                "uname" => t.release = Some(body.to_string()),
+                "stat" => {
+                    if let Some(p) = parse_stat(body) {
+                        t.procs.push(p);
+                    }
+                }
+                "task" => {
+                    let mut w = body.split_whitespace().filter_map(|x| x.parse().ok());
+                    if let (Some(pid), Some(tid)) = (w.next(), w.next()) {
+                        t.tasks.entry(pid).or_default().insert(tid);
+                    }
+                }
+                "module" => t
+                    .modules
+                    .push(body.split_whitespace().map(String::from).collect()),
+                "maps" => {
+                    if let Some((pid, l)) = body.split_once(' ')
+                        && let Ok(pid) = pid.parse()
+                    {
+                        t.maps.entry(pid).or_default().push(l.to_string());
+                    }
+                }
+                "fd" => {
+                    let mut w = body.splitn(3, ' ');
+                    if let (Some(pid), Some(fd), Some(target)) = (w.next(), w.next(), w.next())
+                        && let (Ok(pid), Ok(fd)) = (pid.parse(), fd.parse())
+                    {
+                        t.fds.entry(pid).or_default().insert(fd, target.to_string());
+                    }
+                }
+                "kallsyms" => {
+                    let w: Vec<&str> = body.split_whitespace().collect();
+                    if let [addr, _, name] = w[..]
+                        && let Ok(a) = u64::from_str_radix(addr, 16)
+                    {
+                        t.kallsyms.insert(name.to_string(), a);
+                    }
+                }
+                "end" => t.complete = true,
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// `pid (comm) state ppid ...`; comm may contain spaces and parentheses, so it runs to
+/// the last `)`.
+fn parse_stat(body: &str) -> Option<ProcStat> {
+    let open = body.find(" (")?;
+    let close = body.rfind(") ")?;
+    let pid = body[..open].parse().ok()?;
+    let comm = body[open + 2..close].to_string();
+    let mut rest = body[close + 2..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid,
+    })
+}
+
+#[test]
+fn stat_lines_with_odd_comms_parse() {
+    let p = parse_stat("42 (a) b) c) S 7 42 42 0").unwrap();
+    assert_eq!(p.comm, "a) b) c");
+    assert_eq!((p.pid, p.state, p.ppid), (42, 'S', 7));
+    assert!(parse_stat("garbage").is_none());
+}
