@@ -16,6 +16,7 @@
 pub mod arch;
 pub mod args;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod mem;
 pub mod output;

@@ -11,8 +11,8 @@ use crate::arch::Arch;
 use crate::arch::x86::SyscallInsn;
 use crate::args::Options;
 use crate::config::KeyFile;
+use crate::cpu::Vcpu;
 use crate::error::Error;
-use crate::mem::GuestMemory;
 use crate::output::records::{self, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
 use crate::output::{JsonlSink, Record};
 
@@ -44,6 +44,7 @@ pub enum Hook {
 #[derive(Debug)]
 pub struct Plugin {
     options: Options,
+    arch: Arch,
     args: Vec<String>,
     machine: MachineInfo,
     sink: JsonlSink,
@@ -97,6 +98,7 @@ impl Plugin {
         });
         let plugin = Plugin {
             args,
+            arch,
             machine,
             sink,
             syscall_insns: Default::default(),
@@ -120,6 +122,11 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// The guest architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
     /// The validated options.
     pub fn options(&self) -> &Options {
         &self.options
@@ -137,10 +144,10 @@ impl Plugin {
     }
 
     /// A system call instruction is about to execute on a vCPU whose memory is `mem`.
-    pub fn on_syscall_insn(&self, kind: SyscallInsn, mem: &dyn GuestMemory) {
+    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu) {
         self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
         if let (Some(probe), Some(address)) = (&self.probe, self.options.probe) {
-            let read = mem.read_cstr(address, PROBE_MAX);
+            let read = cpu.read_cstr(address, PROBE_MAX);
             let mut state = probe.lock();
             state.report.reads += 1;
             match read {
@@ -180,7 +187,8 @@ impl Plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::Fault;
+    use crate::arch::regs::{Reg, Registers};
+    use crate::mem::{Fault, GuestMemory};
 
     fn machine(target: &str) -> MachineInfo {
         MachineInfo {
@@ -199,6 +207,16 @@ mod tests {
     }
 
     struct Banner;
+    impl Vcpu for Banner {
+        fn index(&self) -> u32 {
+            0
+        }
+    }
+    impl Registers for Banner {
+        fn reg(&self, _: Reg) -> Option<u64> {
+            None
+        }
+    }
     impl GuestMemory for Banner {
         fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
             let text = b"Linux version 6.1\0";

@@ -1,6 +1,7 @@
 //! Guest architectures: which instructions enter the kernel, and how to read a system
 //! call's number and arguments from the registers.
 
+pub mod regs;
 pub mod x86;
 
 /// The guest architecture, from QEMU's target name.
@@ -23,6 +24,23 @@ impl Arch {
             _ => None,
         }
     }
+
+    /// Bytes in a guest pointer.
+    pub fn pointer_size(self) -> usize {
+        match self {
+            Arch::X86_64 => 8,
+            Arch::I386 => 4,
+        }
+    }
+
+    /// Whether `va` is in the kernel's half of the address space (x86_64: the upper
+    /// canonical half; i386: above Debian's 3G/1G split).
+    pub fn is_kernel_address(self, va: u64) -> bool {
+        match self {
+            Arch::X86_64 => va >= 0xffff_8000_0000_0000,
+            Arch::I386 => (0xc000_0000..=0xffff_ffff).contains(&va),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +53,9 @@ mod tests {
         assert_eq!(Arch::from_target("x86_64"), Some(Arch::X86_64));
         assert_eq!(Arch::from_target("i386-softmmu"), Some(Arch::I386));
         assert_eq!(Arch::from_target("aarch64-softmmu"), None);
+        assert!(Arch::X86_64.is_kernel_address(0xffff_ffff_8100_0000));
+        assert!(!Arch::X86_64.is_kernel_address(0x7fff_ffff_f000));
+        assert!(Arch::I386.is_kernel_address(0xc100_0000));
+        assert!(!Arch::I386.is_kernel_address(0xbfff_f000));
     }
 }

@@ -9,13 +9,15 @@ use std::cell::RefCell;
 
 use qemu_plugin_sys as sys;
 
+use crate::arch::regs::{Reg, Registers};
+use crate::cpu::Vcpu;
 use crate::mem::{Fault, GuestMemory};
 
 /// An owned GLib byte array, freed on drop.
-struct ByteArray(*mut glib_sys::GByteArray);
+pub(super) struct ByteArray(pub(super) *mut glib_sys::GByteArray);
 
 impl ByteArray {
-    fn new() -> ByteArray {
+    pub(super) fn new() -> ByteArray {
         // SAFETY: plain allocation; GLib aborts on out-of-memory rather than returning NULL.
         ByteArray(unsafe { glib_sys::g_byte_array_sized_new(256) })
     }
@@ -36,20 +38,32 @@ thread_local! {
     static SCRATCH: RefCell<ByteArray> = RefCell::new(ByteArray::new());
 }
 
-/// The memory of the vCPU whose callback is running. Only constructed inside a vCPU
-/// callback: QEMU reads through the current vCPU's page tables.
-pub struct QemuMemory {
-    _vcpu: u32,
+/// The vCPU whose callback is running: its registers and its view of guest memory.
+/// Only constructed inside a vCPU callback: QEMU reads through the current vCPU.
+pub struct QemuCpu {
+    vcpu: u32,
 }
 
-impl QemuMemory {
-    /// Memory as the vCPU `vcpu` sees it now.
-    pub fn for_vcpu(vcpu: u32) -> QemuMemory {
-        QemuMemory { _vcpu: vcpu }
+impl QemuCpu {
+    /// The vCPU `vcpu`, inside one of its callbacks.
+    pub fn current(vcpu: u32) -> QemuCpu {
+        QemuCpu { vcpu }
     }
 }
 
-impl GuestMemory for QemuMemory {
+impl Vcpu for QemuCpu {
+    fn index(&self) -> u32 {
+        self.vcpu
+    }
+}
+
+impl Registers for QemuCpu {
+    fn reg(&self, reg: Reg) -> Option<u64> {
+        super::registers::read(reg)
+    }
+}
+
+impl GuestMemory for QemuCpu {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let fault = Fault { va, len: buf.len() };
         if buf.is_empty() {

@@ -5,6 +5,7 @@
 //! Every trampoline catches panics: unwinding into QEMU's C frames would abort QEMU.
 
 mod memory;
+mod registers;
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -15,7 +16,7 @@ use qemu_plugin_sys as sys;
 use crate::arch::x86::SyscallInsn;
 use crate::plugin::{Hook, MachineInfo, Plugin};
 
-use memory::QemuMemory;
+use memory::QemuCpu;
 
 /// The plugin API version this build speaks; QEMU refuses a plugin whose version it
 /// does not support, before calling anything else.
@@ -85,6 +86,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
             .map_err(|_| "the plugin is already installed".to_string())?;
         // SAFETY: registering callbacks with the id QEMU gave us, during install.
         unsafe {
+            sys::qemu_plugin_register_vcpu_init_cb(id, Some(on_vcpu_init));
             sys::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans));
             sys::qemu_plugin_register_atexit_cb(id, Some(on_exit), std::ptr::null_mut());
         }
@@ -117,6 +119,12 @@ fn init_logging(args: &[String]) {
     };
     // A second plugin instance in the same process keeps the first logger.
     let _ = builder.try_init();
+}
+
+/// A vCPU starts: find the register handles (needs the vCPU's context).
+unsafe extern "C" fn on_vcpu_init(_id: sys::qemu_plugin_id_t, _vcpu: c_uint) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    guarded("vCPU init callback", || registers::discover(plugin.arch()));
 }
 
 /// Translation of a block: instrument only the instructions [`Plugin::hook_for`] wants.
@@ -155,7 +163,7 @@ unsafe extern "C" fn on_syscall_insn(vcpu: c_uint, userdata: *mut c_void) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("system call callback", || {
         if let Some(kind) = SyscallInsn::from_index(userdata as usize) {
-            plugin.on_syscall_insn(kind, &QemuMemory::for_vcpu(vcpu));
+            plugin.on_syscall_insn(kind, &QemuCpu::current(vcpu));
         }
     });
 }

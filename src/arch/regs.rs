@@ -1,0 +1,122 @@
+//! Registers the plugin reads, named once for both x86 widths, so that everything above
+//! the QEMU glue asks for `Reg::Rax` whether the guest calls it `rax` or `eax`.
+
+use super::Arch;
+
+/// A register of an x86 vCPU. On i386 guests the 32-bit register of the same role is
+/// meant (`Rax` is `eax`); `R8`..`R15` exist only on x86_64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Reg {
+    Rax,
+    Rbx,
+    Rcx,
+    Rdx,
+    Rsi,
+    Rdi,
+    Rbp,
+    Rsp,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+    Rip,
+    Cs,
+    Cr3,
+    FsBase,
+    GsBase,
+    KernelGsBase,
+}
+
+impl Reg {
+    /// Every register, in a fixed order (indexes for per-register tables).
+    pub const ALL: [Reg; 22] = [
+        Reg::Rax,
+        Reg::Rbx,
+        Reg::Rcx,
+        Reg::Rdx,
+        Reg::Rsi,
+        Reg::Rdi,
+        Reg::Rbp,
+        Reg::Rsp,
+        Reg::R8,
+        Reg::R9,
+        Reg::R10,
+        Reg::R11,
+        Reg::R12,
+        Reg::R13,
+        Reg::R14,
+        Reg::R15,
+        Reg::Rip,
+        Reg::Cs,
+        Reg::Cr3,
+        Reg::FsBase,
+        Reg::GsBase,
+        Reg::KernelGsBase,
+    ];
+
+    /// Position in [`Reg::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name QEMU's register list (gdbstub XML) gives this register on `arch`, or
+    /// `None` if the architecture has no such register.
+    pub fn qemu_name(self, arch: Arch) -> Option<&'static str> {
+        let wide = arch == Arch::X86_64;
+        let pick = |w: &'static str, n: &'static str| Some(if wide { w } else { n });
+        match self {
+            Reg::Rax => pick("rax", "eax"),
+            Reg::Rbx => pick("rbx", "ebx"),
+            Reg::Rcx => pick("rcx", "ecx"),
+            Reg::Rdx => pick("rdx", "edx"),
+            Reg::Rsi => pick("rsi", "esi"),
+            Reg::Rdi => pick("rdi", "edi"),
+            Reg::Rbp => pick("rbp", "ebp"),
+            Reg::Rsp => pick("rsp", "esp"),
+            Reg::R8 if wide => Some("r8"),
+            Reg::R9 if wide => Some("r9"),
+            Reg::R10 if wide => Some("r10"),
+            Reg::R11 if wide => Some("r11"),
+            Reg::R12 if wide => Some("r12"),
+            Reg::R13 if wide => Some("r13"),
+            Reg::R14 if wide => Some("r14"),
+            Reg::R15 if wide => Some("r15"),
+            Reg::R8 | Reg::R9 | Reg::R10 | Reg::R11 | Reg::R12 | Reg::R13 | Reg::R14 | Reg::R15 => {
+                None
+            }
+            Reg::Rip => pick("rip", "eip"),
+            Reg::Cs => Some("cs"),
+            Reg::Cr3 => Some("cr3"),
+            Reg::FsBase => Some("fs_base"),
+            Reg::GsBase => Some("gs_base"),
+            Reg::KernelGsBase => Some("k_gs_base"),
+        }
+    }
+}
+
+/// Register reads of the vCPU whose callback is running.
+pub trait Registers {
+    /// The register's value, zero-extended; `None` if QEMU does not expose it.
+    fn reg(&self, reg: Reg) -> Option<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_per_width() {
+        assert_eq!(Reg::Rax.qemu_name(Arch::X86_64), Some("rax"));
+        assert_eq!(Reg::Rax.qemu_name(Arch::I386), Some("eax"));
+        assert_eq!(Reg::R10.qemu_name(Arch::I386), None);
+        assert_eq!(Reg::Cr3.qemu_name(Arch::I386), Some("cr3"));
+        for (i, r) in Reg::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Register reads through `qemu_plugin_read_register`.
+//!
+//! QEMU hands out register handles per vCPU from `qemu_plugin_get_registers`, which
+//! must run in the vCPU's context; x86 vCPUs of one machine share one register layout,
+//! so the handles found on the first vCPU serve all of them.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use once_cell::sync::OnceCell;
+use qemu_plugin_sys as sys;
+
+use crate::arch::Arch;
+use crate::arch::regs::Reg;
+
+use super::memory::ByteArray;
+
+/// Register handles by [`Reg::index`]; a handle is an opaque token, kept as an integer.
+static HANDLES: OnceCell<[Option<usize>; Reg::ALL.len()]> = OnceCell::new();
+
+thread_local! {
+    static SCRATCH: RefCell<ByteArray> = RefCell::new(ByteArray::new());
+}
+
+/// Finds the handles of the registers the plugin reads. Call from a vCPU-init callback.
+pub fn discover(arch: Arch) {
+    if HANDLES.get().is_some() {
+        return;
+    }
+    let mut handles = [None; Reg::ALL.len()];
+    // SAFETY: called in vCPU context (vCPU init); QEMU returns a GArray of
+    // `qemu_plugin_reg_descriptor` that we own and free, with static name strings.
+    unsafe {
+        let list = sys::qemu_plugin_get_registers();
+        if list.is_null() {
+            log::warn!("QEMU lists no registers: system call decoding is unavailable");
+            return;
+        }
+        let descriptors = std::slice::from_raw_parts(
+            (*list).data.cast::<sys::qemu_plugin_reg_descriptor>(),
+            (*list).len as usize,
+        );
+        for d in descriptors {
+            let name = CStr::from_ptr(d.name).to_string_lossy();
+            if let Some(reg) = Reg::ALL.iter().find(|r| r.qemu_name(arch) == Some(&*name)) {
+                handles[reg.index()] = Some(d.handle as usize);
+            }
+        }
+        glib_sys::g_array_free(list.cast(), glib_sys::GTRUE);
+    }
+    for reg in Reg::ALL {
+        if reg.qemu_name(arch).is_some() && handles[reg.index()].is_none() {
+            log::debug!("QEMU does not expose register {reg:?}");
+        }
+    }
+    let _ = HANDLES.set(handles);
+}
+
+/// Reads `reg` of the current vCPU. Only valid inside a callback registered with
+/// register-read access.
+pub fn read(reg: Reg) -> Option<u64> {
+    let handle = HANDLES.get()?[reg.index()]?;
+    SCRATCH.with(|scratch| {
+        let array = scratch.borrow();
+        // SAFETY: `array.0` is a live GByteArray owned by this thread. QEMU appends the
+        // register's bytes (target order: little-endian on x86), so the array is emptied
+        // first; `handle` came from `qemu_plugin_get_registers`.
+        unsafe {
+            glib_sys::g_byte_array_set_size(array.0, 0);
+            let size = sys::qemu_plugin_read_register(
+                handle as *mut sys::qemu_plugin_register,
+                array.0.cast::<sys::GByteArray>(),
+            );
+            let a = &*array.0;
+            if size <= 0 || size > 8 || (a.len as usize) < size as usize || a.data.is_null() {
+                return None;
+            }
+            let mut bytes = [0u8; 8];
+            bytes[..size as usize]
+                .copy_from_slice(std::slice::from_raw_parts(a.data, size as usize));
+            Some(u64::from_le_bytes(bytes))
+        }
+    })
+}
