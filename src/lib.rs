@@ -17,7 +17,9 @@ pub mod arch;
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod linux;
 pub mod mem;
+pub mod osi;
 pub mod output;
 pub mod plugin;
 
