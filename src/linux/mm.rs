@@ -54,22 +54,22 @@ impl MapleLayout {
         let m = &linux.info.maple;
         let p = linux.ptr_size() as i64;
         let (range_slots, arange_slots) = if p == 4 { (32, 21) } else { (16, 10) };
-        let range_slots = m.range64_slots.unwrap_or(range_slots);
-        let arange_slots = m.arange64_slots.unwrap_or(arange_slots);
+        let range_slots = m.range64_slots.unwrap_or(range_slots).clamp(1, 64);
+        let arange_slots = m.arange64_slots.unwrap_or(arange_slots).clamp(1, 64);
         MapleLayout {
             range64: NodeLayout {
                 pivot: m.range64_pivot_offset.unwrap_or(p),
                 slot: m
                     .range64_slot_offset
                     .unwrap_or(p + p * (range_slots as i64 - 1)),
-                slots: range_slots.min(64),
+                slots: range_slots,
             },
             arange64: NodeLayout {
                 pivot: m.arange64_pivot_offset.unwrap_or(p),
                 slot: m
                     .arange64_slot_offset
                     .unwrap_or(p + p * (arange_slots as i64 - 1)),
-                slots: arange_slots.min(64),
+                slots: arange_slots,
             },
         }
     }

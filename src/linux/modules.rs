@@ -35,7 +35,7 @@ pub fn module(linux: &Linux<'_>, module: u64) -> Result<Module, OsiError> {
         let base = linux.read_ptr_at(mem, base_off)?;
         let mut size = 0u64;
         for i in 0..count {
-            let entry = mem.wrapping_add(i * stride);
+            let entry = mem.wrapping_add(i.wrapping_mul(stride));
             size += u64::from(linux.read_u32_at(entry, size_off)?);
         }
         (base, size)

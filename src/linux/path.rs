@@ -62,7 +62,15 @@ pub fn d_path(linux: &Linux<'_>, mut dentry: u64, mut vfsmnt: u64) -> Result<Str
     };
     let mut parts: Vec<String> = Vec::new();
     let mut crossed = 0;
-    for _ in 0..MAX_COMPONENTS + MAX_MOUNTS {
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        if steps > MAX_COMPONENTS + MAX_MOUNTS + 1 {
+            return Err(OsiError::Corrupt {
+                what: "path too deep",
+                at: dentry,
+            });
+        }
         if dentry == 0 {
             return Err(OsiError::Corrupt {
                 what: "NULL dentry",
@@ -73,7 +81,7 @@ pub fn d_path(linux: &Linux<'_>, mut dentry: u64, mut vfsmnt: u64) -> Result<Str
         if let Some((root_off, parent_off, mountpoint_off)) = mounts {
             let mnt_root = linux.read_ptr_at(vfsmnt, root_off)?;
             if dentry == mnt_root || dentry == parent {
-                let mount = at(vfsmnt, parent_off - 2 * linux.ptr_size() as i64);
+                let mount = at(vfsmnt, parent_off.wrapping_sub(2 * linux.ptr_size() as i64));
                 let parent_mount = linux.read_ptr_at(vfsmnt, parent_off)?;
                 if parent_mount == mount || parent_mount == 0 || dentry != mnt_root {
                     break; // the root mount, or a dentry outside its mount (pseudo fs)
@@ -86,7 +94,10 @@ pub fn d_path(linux: &Linux<'_>, mut dentry: u64, mut vfsmnt: u64) -> Result<Str
                     });
                 }
                 dentry = linux.read_ptr_at(vfsmnt, mountpoint_off)?;
-                vfsmnt = at(parent_mount, 2 * linux.ptr_size() as i64 - parent_off);
+                vfsmnt = at(
+                    parent_mount,
+                    (2 * linux.ptr_size() as i64).wrapping_sub(parent_off),
+                );
                 continue;
             }
         } else if dentry == parent {

@@ -401,3 +401,40 @@ fn modules_both_layouts() {
     let linux = Linux::new(&b.mem, &b.info, slid);
     assert_eq!(linux.modules().unwrap().items.len(), 2);
 }
+
+#[test]
+fn dentry_cycle_is_an_error_not_a_hang() {
+    let mut b = Builder::new();
+    let (_, _, root_mnt) = filesystem(&mut b);
+    let d1 = b.dentry("a", 0);
+    let d2 = b.dentry("b", d1);
+    b.mem.w64(d1 + 0x18, d2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert!(matches!(
+        super::path::d_path(&linux, d1, root_mnt),
+        Err(OsiError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn list_walk_on_a_32_bit_guest() {
+    // Two nodes of 4-byte list_heads around a head at 0x1000.
+    let mut mem = super::testmem::SparseMemory::default();
+    for (node, next) in [(0x1000u64, 0x2000u32), (0x2000, 0x3000), (0x3000, 0x1000)] {
+        mem.w32(node, next);
+    }
+    let info = super::testmem::info();
+    let ctx32 = KernelContext {
+        pointer_width: 4,
+        page_offset: 0xc000_0000,
+        ..ctx()
+    };
+    let linux = Linux::new(&mem, &info, ctx32);
+    let (nodes, stop) = super::list::collect(super::list::ListIter::new(&linux, 0x1000, 10));
+    assert_eq!((nodes, stop), (vec![0x2000, 0x3000], None));
+    let (nodes, stop) = super::list::collect(super::list::ListIter::new(&linux, 0x1000, 1));
+    assert_eq!(
+        (nodes, stop),
+        (vec![0x2000], Some(Incomplete::Limit { max: 1 }))
+    );
+}
