@@ -18,7 +18,9 @@ pub mod args;
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod linux;
 pub mod mem;
+pub mod osi;
 pub mod output;
 pub mod plugin;
 

@@ -108,6 +108,14 @@ impl KeyFile {
         })
     }
 
+    /// The keys of `group` in file order; empty if the group is absent.
+    pub fn keys(&self, group: &str) -> Vec<String> {
+        self.inner
+            .keys(group)
+            .map(|keys| keys.iter().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// The raw string value of `key` in `group`, `None` if absent. Values are read as
     /// strings because GLib's integer getters accept base 10 only.
     pub fn get(&self, group: &str, key: &str) -> Option<String> {

@@ -1,0 +1,277 @@
+//! Tasks: the process list (`init_task.tasks`), threads of a group, the current task, and
+//! the fields of a process.
+//!
+//! Kernel history that matters here:
+//! - Only thread-group leaders are on `init_task.tasks` (`copy_process` links `p->tasks`
+//!   only for a new group), so the `tasks` walk lists processes; threads are found per group.
+//! - Threads: `task->thread_group` (a headless circular list through the group's tasks)
+//!   until 6.7, which removed it; `signal->thread_head` + `task->thread_node` since 3.14
+//!   (commit 0c740d0a). The head list is preferred when described.
+//! - The current task: x86_64 keeps it in the per-CPU variable `current_task` (moved into
+//!   `pcpu_hot` in 6.2), read at `gs_base + offset`; the per-CPU offset is zero-based and
+//!   not relocated by KASLR. i386 per-CPU symbols are ordinary link-time addresses, added to
+//!   `__per_cpu_offset[cpu]`, and are relocated.
+//! - `PF_KTHREAD` (0x00200000) marks kernel threads since 2.6.27; before, and when
+//!   `task.flags_offset` is unknown, a NULL `mm` is the sign.
+
+use super::list::{ListIter, collect, container_of};
+use super::{Linux, MAX_LIST, at, need};
+use crate::osi::{Incomplete, Listing, OsiError, Process, Thread};
+
+/// `PF_KTHREAD` in `task->flags`.
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Largest command line read (`mm->arg_end - mm->arg_start`).
+pub const MAX_ARGV_BYTES: u64 = 32 * 1024;
+
+/// The current task of the vCPU: the pointer at `per_cpu_base + task.current_task_addr`.
+pub fn current_task(linux: &Linux<'_>) -> Result<u64, OsiError> {
+    let base = linux
+        .ctx
+        .per_cpu_base
+        .ok_or(OsiError::MissingContext("the per-CPU base (gs_base)"))?;
+    let offset = need(
+        linux.info.task.current_task_addr,
+        "task.current_task_addr",
+        "find the current task",
+    )?;
+    // Zero-based per-CPU offsets (x86_64) are not relocated; real addresses (i386) are.
+    let offset = if offset >= linux.ctx.page_offset {
+        linux.slid(offset)
+    } else {
+        offset
+    };
+    let task = linux.read_ptr(base.wrapping_add(offset))?;
+    if task == 0 {
+        return Err(OsiError::Corrupt {
+            what: "NULL current task",
+            at: base.wrapping_add(offset),
+        });
+    }
+    Ok(task)
+}
+
+/// The per-CPU base of `cpu` from the kernel's table: `__per_cpu_offset[cpu]` (what i386
+/// callers put in [`super::KernelContext::per_cpu_base`]).
+pub fn per_cpu_base_from_table(linux: &Linux<'_>, cpu: u32) -> Result<u64, OsiError> {
+    let table = need(
+        linux.info.task.per_cpu_offsets_addr,
+        "task.per_cpu_offsets_addr",
+        "find a CPU's per-CPU area",
+    )?;
+    let slot = linux
+        .slid(table)
+        .wrapping_add(u64::from(cpu) * linux.ptr_size());
+    Ok(linux.read_ptr(slot)?)
+}
+
+/// `task->group_leader`, or `task` itself when the offset is unknown or the link NULL.
+pub fn group_leader(linux: &Linux<'_>, task: u64) -> Result<u64, OsiError> {
+    match linux.info.task.group_leader_offset {
+        Some(off) => match linux.read_ptr_at(task, off)? {
+            0 => Ok(task),
+            leader => Ok(leader),
+        },
+        None => Ok(task),
+    }
+}
+
+/// `{ task->tgid, task->pid }`.
+pub fn thread(linux: &Linux<'_>, task: u64) -> Result<Thread, OsiError> {
+    Ok(Thread {
+        pid: linux.read_u32_at(task, linux.info.task.tgid_offset)?,
+        tid: linux.read_u32_at(task, linux.info.task.pid_offset)?,
+    })
+}
+
+/// All processes: `init_task` (pid 0), then every task on `init_task.tasks`.
+pub fn processes(linux: &Linux<'_>) -> Result<Listing<Process>, OsiError> {
+    let tasks_off = need(
+        linux.info.task.tasks_offset,
+        "task.tasks_offset",
+        "walk the task list",
+    )?;
+    let init = linux.slid(linux.info.task.init_addr);
+    let mut items = vec![process(linux, init)?];
+    let (nodes, mut incomplete) = collect(ListIter::new(linux, at(init, tasks_off), MAX_LIST));
+    for node in nodes {
+        match process(linux, container_of(node, tasks_off)) {
+            Ok(p) => items.push(p),
+            Err(OsiError::Fault(f)) => {
+                incomplete = Some(f.into());
+                break;
+            }
+            Err(OsiError::Corrupt { what, at }) => {
+                incomplete = Some(Incomplete::Corrupt { what, at });
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Listing { items, incomplete })
+}
+
+/// The task addresses of `task`'s thread group, leader first for `thread_group`.
+fn thread_tasks(linux: &Linux<'_>, task: u64) -> Result<Listing<u64>, OsiError> {
+    let t = &linux.info.task;
+    if let (Some(signal_off), Some(node_off), Some(head_off)) = (
+        t.signal_offset,
+        t.thread_node_offset,
+        linux.info.signal.thread_head_offset,
+    ) {
+        let signal = linux.read_ptr_at(task, signal_off)?;
+        if signal == 0 {
+            return Ok(Listing::complete(vec![task]));
+        }
+        let (nodes, incomplete) = collect(ListIter::new(linux, at(signal, head_off), MAX_LIST));
+        let items = nodes
+            .into_iter()
+            .map(|n| container_of(n, node_off))
+            .collect();
+        return Ok(Listing { items, incomplete });
+    }
+    let group_off = need(
+        t.thread_group_offset,
+        "task.thread_group_offset",
+        "list threads",
+    )?;
+    // A headless ring: start at the task's own node, which the walk treats as the head.
+    let (nodes, incomplete) = collect(ListIter::new(linux, at(task, group_off), MAX_LIST));
+    let mut items = vec![task];
+    items.extend(nodes.into_iter().map(|n| container_of(n, group_off)));
+    Ok(Listing { items, incomplete })
+}
+
+/// The threads of `task`'s group.
+pub fn threads(linux: &Linux<'_>, task: u64) -> Result<Listing<Thread>, OsiError> {
+    let tasks = thread_tasks(linux, task)?;
+    let mut items = Vec::with_capacity(tasks.items.len());
+    for t in tasks.items {
+        match thread(linux, t) {
+            Ok(th) => items.push(th),
+            Err(OsiError::Fault(f)) => {
+                return Ok(Listing {
+                    items,
+                    incomplete: Some(f.into()),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Listing {
+        items,
+        incomplete: tasks.incomplete,
+    })
+}
+
+/// Reads `len` bytes at `va` page by page; `None` on any fault.
+fn read_bytes(linux: &Linux<'_>, va: u64, len: u64) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok()?;
+    let mut out = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let cur = va.wrapping_add(done as u64);
+        let chunk = ((0x1000 - (cur & 0xfff)) as usize).min(len - done);
+        linux.mem.read(cur, &mut out[done..done + chunk]).ok()?;
+        done += chunk;
+    }
+    Some(out)
+}
+
+/// Splits a NUL-separated argument block into strings.
+pub fn split_argv(block: &[u8]) -> Vec<String> {
+    let block = block.strip_suffix(&[0]).unwrap_or(block);
+    if block.is_empty() {
+        return Vec::new();
+    }
+    block
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The command line of the process with `mm`, if its address space is the live one.
+fn argv(linux: &Linux<'_>, mm: u64, asid: Option<u64>) -> Option<Vec<String>> {
+    let live = linux.ctx.current_asid?;
+    // KPTI pairs each kernel PGD with a user PGD one page up: compare without that bit.
+    if (asid? ^ live) & !0x1fff != 0 {
+        return None;
+    }
+    let end_off = linux.info.mm.arg_end_offset?;
+    let start = linux.read_ptr_at(mm, linux.info.mm.arg_start_offset).ok()?;
+    let end = linux.read_ptr_at(mm, end_off).ok()?;
+    let len = end.checked_sub(start)?.min(MAX_ARGV_BYTES);
+    Some(split_argv(&read_bytes(linux, start, len)?))
+}
+
+/// `task->comm`, up to its NUL.
+pub fn comm(linux: &Linux<'_>, task: u64) -> Result<String, OsiError> {
+    let size = linux.info.task.comm_size.min(256) as usize;
+    let (bytes, _) = linux
+        .mem
+        .read_cstr(at(task, linux.info.task.comm_offset), size)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The process whose leader's `task_struct` is at `task`.
+pub fn process(linux: &Linux<'_>, task: u64) -> Result<Process, OsiError> {
+    let t = &linux.info.task;
+    let pid = linux.read_u32_at(task, t.tgid_offset)?;
+    let comm = comm(linux, task)?;
+    let ppid = t
+        .real_parent_offset
+        .or(t.parent_offset)
+        .and_then(|off| linux.read_ptr_at(task, off).ok())
+        .filter(|&p| p != 0)
+        .and_then(|parent| linux.read_u32_at(parent, t.tgid_offset).ok())
+        .unwrap_or(0);
+    let start_time = t
+        .start_time_offset
+        .and_then(|off| linux.mem.read_u64(at(task, off)).ok());
+    let cred = t
+        .real_cred_offset
+        .or(t.cred_offset)
+        .and_then(|off| linux.read_ptr_at(task, off).ok())
+        .filter(|&c| c != 0);
+    let c = &linux.info.cred;
+    let id = |off: Option<i64>| {
+        let (cred, off) = (cred?, off?);
+        linux.read_u32_at(cred, off).ok()
+    };
+    let mm = linux.read_ptr_at(task, t.mm_offset)?;
+    let kernel_thread = match t.flags_offset {
+        Some(off) => linux.read_u32_at(task, off)? & PF_KTHREAD != 0,
+        None => mm == 0,
+    };
+    let m = &linux.info.mm;
+    let (mut asid, mut brk, mut start_brk, mut args) = (None, 0, 0, None);
+    if mm != 0 {
+        asid = linux
+            .read_ptr_at(mm, m.pgd_offset)
+            .ok()
+            .map(|pgd| pgd.wrapping_sub(linux.ctx.page_offset));
+        brk = linux.read_ptr_at(mm, m.brk_offset).unwrap_or(0);
+        start_brk = linux.read_ptr_at(mm, m.start_brk_offset).unwrap_or(0);
+        args = argv(linux, mm, asid);
+    }
+    let threads = threads(linux, task)
+        .map(|l| l.items.iter().map(|th| th.tid).collect())
+        .unwrap_or_default();
+    Ok(Process {
+        pid,
+        ppid,
+        comm,
+        task,
+        asid,
+        start_time,
+        uid: id(c.uid_offset),
+        gid: id(c.gid_offset),
+        euid: id(c.euid_offset),
+        egid: id(c.egid_offset),
+        kernel_thread,
+        argv: args,
+        brk,
+        start_brk,
+        threads,
+    })
+}

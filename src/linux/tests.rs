@@ -1,0 +1,440 @@
+//! The Linux provider on synthetic kernels ([`super::testmem`]).
+
+use super::testmem::{Builder, CURRENT_TASK, INIT_TASK, MODULES, PER_CPU_BASE, ctx};
+use super::{KernelContext, Linux};
+use crate::osi::{Incomplete, Introspect, OsiError, ProcessHandle, Thread};
+
+/// init_task, then `systemd` (pid 1, with mm), `kthreadd` (2, kernel thread), `bash` (300,
+/// two threads). Returns (builder, [systemd, kthreadd, bash], bash's second thread).
+fn three_processes() -> (Builder, [u64; 3], u64) {
+    let mut b = Builder::new();
+    let mm1 = b.mm(0x1000_0000);
+    let systemd = b.process(1, "systemd", INIT_TASK, mm1);
+    let kthreadd = b.process(2, "kthreadd", INIT_TASK, 0);
+    let mm3 = b.mm(0x2000_0000);
+    b.mem.w64(mm3 + 0x110, 0x5000);
+    b.mem.w64(mm3 + 0x118, 0x9000);
+    let bash = b.process(300, "bash", systemd, mm3);
+    let t2 = b.thread(bash, 301);
+    (b, [systemd, kthreadd, bash], t2)
+}
+
+#[test]
+fn process_list() {
+    let (b, [systemd, kthreadd, bash], _) = three_processes();
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let list = linux.processes().unwrap();
+    assert!(list.is_complete(), "{:?}", list.incomplete);
+    let pids: Vec<u32> = list.items.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, vec![0, 1, 2, 300]);
+    let [swapper, p1, p2, p3] = &list.items[..] else {
+        panic!()
+    };
+    assert_eq!(swapper.comm, "swapper/0");
+    assert!(swapper.kernel_thread && swapper.asid.is_none());
+    assert_eq!(
+        (p1.task, p1.comm.as_str(), p1.ppid),
+        (systemd, "systemd", 0)
+    );
+    assert_eq!(p1.asid, Some(0x1000_0000));
+    assert!(!p1.kernel_thread);
+    assert_eq!((p2.task, p2.kernel_thread, p2.asid), (kthreadd, true, None));
+    assert_eq!((p3.task, p3.ppid, p3.comm.as_str()), (bash, 1, "bash"));
+    assert_eq!(
+        (p3.uid, p3.gid, p3.euid, p3.egid),
+        (Some(1300), Some(2300), Some(3300), Some(4300))
+    );
+    assert_eq!(
+        (p3.start_brk, p3.brk, p3.start_time),
+        (0x5000, 0x9000, Some(300_000))
+    );
+    assert_eq!(p3.threads, vec![300, 301]);
+    // argv is not read without knowing the live address space.
+    assert_eq!(p3.argv, None);
+    assert_eq!(linux.process(ProcessHandle(bash)).unwrap(), *p3);
+}
+
+#[test]
+fn threads_via_thread_group_and_thread_head() {
+    let (mut b, [_, _, bash], t2) = three_processes();
+    {
+        let linux = Linux::new(&b.mem, &b.info, ctx());
+        let threads = linux.threads(ProcessHandle(bash)).unwrap();
+        assert!(threads.is_complete());
+        assert_eq!(
+            threads.items,
+            vec![Thread { pid: 300, tid: 300 }, Thread { pid: 300, tid: 301 }]
+        );
+    }
+    // 6.7+: no thread_group; signal->thread_head links task->thread_node.
+    b.info.task.thread_group_offset = None;
+    b.info.task.signal_offset = Some(0x98);
+    b.info.task.thread_node_offset = Some(0xa0);
+    b.info.signal.thread_head_offset = Some(0x10);
+    let signal = b.alloc(0x100, 64);
+    b.list_init(signal + 0x10);
+    for t in [bash, t2] {
+        b.mem.w64(t + 0x98, signal);
+        b.list_add_tail(signal + 0x10, t + 0xa0);
+    }
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let tids: Vec<u32> = linux
+        .threads(ProcessHandle(t2))
+        .unwrap()
+        .items
+        .iter()
+        .map(|t| t.tid)
+        .collect();
+    assert_eq!(tids, vec![300, 301]);
+}
+
+#[test]
+fn current_task_and_thread() {
+    let (mut b, [_, _, bash], t2) = three_processes();
+    b.mem.w64(PER_CPU_BASE + CURRENT_TASK, t2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert_eq!(
+        linux.current_thread().unwrap(),
+        Thread { pid: 300, tid: 301 }
+    );
+    let p = linux.current_process().unwrap();
+    assert_eq!((p.pid, p.task), (300, bash));
+    let no_base = KernelContext {
+        per_cpu_base: None,
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, no_base);
+    assert!(matches!(
+        linux.current_thread(),
+        Err(OsiError::MissingContext(_))
+    ));
+}
+
+#[test]
+fn argv_only_in_the_live_address_space() {
+    let (mut b, [_, _, bash], _) = three_processes();
+    let mut raw = [0u8; 8];
+    crate::mem::GuestMemory::read(&b.mem, bash + 0x50, &mut raw).unwrap();
+    let mm = u64::from_le_bytes(raw);
+    let args = 0x7ffd_0000_0ff8u64; // crosses a page boundary
+    let block = b"/bin/bash\0-l\0";
+    b.mem.write(args, block);
+    b.mem.w64(mm + 0x100, args);
+    b.mem.w64(mm + 0x108, args + block.len() as u64);
+    // KPTI: the user PGD is one page above the kernel one.
+    let live = KernelContext {
+        current_asid: Some(0x2000_1000),
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, live);
+    let p = linux.process(ProcessHandle(bash)).unwrap();
+    assert_eq!(
+        p.argv,
+        Some(vec!["/bin/bash".to_string(), "-l".to_string()])
+    );
+    let other = KernelContext {
+        current_asid: Some(0x1000_0000),
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, other);
+    assert_eq!(linux.process(ProcessHandle(bash)).unwrap().argv, None);
+    // Unreadable user memory: no argv, no error.
+    b.mem.poison(args);
+    let linux = Linux::new(&b.mem, &b.info, live);
+    assert_eq!(linux.process(ProcessHandle(bash)).unwrap().argv, None);
+}
+
+#[test]
+fn looping_task_list_terminates_flagged() {
+    let (mut b, [systemd, kthreadd, _], _) = three_processes();
+    // bash.tasks.next → kthreadd.tasks: a cycle that never returns to init_task.
+    let bash_node = {
+        let mut raw = [0u8; 8];
+        crate::mem::GuestMemory::read(&b.mem, INIT_TASK + 0x10 + 8, &mut raw).unwrap();
+        u64::from_le_bytes(raw)
+    };
+    b.mem.w64(bash_node, kthreadd + 0x10);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let list = linux.processes().unwrap();
+    assert_eq!(list.items.len(), 4);
+    assert_eq!(list.items[1].task, systemd);
+    assert_eq!(
+        list.incomplete,
+        Some(Incomplete::Cycle {
+            at: kthreadd + 0x10
+        })
+    );
+}
+
+#[test]
+fn unreadable_task_page_gives_partial_list() {
+    let (mut b, [_, kthreadd, _], _) = three_processes();
+    b.mem.poison(kthreadd + 0x10);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let list = linux.processes().unwrap();
+    let pids: Vec<u32> = list.items.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, vec![0, 1]);
+    assert!(matches!(list.incomplete, Some(Incomplete::Fault { .. })));
+    // A NULL link is corrupt, not a crash.
+    let (mut b, [systemd, _, _], _) = three_processes();
+    b.mem.w64(systemd + 0x10, 0);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let list = linux.processes().unwrap();
+    assert_eq!(list.items.len(), 2);
+    assert!(matches!(list.incomplete, Some(Incomplete::Corrupt { .. })));
+    // No init_task at all: an error, not a listing.
+    b.info.task.init_addr = 0x1234_0000;
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert!(matches!(linux.processes(), Err(OsiError::Fault(_))));
+}
+
+/// `/` (root mount) with `/usr/lib/libc.so.6`, and a second mount on `/mnt/data` holding
+/// `notes.txt`. Returns (libc file, notes file, root vfsmount).
+fn filesystem(b: &mut Builder) -> (u64, u64, u64) {
+    let root = b.dentry("/", 0);
+    let usr = b.dentry("usr", root);
+    let lib = b.dentry("lib", usr);
+    let libc = b.dentry("libc.so.6", lib);
+    let mnt = b.dentry("mnt", root);
+    let data = b.dentry("data", mnt);
+    let root_mnt = b.mount(root, 0, root);
+    let data_root = b.dentry("/", 0);
+    let notes = b.dentry("notes.txt", data_root);
+    let data_mnt = b.mount(data_root, root_mnt, data);
+    let libc_file = b.file(libc, root_mnt, 0);
+    let notes_file = b.file(notes, data_mnt, 42);
+    (libc_file, notes_file, root_mnt)
+}
+
+#[test]
+fn paths_cross_mounts() {
+    let mut b = Builder::new();
+    let (libc, notes, root_mnt) = filesystem(&mut b);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert_eq!(
+        super::path::file_path(&linux, libc).unwrap(),
+        "/usr/lib/libc.so.6"
+    );
+    assert_eq!(
+        super::path::file_path(&linux, notes).unwrap(),
+        "/mnt/data/notes.txt"
+    );
+    let mut raw = [0u8; 8];
+    crate::mem::GuestMemory::read(&b.mem, root_mnt, &mut raw).unwrap();
+    let root = u64::from_le_bytes(raw);
+    assert_eq!(super::path::d_path(&linux, root, root_mnt).unwrap(), "/");
+}
+
+#[test]
+fn maple_tree_two_levels() {
+    let mut b = Builder::new();
+    let (libc, _, _) = filesystem(&mut b);
+    b.info.mm.mmap_offset = None;
+    b.info.vma.vm_next_offset = None;
+    b.info.mm.mm_mt_offset = Some(0x40);
+    let mm = b.mm(0x3000_0000);
+    let task = b.process(7, "maple", INIT_TASK, mm);
+    let v = [
+        b.vma(mm, 0x40_0000, 0x40_1000, 0x5, libc),
+        b.vma(mm, 0x40_1000, 0x40_3000, 0x3, 0),
+        b.vma(mm, 0x7f00_0000, 0x7f00_1000, 0x1, 0),
+        b.vma(mm, 0x7ffd_0000, 0x7ffe_0000, 0x3, 0),
+    ];
+    // Leaves: ranges with gaps (NULL slots) between the VMAs.
+    let leaf1 = b.maple_node(
+        1,
+        &[
+            (0x3f_ffff, 0),
+            (0x40_0fff, v[0]),
+            (0x40_2fff, v[1]),
+            (0x7eff_ffff, 0),
+        ],
+    );
+    let leaf2 = b.maple_node(
+        1,
+        &[(0x7f00_0fff, v[2]), (0x7ffc_ffff, 0), (0x7ffd_ffff, v[3])],
+    );
+    let root = b.maple_node(3, &[(0x7eff_ffff, leaf1), (u64::MAX, leaf2)]);
+    b.mem.w64(mm + 0x40 + 8, root | 2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let maps = linux.mappings(ProcessHandle(task)).unwrap();
+    assert!(maps.is_complete(), "{:?}", maps.incomplete);
+    let starts: Vec<u64> = maps.items.iter().map(|m| m.start).collect();
+    assert_eq!(starts, vec![0x40_0000, 0x40_1000, 0x7f00_0000, 0x7ffd_0000]);
+    assert_eq!(maps.items[0].path.as_deref(), Some("/usr/lib/libc.so.6"));
+    assert_eq!((maps.items[0].flags, maps.items[0].offset), (5, 0x2000));
+    assert_eq!(maps.items[1].path, None);
+
+    // A child pointing back at the root: a cycle, flagged, with what was read before.
+    let root_node = root & !0xff;
+    b.mem.w64(root_node + 80 + 8, root);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let maps = linux.mappings(ProcessHandle(task)).unwrap();
+    assert_eq!(maps.incomplete, Some(Incomplete::Cycle { at: root_node }));
+    assert_eq!(maps.items.len(), 2);
+    // A bad node type is corrupt, not a panic.
+    b.mem.w64(mm + 0x40 + 8, (root & !0x7f) | 7 << 3 | 2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let maps = linux.mappings(ProcessHandle(task)).unwrap();
+    assert!(matches!(maps.incomplete, Some(Incomplete::Corrupt { .. })));
+    // A single-entry root is one VMA.
+    b.mem.w64(mm + 0x40 + 8, v[3]);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert_eq!(linux.mappings(ProcessHandle(task)).unwrap().items.len(), 1);
+}
+
+#[test]
+fn vm_next_list_before_6_1() {
+    let mut b = Builder::new();
+    let mm = b.mm(0x3000_0000);
+    let task = b.process(8, "old", INIT_TASK, mm);
+    let v1 = b.vma(mm, 0x1000, 0x2000, 1, 0);
+    let v2 = b.vma(mm, 0x3000, 0x4000, 3, 0);
+    b.mem.w64(mm, v1);
+    b.mem.w64(v1 + 0x10, v2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let maps = linux.mappings(ProcessHandle(task)).unwrap();
+    assert!(maps.is_complete());
+    assert_eq!(maps.items.len(), 2);
+    b.mem.w64(v2 + 0x10, v1);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let maps = linux.mappings(ProcessHandle(task)).unwrap();
+    assert_eq!(maps.incomplete, Some(Incomplete::Cycle { at: v1 }));
+    // Kernel threads have no mappings.
+    let k = b.process(9, "kworker", INIT_TASK, 0);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert!(linux.mappings(ProcessHandle(k)).unwrap().items.is_empty());
+}
+
+#[test]
+fn file_descriptors() {
+    let mut b = Builder::new();
+    let (libc, notes, _) = filesystem(&mut b);
+    let task = b.process(10, "cat", INIT_TASK, 0);
+    let files = b.alloc(0x100, 64);
+    let fdt = files + 0x28; // the embedded fdtab
+    let array = b.alloc(8 * 4, 8);
+    b.mem.w32(fdt, 4);
+    b.mem.w64(fdt + 8, array);
+    b.mem.w64(files + 0x20, fdt);
+    b.mem.w64(array, libc);
+    b.mem.w64(array + 8 * 3, notes);
+    b.mem.w64(task + 0x80, files);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let fds = linux.fds(ProcessHandle(task)).unwrap();
+    assert!(fds.is_complete());
+    let got: Vec<(u32, Option<&str>, u64)> = fds
+        .items
+        .iter()
+        .map(|f| (f.fd, f.path.as_deref(), f.position))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, Some("/usr/lib/libc.so.6"), 0),
+            (3, Some("/mnt/data/notes.txt"), 42)
+        ]
+    );
+}
+
+#[test]
+fn modules_both_layouts() {
+    let mut b = Builder::new();
+    let m1 = b.module("e1000");
+    b.mem.w64(m1 + 0x100, 0xffff_ffff_c000_0000);
+    b.mem.w32(m1 + 0x108, 0x2_0000);
+    b.mem.w32(m1 + 0x10c, 0x1000);
+    let m2 = b.module("ext4");
+    b.mem.w64(m2 + 0x100, 0xffff_ffff_c010_0000);
+    b.mem.w32(m2 + 0x108, 0x8_0000);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let mods = linux.modules().unwrap();
+    assert!(mods.is_complete());
+    let got: Vec<(&str, u64, u64)> = mods
+        .items
+        .iter()
+        .map(|m| (m.name.as_str(), m.base, m.size))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("e1000", 0xffff_ffff_c000_0000, 0x2_1000),
+            ("ext4", 0xffff_ffff_c010_0000, 0x8_0000)
+        ]
+    );
+
+    // 6.4+: mem[7] of { base, size } at +0x140, stride 0x40.
+    let m = &mut b.info.module;
+    m.mem_offset = Some(0x140);
+    m.mem_count = Some(7);
+    m.memory_size = Some(0x40);
+    m.memory_base_offset = Some(0);
+    m.memory_size_offset = Some(8);
+    for (i, size) in [0x3000u32, 0x1000, 0x800, 0, 0x400, 0, 0]
+        .iter()
+        .enumerate()
+    {
+        let e = m1 + 0x140 + 0x40 * i as u64;
+        b.mem.w64(e, 0xffff_ffff_c020_0000 + 0x10_0000 * i as u64);
+        b.mem.w32(e + 8, *size);
+    }
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let mods = linux.modules().unwrap();
+    assert_eq!(mods.items[0].base, 0xffff_ffff_c020_0000);
+    assert_eq!(mods.items[0].size, 0x4c00);
+
+    // Missing keys are named; KASLR slides the list head.
+    b.info.vmi.modules_addr = None;
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert!(matches!(
+        linux.modules(),
+        Err(OsiError::MissingKey {
+            key: "vmi.modules_addr",
+            ..
+        })
+    ));
+    b.info.vmi.modules_addr = Some(MODULES - 0x20_0000);
+    let slid = KernelContext {
+        kaslr_slide: 0x20_0000,
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, slid);
+    assert_eq!(linux.modules().unwrap().items.len(), 2);
+}
+
+#[test]
+fn dentry_cycle_is_an_error_not_a_hang() {
+    let mut b = Builder::new();
+    let (_, _, root_mnt) = filesystem(&mut b);
+    let d1 = b.dentry("a", 0);
+    let d2 = b.dentry("b", d1);
+    b.mem.w64(d1 + 0x18, d2);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    assert!(matches!(
+        super::path::d_path(&linux, d1, root_mnt),
+        Err(OsiError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn list_walk_on_a_32_bit_guest() {
+    // Two nodes of 4-byte list_heads around a head at 0x1000.
+    let mut mem = super::testmem::SparseMemory::default();
+    for (node, next) in [(0x1000u64, 0x2000u32), (0x2000, 0x3000), (0x3000, 0x1000)] {
+        mem.w32(node, next);
+    }
+    let info = super::testmem::info();
+    let ctx32 = KernelContext {
+        pointer_width: 4,
+        page_offset: 0xc000_0000,
+        ..ctx()
+    };
+    let linux = Linux::new(&mem, &info, ctx32);
+    let (nodes, stop) = super::list::collect(super::list::ListIter::new(&linux, 0x1000, 10));
+    assert_eq!((nodes, stop), (vec![0x2000, 0x3000], None));
+    let (nodes, stop) = super::list::collect(super::list::ListIter::new(&linux, 0x1000, 1));
+    assert_eq!(
+        (nodes, stop),
+        (vec![0x2000], Some(Incomplete::Limit { max: 1 }))
+    );
+}
