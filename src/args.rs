@@ -33,6 +33,9 @@ pub struct Options {
     pub out: PathBuf,
     /// `log=`: how much the plugin says on stderr.
     pub log: log::LevelFilter,
+    /// `snapshot=`: when a process executes a program of this name, the plugin writes a
+    /// `snapshot` record (processes, threads, modules).
+    pub snapshot: String,
     /// `probe=`: a guest virtual address whose NUL-terminated string is read at every
     /// system call instruction; proves guest-memory reads work and stay stable.
     pub probe: Option<u64>,
@@ -45,6 +48,7 @@ impl Default for Options {
             group: None,
             out: PathBuf::from("vmi.jsonl"),
             log: log::LevelFilter::Warn,
+            snapshot: "vmi-snapshot".to_string(),
             probe: None,
         }
     }
@@ -106,6 +110,10 @@ impl Options {
                 "conf" if !value.is_empty() => options.conf = Some(PathBuf::from(value)),
                 "group" if !value.is_empty() => options.group = Some(value.to_string()),
                 "out" if !value.is_empty() => options.out = PathBuf::from(value),
+                "snapshot" if !value.is_empty() && !value.contains('/') => {
+                    options.snapshot = value.to_string()
+                }
+                "snapshot" => return Err(bad("a program name without '/'")),
                 "conf" | "group" | "out" => return Err(bad("a non-empty value")),
                 "log" => {
                     options.log = value
@@ -153,6 +161,7 @@ mod tests {
             "out=/tmp/x.jsonl",
             "log=debug",
             "probe=0xffffffff81e00100",
+            "snapshot=snap",
         ])
         .unwrap();
         assert_eq!(options.conf, Some(PathBuf::from("k.conf")));
@@ -160,6 +169,7 @@ mod tests {
         assert_eq!(options.out, PathBuf::from("/tmp/x.jsonl"));
         assert_eq!(options.log, log::LevelFilter::Debug);
         assert_eq!(options.probe, Some(0xffff_ffff_81e0_0100));
+        assert_eq!(options.snapshot, "snap");
     }
 
     #[test]
@@ -167,6 +177,7 @@ mod tests {
         let err = Options::parse(["colour=blue"]).unwrap_err();
         assert!(err.to_string().contains("'colour'"), "{err}");
         assert!(err.to_string().contains("conf, group, out"), "{err}");
+        assert!(Options::parse(["snapshot=/bin/x"]).is_err());
         let err = Options::parse(["log=loud"]).unwrap_err();
         assert!(err.to_string().contains("log=loud"), "{err}");
         assert_eq!(

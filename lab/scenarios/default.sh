@@ -2,15 +2,23 @@
 vmi_mark scenario default
 vmi_mark uname "$(uname -r)"
 for m in /modules/*.ko; do insmod "$m" 2>/dev/null; done
+# A long-lived process with known open files, and a multi-threaded one.
+sleep 600 </dev/null >/tmp/sleep.out 2>&1 3</init &
+bg=$!
+threads 3 &
+mt=$!
 ls -l / >/dev/null
 cat /proc/version >/dev/null
 echo hello >/tmp/hello && cat /tmp/hello >/dev/null
 # A program named vmi-snapshot asks the plugin for a snapshot (busybox just exits 127).
 ln -s /bin/busybox /bin/vmi-snapshot
-vmi-snapshot 2>/dev/null
+vmi-snapshot
 vmi_procs
 vmi_modules
-vmi_maps 1
-vmi_fds 1
+vmi_mark chosen $bg
+vmi_maps $bg
+vmi_fds $bg
+vmi_mark threaded $mt
 vmi_kallsyms linux_banner init_task entry_SYSCALL_64 _text
+kill $bg $mt
 vmi_mark end

@@ -131,16 +131,23 @@ unsafe extern "C" fn on_vcpu_init(_id: sys::qemu_plugin_id_t, _vcpu: c_uint) {
 unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_tb) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("translation callback", || {
-        plugin.on_block_translated();
         // SAFETY: `tb` is valid for the duration of this callback, and so is every
         // instruction handle obtained from it.
         unsafe {
             let n = sys::qemu_plugin_tb_n_insns(tb);
-            for i in 0..n {
+            let insn_bytes = |i: usize| {
                 let insn = sys::qemu_plugin_tb_get_insn(tb, i);
                 let mut bytes = [0u8; MAX_INSN];
                 let len = sys::qemu_plugin_insn_data(insn, bytes.as_mut_ptr().cast(), MAX_INSN);
-                let Some(hook) = plugin.hook_for(&bytes[..len.min(MAX_INSN)]) else {
+                (insn, bytes, len.min(MAX_INSN))
+            };
+            // The first two instructions identify the kernel's entry blocks.
+            let head: Vec<_> = (0..n.min(2)).map(insn_bytes).collect();
+            let head: Vec<&[u8]> = head.iter().map(|(_, b, l)| &b[..*l]).collect();
+            plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head);
+            for i in 0..n {
+                let (insn, bytes, len) = insn_bytes(i);
+                let Some(hook) = plugin.hook_for(&bytes[..len]) else {
                     continue;
                 };
                 match hook {

@@ -225,11 +225,13 @@ pub fn mapping(linux: &Linux<'_>, vma: u64) -> Result<Mapping, OsiError> {
     let start = linux.read_ptr_at(vma, v.vm_start_offset)?;
     let end = linux.read_ptr_at(vma, v.vm_end_offset)?;
     let flags = linux.read_ptr_at(vma, v.vm_flags_offset)?;
-    let offset = match v.vm_pgoff_offset {
-        Some(off) => linux.read_ptr_at(vma, off)?.wrapping_mul(4096),
-        None => 0,
-    };
     let file = linux.read_ptr_at(vma, v.vm_file_offset)?;
+    // Like /proc/<pid>/maps: the page offset means something only for file mappings
+    // (an anonymous VMA's vm_pgoff is its start page, shown there as 0).
+    let offset = match v.vm_pgoff_offset {
+        Some(off) if file != 0 => linux.read_ptr_at(vma, off)?.wrapping_mul(4096),
+        _ => 0,
+    };
     let path = if file == 0 {
         None
     } else {

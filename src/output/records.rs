@@ -11,6 +11,116 @@ pub enum Record {
     RunStart(RunStart),
     /// The last record of a run that ended normally: counters over the whole run.
     RunEnd(RunEnd),
+    /// The process tree and kernel modules at one instant.
+    Snapshot(SnapshotRecord),
+    /// The plugin can now read the guest kernel (or explains why it cannot).
+    KernelReady(KernelReady),
+}
+
+/// Body of the `kernel_ready` record: what the plugin found out about the kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReady {
+    /// The kernelinfo group in use.
+    pub group: String,
+    /// Run-time minus link-time kernel address.
+    pub kaslr_slide: String,
+    /// Start of the kernel's direct map.
+    pub page_offset: String,
+    /// Whether the banner read from the guest matches the kernelinfo; absent when the
+    /// kernelinfo has no banner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner_matches: Option<bool>,
+}
+
+/// Body of the `snapshot` record.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRecord {
+    /// Why: `exec:<name>` or `reboot`.
+    pub reason: String,
+    /// The thread that was running when the snapshot was taken (the one that asked).
+    pub current: Option<crate::osi::Thread>,
+    /// Every process (thread-group leader), idle task (pid 0) first.
+    pub processes: Vec<SnapshotProcess>,
+    /// Loaded modules, newest first (the kernel's list order).
+    pub modules: Vec<SnapshotModule>,
+    /// Walks that stopped early, each `"<what>: <why>"`; empty when all is complete.
+    pub incomplete: Vec<String>,
+}
+
+/// One process of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotProcess {
+    /// `tgid`.
+    pub pid: u32,
+    /// `real_parent->tgid`.
+    pub ppid: u32,
+    /// `comm`.
+    pub comm: String,
+    /// Address of the leader's `task_struct`.
+    pub task: String,
+    /// Physical page-table root (CR3 value); absent for kernel threads.
+    pub asid: Option<String>,
+    /// Thread ids, leader first.
+    pub threads: Vec<u32>,
+    /// Kernel thread.
+    pub kernel_thread: bool,
+    /// Start time, ns since boot.
+    pub start_time: Option<u64>,
+    /// Real user id.
+    pub uid: Option<u32>,
+    /// Real group id.
+    pub gid: Option<u32>,
+    /// Effective user id.
+    pub euid: Option<u32>,
+    /// Effective group id.
+    pub egid: Option<u32>,
+    /// Command line, when readable.
+    pub argv: Option<Vec<String>>,
+    /// `mm->brk`.
+    pub brk: String,
+    /// `mm->start_brk`.
+    pub start_brk: String,
+    /// Memory mappings (`/proc/<pid>/maps`).
+    pub maps: Vec<SnapshotMapping>,
+    /// Open file descriptors (`/proc/<pid>/fd`).
+    pub fds: Vec<SnapshotFd>,
+}
+
+/// One mapping of a snapshot process.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotMapping {
+    /// First address.
+    pub start: String,
+    /// One past the last address.
+    pub end: String,
+    /// `vm_flags`.
+    pub flags: u64,
+    /// File offset in bytes.
+    pub offset: u64,
+    /// Mapped file.
+    pub path: Option<String>,
+}
+
+/// One open file of a snapshot process.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotFd {
+    /// Descriptor number.
+    pub fd: u32,
+    /// Path, when it can be rebuilt.
+    pub path: Option<String>,
+    /// File position.
+    pub position: u64,
+}
+
+/// One kernel module of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotModule {
+    /// Name.
+    pub name: String,
+    /// Load address.
+    pub base: String,
+    /// Size in bytes, as `/proc/modules` shows it.
+    pub size: u64,
 }
 
 /// Body of the `run_start` record.
@@ -41,6 +151,8 @@ pub struct RunEnd {
     pub syscall_insns: SyscallInsnCounts,
     /// Translation blocks QEMU translated while the plugin watched.
     pub translations: u64,
+    /// `snapshot` records written.
+    pub snapshots: u64,
     /// Records that could not be written (I/O errors on the log).
     pub dropped_records: u64,
     /// What the `probe=` diagnostics saw, when requested.

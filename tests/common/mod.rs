@@ -242,6 +242,8 @@ pub struct Truth {
     pub kallsyms: BTreeMap<String, u64>,
     /// Whether the scenario reached its end marker.
     pub complete: bool,
+    /// Other marks: `@@VMI <name> <value>` (e.g. `chosen 89`).
+    pub marks: BTreeMap<String, String>,
 }
 
 impl Truth {
@@ -295,10 +297,22 @@ impl Truth {
                     }
                 }
                 "end" => t.complete = true,
-                _ => {}
+                other => {
+                    t.marks.insert(other.to_string(), body.to_string());
+                }
             }
         }
         t
+    }
+}
+
+impl Truth {
+    /// The pid a scenario marked with `vmi_mark <name> <pid>`.
+    pub fn marks(&self, name: &str) -> u32 {
+        self.marks
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no '{name}' mark on the console"))
     }
 }
 

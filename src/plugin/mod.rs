@@ -1,20 +1,31 @@
 //! The plugin's safe state and its reactions to QEMU's callbacks.
 //!
+//! [`kernel`] learns where the running kernel is; [`snapshot`] turns the Linux provider's
+//! answers into records.
+//!
 //! [`ffi`](crate) owns the QEMU entry points and calls in here with plain Rust values; this
 //! module decides what to instrument and what to record. It never sees a raw pointer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod kernel;
+pub mod snapshot;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use crate::arch::Arch;
+use crate::arch::regs::Reg;
 use crate::arch::x86::SyscallInsn;
 use crate::args::Options;
-use crate::config::KeyFile;
+use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
-use crate::output::records::{self, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
+use crate::linux::Linux;
+use crate::output::records::{self, KernelReady, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
+
 use crate::output::{JsonlSink, Record};
+use kernel::KernelView;
+use snapshot::Reason;
 
 /// Longest string the `probe=` diagnostics reads.
 const PROBE_MAX: usize = 256;
@@ -51,6 +62,9 @@ pub struct Plugin {
     syscall_insns: [AtomicU64; 3],
     translations: AtomicU64,
     probe: Option<Mutex<ProbeState>>,
+    kernel: Option<KernelView>,
+    kernel_ready: AtomicBool,
+    snapshots: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -76,10 +90,26 @@ impl Plugin {
             ))
         })?;
         log::debug!("guest architecture {arch:?}");
+        let mut kernel = None;
         if let Some(conf) = &options.conf {
             let file = KeyFile::load(conf)?;
-            if let Some(group) = &options.group {
-                file.require_group(group)?;
+            let groups = file.groups();
+            let group = match (&options.group, groups.as_slice()) {
+                (Some(group), _) => Some(group.clone()),
+                (None, [only]) => Some(only.clone()),
+                (None, _) => {
+                    log::warn!(
+                        "{} holds {} groups: pick one with group= (choosing by banner is not supported yet); introspection is off",
+                        conf.display(),
+                        groups.len()
+                    );
+                    None
+                }
+            };
+            if let Some(group) = group {
+                file.require_group(&group)?;
+                let info = KernelInfo::from_keyfile(&file, &group)?;
+                kernel = Some(KernelView::new(info, group, arch));
             }
         } else if options.group.is_some() {
             return Err(Error::Unsupported(
@@ -104,6 +134,9 @@ impl Plugin {
             syscall_insns: Default::default(),
             translations: AtomicU64::new(0),
             probe,
+            kernel,
+            kernel_ready: AtomicBool::new(false),
+            snapshots: AtomicU64::new(0),
             options,
         };
         plugin.sink.write(&Record::RunStart(RunStart {
@@ -117,7 +150,7 @@ impl Plugin {
                 .conf
                 .as_ref()
                 .map(|p| p.display().to_string()),
-            group: plugin.options.group.clone(),
+            group: plugin.kernel.as_ref().map(|k| k.group().to_string()),
         }));
         Ok(plugin)
     }
@@ -132,9 +165,13 @@ impl Plugin {
         &self.options
     }
 
-    /// Called once per translated block; counts translations.
-    pub fn on_block_translated(&self) {
+    /// Called once per translated block starting at `va` with first instructions
+    /// `insns`; counts translations and lets the kernel view spot the kernel's entry.
+    pub fn on_block_translated(&self, va: u64, insns: &[&[u8]]) {
         self.translations.fetch_add(1, Ordering::Relaxed);
+        if let Some(kernel) = &self.kernel {
+            kernel.block_translated(va, insns);
+        }
     }
 
     /// Decides, at translation time, whether the instruction with these bytes needs a
@@ -146,6 +183,12 @@ impl Plugin {
     /// A system call instruction is about to execute on a vCPU whose memory is `mem`.
     pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu) {
         self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(kernel) = &self.kernel {
+            kernel.syscall_insn_seen(kind);
+            if let Some(reason) = self.snapshot_reason(kind, cpu) {
+                self.snapshot(kernel, cpu, &reason);
+            }
+        }
         if let (Some(probe), Some(address)) = (&self.probe, self.options.probe) {
             let read = cpu.read_cstr(address, PROBE_MAX);
             let mut state = probe.lock();
@@ -165,6 +208,49 @@ impl Plugin {
         }
     }
 
+    /// Whether this system call asks for a snapshot: an `execve`/`execveat` of the
+    /// `snapshot=` program, or `reboot`.
+    fn snapshot_reason(&self, kind: SyscallInsn, cpu: &dyn Vcpu) -> Option<Reason> {
+        let nr = cpu.reg(Reg::Rax)? & 0xffff_ffff;
+        // (execve, execveat, reboot) numbers and the filename's register per ABI.
+        let (execve, execveat, reboot, file_reg, at_file_reg) = match kind {
+            SyscallInsn::Syscall => (59, 322, 169, Reg::Rdi, Reg::Rsi),
+            SyscallInsn::Int80 | SyscallInsn::Sysenter => (11, 358, 88, Reg::Rbx, Reg::Rcx),
+        };
+        let filename = match nr {
+            n if n == reboot => return Some(Reason::Reboot),
+            n if n == execve => cpu.reg(file_reg)?,
+            n if n == execveat => cpu.reg(at_file_reg)?,
+            _ => return None,
+        };
+        let (path, _) = cpu.read_cstr(filename, 4096).ok()?;
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
+        (name == self.options.snapshot.as_bytes())
+            .then(|| Reason::Exec(self.options.snapshot.clone()))
+    }
+
+    fn snapshot(&self, kernel: &KernelView, cpu: &dyn Vcpu, reason: &Reason) {
+        let ctx = match kernel.context(cpu) {
+            Ok(ctx) => ctx,
+            Err(why) => {
+                log::warn!("no snapshot ({reason:?}): {why}");
+                return;
+            }
+        };
+        if !self.kernel_ready.swap(true, Ordering::Relaxed) {
+            self.sink.write(&Record::KernelReady(KernelReady {
+                group: kernel.group().to_string(),
+                kaslr_slide: records::hex(ctx.kaslr_slide),
+                page_offset: records::hex(ctx.page_offset),
+                banner_matches: kernel.banner_matches(cpu),
+            }));
+        }
+        let linux = Linux::new(cpu, kernel.info(), ctx);
+        let record = snapshot::take(&linux, reason);
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.sink.write(&Record::Snapshot(record));
+    }
+
     /// QEMU is exiting: write `run_end` with the counters.
     pub fn on_exit(&self) {
         let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);
@@ -177,6 +263,7 @@ impl Plugin {
             syscalls: syscall_insns.syscall + syscall_insns.sysenter + syscall_insns.int80,
             syscall_insns,
             translations: self.translations.load(Ordering::Relaxed),
+            snapshots: self.snapshots.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
             probe: self.probe.as_ref().map(|p| p.lock().report.clone()),
         });

@@ -1,0 +1,217 @@
+//! What the plugin learns at run time about the running kernel before it can read its
+//! structures: the KASLR slide and the direct-map base, found once; and, per callback,
+//! the vCPU's per-CPU base and address space.
+//!
+//! The slide comes from execution, not from a memory scan: the first block QEMU
+//! translates after a user-mode system call instruction is the kernel's entry point for
+//! that instruction (`entry_SYSCALL_64`, `entry_INT80_*`, `entry_SYSENTER_*`), and the
+//! kernelinfo holds that symbol's link-time address. The banner, when the kernelinfo
+//! names it, confirms the slide.
+
+use std::cell::Cell;
+
+use once_cell::sync::OnceCell;
+
+use crate::arch::Arch;
+use crate::arch::regs::Reg;
+use crate::arch::x86::SyscallInsn;
+use crate::config::KernelInfo;
+use crate::cpu::Vcpu;
+use crate::linux::{KernelContext, Linux, task};
+
+/// x86 KASLR moves the kernel in steps of `CONFIG_PHYSICAL_ALIGN` (2 MiB on Debian).
+const KASLR_ALIGN: u64 = 0x20_0000;
+
+/// x86_64's direct map without KASLR (`__PAGE_OFFSET_BASE_L4`).
+const X86_64_PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
+
+/// i386's direct map with Debian's 3G/1G split (`CONFIG_PAGE_OFFSET`).
+const I386_PAGE_OFFSET: u64 = 0xc000_0000;
+
+/// `swapgs`: the first instruction of `entry_SYSCALL_64` (after an `endbr64` on IBT
+/// kernels); confirms that an observed block is the 64-bit entry.
+const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
+
+thread_local! {
+    /// Set by a user-mode system call instruction on this vCPU thread; the next block this
+    /// thread translates, if in the kernel, is the entry point for that instruction.
+    static AWAITING_ENTRY: Cell<Option<SyscallInsn>> = const { Cell::new(None) };
+}
+
+/// Why the kernel cannot be read yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The slide is still unknown: no system call has entered the kernel yet.
+    #[error("the KASLR slide is not known yet (no system call seen)")]
+    Slide,
+    /// The direct-map base could not be read.
+    #[error("the kernel's direct-map base (page_offset_base) is not readable here")]
+    PageOffset,
+}
+
+/// The running kernel as the plugin sees it: its description plus the facts found at
+/// run time.
+#[derive(Debug)]
+pub struct KernelView {
+    info: KernelInfo,
+    group: String,
+    arch: Arch,
+    slide: OnceCell<u64>,
+    page_offset: OnceCell<u64>,
+}
+
+impl KernelView {
+    /// A view of a kernel described by `group` of a kernelinfo file.
+    pub fn new(info: KernelInfo, group: String, arch: Arch) -> KernelView {
+        let view = KernelView {
+            info,
+            group,
+            arch,
+            slide: OnceCell::new(),
+            page_offset: OnceCell::new(),
+        };
+        if view.entry_link(SyscallInsn::Syscall).is_none()
+            && view.entry_link(SyscallInsn::Int80).is_none()
+            && view.entry_link(SyscallInsn::Sysenter).is_none()
+        {
+            // A PANDA-only group: no entry symbol to measure against, so the kernel is
+            // taken to run where it was linked (PANDA's own assumption).
+            log::info!(
+                "kernelinfo group [{}] has no vmi.entry_* addresses: assuming no KASLR",
+                view.group
+            );
+            let _ = view.slide.set(0);
+        }
+        view
+    }
+
+    /// The kernelinfo.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
+    /// The kernelinfo group's name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The slide, once known.
+    pub fn slide(&self) -> Option<u64> {
+        self.slide.get().copied()
+    }
+
+    fn entry_link(&self, kind: SyscallInsn) -> Option<u64> {
+        let v = &self.info.vmi;
+        match kind {
+            SyscallInsn::Syscall => v.entry_syscall_addr,
+            SyscallInsn::Int80 => v.entry_int80_addr,
+            SyscallInsn::Sysenter => v.entry_sysenter_addr,
+        }
+    }
+
+    /// A user-mode system call instruction of `kind` is about to run on this thread.
+    pub fn syscall_insn_seen(&self, kind: SyscallInsn) {
+        if self.slide.get().is_none() {
+            AWAITING_ENTRY.with(|a| a.set(Some(kind)));
+        }
+    }
+
+    /// This thread translates a block at `va` whose first instructions are `insns`.
+    /// Returns the slide if this block settled it.
+    pub fn block_translated(&self, va: u64, insns: &[&[u8]]) -> Option<u64> {
+        let kind = AWAITING_ENTRY.with(|a| a.take())?;
+        if self.slide.get().is_some() || !self.arch.is_kernel_address(va) {
+            return None;
+        }
+        let link = self.entry_link(kind)?;
+        let slide = va.wrapping_sub(link);
+        let aligned = slide % KASLR_ALIGN == 0;
+        let looks_right =
+            kind != SyscallInsn::Syscall || insns.iter().take(2).any(|i| *i == SWAPGS);
+        if !aligned || !looks_right {
+            log::debug!(
+                "block at {va:#x} after a {kind:?} is not the kernel entry ({link:#x}); waiting"
+            );
+            return None;
+        }
+        let _ = self.slide.set(slide);
+        log::info!("kernel entry {kind:?} at {va:#x}: KASLR slide {slide:#x}");
+        Some(slide)
+    }
+
+    /// Everything the Linux provider needs to read the kernel from `cpu` now.
+    pub fn context(&self, cpu: &dyn Vcpu) -> Result<KernelContext, NotReady> {
+        let slide = self.slide().ok_or(NotReady::Slide)?;
+        let page_offset = self.page_offset(cpu, slide)?;
+        let mut ctx = KernelContext {
+            kaslr_slide: slide,
+            per_cpu_base: None,
+            page_offset,
+            pointer_width: self.arch.pointer_size() as u8,
+            current_asid: cpu.reg(Reg::Cr3).map(|cr3| self.asid_of_cr3(cr3)),
+        };
+        ctx.per_cpu_base = match self.arch {
+            Arch::X86_64 => {
+                // In user mode the kernel's GS base waits in KERNEL_GS_BASE until swapgs.
+                let in_kernel = cpu
+                    .reg(Reg::Rip)
+                    .is_some_and(|rip| self.arch.is_kernel_address(rip));
+                cpu.reg(if in_kernel {
+                    Reg::GsBase
+                } else {
+                    Reg::KernelGsBase
+                })
+                .filter(|&b| b != 0)
+            }
+            Arch::I386 => {
+                let linux = Linux::new(cpu, &self.info, ctx);
+                task::per_cpu_base_from_table(&linux, cpu.index()).ok()
+            }
+        };
+        Ok(ctx)
+    }
+
+    /// The physical page-table root in CR3: without x86_64's PCID bits and no-flush bit,
+    /// or i386 PAE's low flag bits.
+    pub fn asid_of_cr3(&self, cr3: u64) -> u64 {
+        match self.arch {
+            Arch::X86_64 => cr3 & 0x000f_ffff_ffff_f000,
+            Arch::I386 => cr3 & !0x1f,
+        }
+    }
+
+    fn page_offset(&self, cpu: &dyn Vcpu, slide: u64) -> Result<u64, NotReady> {
+        if let Some(&p) = self.page_offset.get() {
+            return Ok(p);
+        }
+        let fixed = self.info.vmi.page_offset.unwrap_or(match self.arch {
+            Arch::X86_64 => X86_64_PAGE_OFFSET,
+            Arch::I386 => I386_PAGE_OFFSET,
+        });
+        let value = match (self.arch, self.info.vmi.page_offset_base_addr) {
+            (Arch::X86_64, Some(addr)) => cpu
+                .read_u64(addr.wrapping_add(slide))
+                .ok()
+                .filter(|&p| self.arch.is_kernel_address(p))
+                .ok_or(NotReady::PageOffset)?,
+            _ => fixed,
+        };
+        let _ = self.page_offset.set(value);
+        log::info!("kernel direct map at {value:#x}");
+        Ok(value)
+    }
+
+    /// Whether the banner at its slid address reads as the kernelinfo says; `None` when the
+    /// kernelinfo lacks the banner or it cannot be read.
+    pub fn banner_matches(&self, cpu: &dyn Vcpu) -> Option<bool> {
+        let (addr, want) = (
+            self.info.vmi.linux_banner_addr?,
+            self.info.vmi.banner.as_ref()?,
+        );
+        let slide = self.slide()?;
+        let (bytes, _) = cpu
+            .read_cstr(addr.wrapping_add(slide), want.len() + 1)
+            .ok()?;
+        Some(String::from_utf8_lossy(&bytes).trim_end() == want.trim_end())
+    }
+}

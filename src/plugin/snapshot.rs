@@ -1,0 +1,142 @@
+//! Snapshots: the whole process tree and the kernel modules at one instant, as one
+//! `snapshot` record of the event log.
+
+use crate::linux::Linux;
+use crate::osi::{Incomplete, Introspect, ProcessHandle};
+use crate::output::records::{
+    SnapshotFd, SnapshotMapping, SnapshotModule, SnapshotProcess, SnapshotRecord, hex,
+};
+
+/// Why a snapshot was taken (the record's `reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A process executed the program named by `snapshot=`.
+    Exec(String),
+    /// The guest asked to reboot or power off.
+    Reboot,
+}
+
+impl Reason {
+    fn label(&self) -> String {
+        match self {
+            Reason::Exec(name) => format!("exec:{name}"),
+            Reason::Reboot => "reboot".to_string(),
+        }
+    }
+}
+
+/// Reads processes (with threads, mappings and open files) and modules through `linux`.
+/// Walks that stop early still give what they read, and say why in `incomplete`.
+pub fn take(linux: &Linux<'_>, reason: &Reason) -> SnapshotRecord {
+    let mut incomplete = Vec::new();
+    let mut note = |what: &str, why: String| incomplete.push(format!("{what}: {why}"));
+    let mut processes = Vec::new();
+    match linux.processes() {
+        Ok(listing) => {
+            if let Some(why) = &listing.incomplete {
+                note("processes", why.to_string());
+            }
+            for p in listing.items {
+                let handle = ProcessHandle(p.task);
+                let (maps, fds) = if p.kernel_thread {
+                    (Vec::new(), Vec::new())
+                } else {
+                    let maps = match linux.mappings(handle) {
+                        Ok(l) => {
+                            flag(&mut note, p.pid, "mappings", &l.incomplete);
+                            l.items
+                                .into_iter()
+                                .map(|m| SnapshotMapping {
+                                    start: hex(m.start),
+                                    end: hex(m.end),
+                                    flags: m.flags,
+                                    offset: m.offset,
+                                    path: m.path,
+                                })
+                                .collect()
+                        }
+                        Err(e) => {
+                            note(&format!("mappings of {}", p.pid), e.to_string());
+                            Vec::new()
+                        }
+                    };
+                    let fds = match linux.fds(handle) {
+                        Ok(l) => {
+                            flag(&mut note, p.pid, "fds", &l.incomplete);
+                            l.items
+                                .into_iter()
+                                .map(|f| SnapshotFd {
+                                    fd: f.fd,
+                                    path: f.path,
+                                    position: f.position,
+                                })
+                                .collect()
+                        }
+                        Err(e) => {
+                            note(&format!("fds of {}", p.pid), e.to_string());
+                            Vec::new()
+                        }
+                    };
+                    (maps, fds)
+                };
+                processes.push(SnapshotProcess {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    comm: p.comm,
+                    task: hex(p.task),
+                    asid: p.asid.map(hex),
+                    threads: p.threads,
+                    kernel_thread: p.kernel_thread,
+                    start_time: p.start_time,
+                    uid: p.uid,
+                    gid: p.gid,
+                    euid: p.euid,
+                    egid: p.egid,
+                    argv: p.argv,
+                    brk: hex(p.brk),
+                    start_brk: hex(p.start_brk),
+                    maps,
+                    fds,
+                });
+            }
+        }
+        Err(e) => note("processes", e.to_string()),
+    }
+    let modules = match linux.modules() {
+        Ok(l) => {
+            if let Some(why) = &l.incomplete {
+                note("modules", why.to_string());
+            }
+            l.items
+                .into_iter()
+                .map(|m| SnapshotModule {
+                    name: m.name,
+                    base: hex(m.base),
+                    size: m.size,
+                })
+                .collect()
+        }
+        Err(e) => {
+            note("modules", e.to_string());
+            Vec::new()
+        }
+    };
+    SnapshotRecord {
+        reason: reason.label(),
+        current: linux.current_thread().ok(),
+        processes,
+        modules,
+        incomplete,
+    }
+}
+
+fn flag(
+    note: &mut impl FnMut(&str, String),
+    pid: u32,
+    what: &str,
+    incomplete: &Option<Incomplete>,
+) {
+    if let Some(why) = incomplete {
+        note(&format!("{what} of {pid}"), why.to_string());
+    }
+}
