@@ -1,0 +1,1 @@
+//! Tests of the system call tables, ABI, decoding, hooks and matcher.
