@@ -21,7 +21,7 @@ pub mod matcher;
 pub mod proto;
 
 pub use abi::{Abi, RawCall, Regs};
-pub use decode::{DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args};
+pub use decode::{Args, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args};
 pub use hooks::{HookCtx, SyscallHooks};
 pub use matcher::{Completed, Matcher, Outcome};
 pub use proto::ArgKind;
