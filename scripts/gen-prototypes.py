@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Generate prototypes/linux_{x64,x86}_prototypes.txt from the Linux kernel's own sources.
+
+Output format is PANDA syscalls2's, one system call per line:
+
+    <nr> <return type> <entry point>(<type> <name>, ...);
+
+Sources, in order of preference, for each entry point named in the syscall tables
+(arch/x86/entry/syscalls/syscall_64.tbl: ABIs `common` and `64`, not `x32`;
+syscall_32.tbl: ABI `i386`, the native entry point, not the `compat_` one):
+
+1. `SYSCALL_DEFINEn(name, type, arg, ...)` in the kernel's .c files: it always names
+   every argument, and is what the kernel actually compiles;
+2. the declaration in include/linux/syscalls.h (some of which leave arguments unnamed);
+3. a fallback `long sys_foo(void);`, listed in a `#` comment at the top of the file.
+
+Both are read with a tiny preprocessor that understands `#if/#ifdef/#ifndef/#elif/#else`
+over a fixed set of macros per architecture (below), so that e.g. `sys_clone`'s argument
+order follows CONFIG_CLONE_BACKWARDS on i386. Unknown conditions count as true.
+
+Table entries without an entry point or with `sys_ni_syscall` (unimplemented:
+`afs_syscall`, `tuxcall`, `_sysctl`, ...) are left out, as PANDA's files do; the kernel answers them with -ENOSYS.
+
+Usage: scripts/gen-prototypes.py [--tree DIR] [--out DIR]
+The kernel source comes from Debian's linux-source-6.12 package (bookworm-backports),
+downloaded once into ${VMI_CACHE:-$HOME/.cache/vmi}/src/ with `apt-get download`;
+only the needed files are extracted. Rerunning is cheap and gives identical output.
+Python 3.11, standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+PACKAGE = "linux-source-6.12"
+RELEASE = "bookworm-backports"
+TOP = "linux-source-6.12"
+
+# What the kernel source tree must provide (GNU tar wildcards; `*` matches `/` too).
+WANTED = [
+    f"{TOP}/arch/x86/entry/syscalls/syscall_64.tbl",
+    f"{TOP}/arch/x86/entry/syscalls/syscall_32.tbl",
+    f"{TOP}/include/linux/syscalls.h",
+    # Directories that hold SYSCALL_DEFINEs (drivers/ and sound/ hold none).
+    *(
+        f"{TOP}/{d}/*.c"
+        for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "io_uring", "block")
+    ),
+    f"{TOP}/drivers/char/random.c",  # getrandom
+]
+
+# Macros taken as defined when evaluating `#if`s, per table. From arch/x86/Kconfig and
+# arch/x86/include/asm/unistd.h of 6.12 (a typical distribution configuration).
+COMMON_DEFS = {
+    "CONFIG_X86", "CONFIG_MMU", "CONFIG_MULTIUSER", "CONFIG_FHANDLE", "CONFIG_ADVISE_SYSCALLS",
+    "CONFIG_EPOLL", "CONFIG_SIGNALFD", "CONFIG_TIMERFD", "CONFIG_EVENTFD", "CONFIG_AIO",
+    "CONFIG_IO_URING", "CONFIG_FANOTIFY", "CONFIG_INOTIFY_USER", "CONFIG_SYSVIPC",
+    "CONFIG_POSIX_MQUEUE", "CONFIG_NET", "CONFIG_KEYS", "CONFIG_BPF_SYSCALL",
+    "CONFIG_PERF_EVENTS", "CONFIG_SECCOMP", "CONFIG_MEMBARRIER", "CONFIG_RSEQ",
+    "CONFIG_FUTEX", "CONFIG_SWAP", "CONFIG_QUOTACTL", "CONFIG_USERFAULTFD",
+    "CONFIG_SECURITY_LANDLOCK", "CONFIG_CROSS_MEMORY_ATTACH", "CONFIG_KEXEC_CORE",
+    "CONFIG_KEXEC", "CONFIG_MODULES", "CONFIG_NUMA", "CONFIG_SYSFS_SYSCALL",
+    "CONFIG_COMPAT_32BIT_TIME", "CONFIG_FILE_LOCKING", "CONFIG_PRINTK", "CONFIG_MODULE_UNLOAD",
+}
+ARCH_DEFS = {
+    "x64": COMMON_DEFS | {
+        "CONFIG_X86_64", "CONFIG_64BIT", "CONFIG_KEXEC_FILE", "CONFIG_X86_USER_SHADOW_STACK",
+        "CONFIG_ARCH_HAS_PKEYS", "CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS",
+        "__ARCH_WANT_NEW_STAT", "__ARCH_WANT_OLD_READDIR", "__ARCH_WANT_OLD_STAT",
+        "__ARCH_WANT_SYS_ALARM", "__ARCH_WANT_SYS_FADVISE64", "__ARCH_WANT_SYS_GETHOSTNAME",
+        "__ARCH_WANT_SYS_GETPGRP", "__ARCH_WANT_SYS_NICE", "__ARCH_WANT_SYS_OLDUMOUNT",
+        "__ARCH_WANT_SYS_OLD_GETRLIMIT", "__ARCH_WANT_SYS_OLD_UNAME", "__ARCH_WANT_SYS_PAUSE",
+        "__ARCH_WANT_SYS_SIGNAL", "__ARCH_WANT_SYS_SIGPENDING", "__ARCH_WANT_SYS_SIGPROCMASK",
+        "__ARCH_WANT_SYS_SOCKETCALL", "__ARCH_WANT_SYS_TIME32", "__ARCH_WANT_SYS_UTIME32",
+        "__ARCH_WANT_SYS_WAITPID", "__ARCH_WANT_SYS_FORK", "__ARCH_WANT_SYS_VFORK",
+        "__ARCH_WANT_SYS_CLONE", "__ARCH_WANT_SYS_CLONE3", "__ARCH_WANT_SYS_TIME",
+        "__ARCH_WANT_SYS_UTIME", "CONFIG_X86_X32_ABI", "CONFIG_IA32_EMULATION", "CONFIG_COMPAT",
+    },
+    "x86": COMMON_DEFS | {
+        "CONFIG_X86_32", "CONFIG_CLONE_BACKWARDS", "CONFIG_UID16", "CONFIG_VM86",
+        "CONFIG_OLD_SIGSUSPEND3", "CONFIG_ARCH_SPLIT_ARG64", "CONFIG_X86_IOPL_IOPERM", "CONFIG_MODIFY_LDT_SYSCALL", "CONFIG_HAVE_UID16",
+        "CONFIG_ARCH_WANT_SYS_OLD_MMAP",
+        "__ARCH_WANT_STAT64", "__ARCH_WANT_SYS_IPC", "__ARCH_WANT_SYS_OLD_MMAP",
+        "__ARCH_WANT_SYS_OLD_SELECT", "__ARCH_WANT_SYS_TIME", "__ARCH_WANT_SYS_UTIME",
+        "__ARCH_WANT_NEW_STAT", "__ARCH_WANT_OLD_READDIR", "__ARCH_WANT_OLD_STAT",
+        "__ARCH_WANT_SYS_ALARM", "__ARCH_WANT_SYS_FADVISE64", "__ARCH_WANT_SYS_GETHOSTNAME",
+        "__ARCH_WANT_SYS_GETPGRP", "__ARCH_WANT_SYS_NICE", "__ARCH_WANT_SYS_OLDUMOUNT",
+        "__ARCH_WANT_SYS_OLD_GETRLIMIT", "__ARCH_WANT_SYS_OLD_UNAME", "__ARCH_WANT_SYS_PAUSE",
+        "__ARCH_WANT_SYS_SIGNAL", "__ARCH_WANT_SYS_SIGPENDING", "__ARCH_WANT_SYS_SIGPROCMASK",
+        "__ARCH_WANT_SYS_SOCKETCALL", "__ARCH_WANT_SYS_TIME32", "__ARCH_WANT_SYS_UTIME32",
+        "__ARCH_WANT_SYS_WAITPID", "__ARCH_WANT_SYS_FORK", "__ARCH_WANT_SYS_VFORK",
+        "__ARCH_WANT_SYS_CLONE", "__ARCH_WANT_SYS_CLONE3", "__ARCH_WANT_SYS_LLSEEK",
+    },
+}
+
+# Macros taken as undefined. Any other macro is "unknown": both branches of an `#if` on it
+# are read, and the first definition found wins (conflicts are reported).
+# CONFIG_ARCH_HAS_SYSCALL_WRAPPER is set on x86, but syscalls.h keeps its prototypes under
+# `#ifndef` it: they are still the prototypes, so it is taken as unset here.
+COMMON_UNDEFS = {
+    "CONFIG_ARCH_HAS_SYSCALL_WRAPPER", "CONFIG_CLONE_BACKWARDS2", "CONFIG_CLONE_BACKWARDS3",
+    "CONFIG_OLD_SIGSUSPEND",
+    "CONFIG_ARM", "CONFIG_ARM64", "CONFIG_MIPS", "CONFIG_PPC", "CONFIG_S390", "CONFIG_SPARC",
+}
+ARCH_UNDEFS = {
+    "x64": COMMON_UNDEFS | {
+        "CONFIG_X86_32", "CONFIG_CLONE_BACKWARDS", "CONFIG_UID16", "CONFIG_VM86",
+        "CONFIG_ARCH_SPLIT_ARG64", "__ARCH_WANT_STAT64", "__ARCH_WANT_SYS_IPC", "__ARCH_WANT_SYS_OLD_MMAP",
+        "__ARCH_WANT_SYS_OLD_SELECT", "__ARCH_WANT_SYS_LLSEEK",
+    },
+    "x86": COMMON_UNDEFS | {"CONFIG_X86_64", "CONFIG_64BIT", "CONFIG_X86_X32_ABI"},
+}
+
+TABLES = {
+    "x64": ("arch/x86/entry/syscalls/syscall_64.tbl", {"common", "64"}),
+    "x86": ("arch/x86/entry/syscalls/syscall_32.tbl", {"i386"}),
+}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("VMI_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vmi")
+    return Path(base) / "src"
+
+
+def fetch_tree() -> Path:
+    """Downloads (once) Debian's kernel source package and extracts only what we read."""
+    src = cache_dir()
+    src.mkdir(parents=True, exist_ok=True)
+    tree = src / "tree"
+    stamp = "\n".join(WANTED) + "\n"  # re-extract when the wanted list changes
+    if (tree / ".wanted").exists() and (tree / ".wanted").read_text() == stamp:
+        return tree / TOP
+    debs = sorted(src.glob(f"{PACKAGE}_*.deb"))
+    if not debs:
+        print(f"downloading {PACKAGE} from {RELEASE} into {src}", file=sys.stderr)
+        subprocess.run(["apt-get", "download", "-t", RELEASE, PACKAGE], cwd=src, check=True)
+        debs = sorted(src.glob(f"{PACKAGE}_*.deb"))
+    txz = src / "usr/src" / f"{PACKAGE}.tar.xz"
+    if not txz.exists():
+        fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(src), f"./usr/src/{PACKAGE}.tar.xz"],
+                       stdin=fsys.stdout, check=True)
+        if fsys.wait() != 0:
+            sys.exit("dpkg-deb failed")
+    tmp = src / "tree.partial"
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    tmp.mkdir()
+    subprocess.run(["tar", "-xJf", str(txz), "-C", str(tmp), "--wildcards", *WANTED], check=True)
+    (tmp / ".wanted").write_text(stamp)
+    subprocess.run(["rm", "-rf", str(tree)], check=True)
+    tmp.rename(tree)
+    return tree / TOP
+
+
+# ---------------------------------------------------------------------------------------
+# A tiny preprocessor: strips comments, joins continued lines, tracks #if conditions.
+
+def strip_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def eval_cond(expr: str, defs: set[str], undefs: set[str]) -> bool | None:
+    """Evaluates a #if expression: True/False, or None if it depends on unknown macros."""
+
+    def value(unknown: str) -> bool | None:
+        def sym(name: str) -> str:
+            return "1" if name in defs else "0" if name in undefs else unknown
+
+        e = re.sub(r"defined\s*\(\s*(\w+)\s*\)|defined\s+(\w+)",
+                   lambda m: sym(m.group(1) or m.group(2)), expr)
+        e = re.sub(r"IS_ENABLED\s*\(\s*(\w+)\s*\)", lambda m: sym(m.group(1)), e)
+        e = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: sym(m.group(0)), e)
+        e = e.replace("&&", " and ").replace("||", " or ").replace("!", " not ")
+        if not re.fullmatch(r"[01()\s]*(?:(?:and|or|not)[01()\s]*)*", e):
+            return None
+        try:
+            warnings.simplefilter("ignore", SyntaxWarning)  # `1 (0)` from function-like macros
+            return bool(eval(e, {"__builtins__": {}}, {}))  # only 0/1/and/or/not/() remain
+        except Exception:
+            return None
+
+    a, b = value("0"), value("1")
+    return a if a == b else None
+
+
+def active_text(text: str, defs: set[str], undefs: set[str]) -> str:
+    """The source with known-inactive #if branches and all directives blanked out.
+    A branch whose condition is unknown is kept, and so are the branches after it."""
+    text = strip_comments(text).replace("\\\n", " ")
+    out = []
+    # Each frame: [a branch was surely taken, an earlier branch was unknown, parent active]
+    stack: list[list[bool]] = []
+    active = True
+    for line in text.split("\n"):
+        m = re.match(r"\s*#\s*(\w+)\s*(.*)", line)
+        if m:
+            d, rest = m.group(1), m.group(2).strip()
+            word = rest.split()[0] if rest.split() else ""
+            if d in ("if", "ifdef", "ifndef", "elif"):
+                if d == "ifdef":
+                    c = True if word in defs else False if word in undefs else None
+                elif d == "ifndef":
+                    c = False if word in defs else True if word in undefs else None
+                else:
+                    c = eval_cond(rest, defs, undefs)
+                if d == "elif":
+                    if not stack:
+                        continue
+                    f = stack[-1]
+                    if f[0]:
+                        c = False
+                else:
+                    f = [False, False, active]
+                    stack.append(f)
+                active = f[2] and c is not False
+                f[0] = f[0] or (c is True and not f[1])
+                f[1] = f[1] or c is None
+            elif d == "else" and stack:
+                f = stack[-1]
+                active = f[2] and not f[0]
+                f[0] = True
+            elif d == "endif" and stack:
+                active = stack.pop()[2]
+            out.append("")
+            continue
+        out.append(line if active else "")
+    return "\n".join(out)
+
+
+def split_top(s: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in s:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [" ".join(p.split()) for p in parts]
+
+
+def find_close(text: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def norm_type(t: str) -> str:
+    t = " ".join(t.split())
+    t = re.sub(r"\s*\*\s*", " *", t).replace("* *", "**")
+    return t.strip()
+
+
+def join_arg(t: str, n: str) -> str:
+    t = norm_type(t)
+    return f"{t}{n}" if t.endswith("*") else f"{t} {n}"
+
+
+def syscall_defines(root: Path, defs: set[str], undefs: set[str]) -> dict[str, list[str]]:
+    """`name` → ["type arg", ...] from every active SYSCALL_DEFINEn(name, ...)."""
+    found: dict[str, list[str]] = {}
+    files = sorted(glob.glob(str(root / "**/*.c"), recursive=True))
+    # User-mode Linux and the tools have their own, unrelated definitions.
+    files = [f for f in files if "/arch/x86/um/" not in f and "/tools/" not in f]
+    conflicts: dict[str, set[str]] = {}
+    for path in files:
+        raw = Path(path).read_text(errors="replace")
+        if "SYSCALL_DEFINE" not in raw:
+            continue
+        text = active_text(raw, defs, undefs)
+        for m in re.finditer(r"\bSYSCALL(?:32)?_DEFINE(\d)\s*\(", text):
+            close = find_close(text, m.end() - 1)
+            if close < 0:
+                continue
+            parts = split_top(text[m.end():close])
+            n = int(m.group(1))
+            name = parts[0]
+            if len(parts) != 1 + 2 * n or not re.fullmatch(r"\w+", name):
+                continue
+            args = [join_arg(parts[1 + 2 * i], parts[2 + 2 * i]) for i in range(n)]
+            if name in found and found[name] != args:
+                conflicts.setdefault(name, set()).add(path)
+            found.setdefault(name, args)
+    for name, paths in sorted(conflicts.items()):
+        print(f"note: SYSCALL_DEFINE({name}) differs in {sorted(paths)}; kept the first", file=sys.stderr)
+    return found
+
+
+def header_decls(path: Path, defs: set[str], undefs: set[str]) -> dict[str, list[str]]:
+    """`sys_name` → ["type arg", ...] from `asmlinkage long sys_name(...);` declarations."""
+    text = active_text(path.read_text(errors="replace"), defs, undefs)
+    found: dict[str, list[str]] = {}
+    for m in re.finditer(r"\b(?:asmlinkage\s+)?long\s+(sys_\w+)\s*\(", text):
+        close = find_close(text, m.end() - 1)
+        if close < 0 or not text[close + 1:].lstrip().startswith(";"):
+            continue
+        inner = " ".join(text[m.end():close].split())
+        args = [] if inner in ("", "void") else [norm_type(a) for a in split_top(inner)]
+        found.setdefault(m.group(1), args)
+    return found
+
+
+def named(arg: str) -> bool:
+    """Whether a C parameter declaration names its parameter (`int fd`, not `int`)."""
+    last = re.split(r"[\s*]+", arg.strip())[-1]
+    return bool(last) and last not in TYPE_WORDS and not arg.rstrip().endswith("*")
+
+
+TYPE_WORDS = {
+    "int", "long", "short", "char", "unsigned", "signed", "void", "const", "__user",
+    "size_t", "u32", "u64", "__u32", "__u64", "umode_t", "pid_t", "loff_t", "off_t",
+}
+
+
+def read_table(path: Path, abis: set[str]) -> list[tuple[int, str, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if not f or f[0].startswith("#"):
+            continue
+        # `sys_ni_syscall` entries (e.g. x86_64's `_sysctl`) are unimplemented too.
+        if f[1] in abis and len(f) >= 4 and f[3] != "sys_ni_syscall":
+            rows.append((int(f[0]), f[2], f[3]))
+    return rows
+
+
+def generate(root: Path, arch: str) -> str:
+    defs = ARCH_DEFS[arch]
+    table, abis = TABLES[arch]
+    undefs = ARCH_UNDEFS[arch]
+    defines = syscall_defines(root, defs, undefs)
+    decls = header_decls(root / "include/linux/syscalls.h", defs, undefs)
+    lines, fallbacks, from_define, unnamed = [], [], [], []
+    for nr, name, entry in read_table(root / table, abis):
+        if not entry.startswith("sys_"):
+            sys.exit(f"{table}: {nr} {name}: unexpected entry point {entry}")
+        short = entry[len("sys_"):]
+        if entry in decls and all(named(a) for a in decls[entry]):
+            args = decls[entry]
+        elif short in defines:
+            args = defines[short]
+            if entry not in decls:
+                from_define.append(entry)
+        elif entry in decls:
+            args = decls[entry]
+            unnamed.append(entry)
+        else:
+            args = []
+            fallbacks.append(entry)
+        lines.append(f"{nr} long {entry}({', '.join(args) if args else 'void'});")
+    head = [
+        f"# Linux 6.12 {arch} system calls, generated by scripts/gen-prototypes.py from",
+        f"# {table} and the kernel's SYSCALL_DEFINEs / include/linux/syscalls.h.",
+        "# Do not edit: rerun the script. Format: PANDA syscalls2 prototypes.",
+        "# Prototypes come from include/linux/syscalls.h, or from SYSCALL_DEFINEn where the",
+        "# header leaves arguments unnamed or lacks the call.",
+        f"# Not in syscalls.h (from SYSCALL_DEFINEn): {' '.join(from_define) or 'none'}",
+        f"# Unnamed arguments (no SYSCALL_DEFINEn found): {' '.join(unnamed) or 'none'}",
+        f"# Fallbacks (no prototype found, arguments unknown): {' '.join(fallbacks) or 'none'}",
+    ]
+    return "\n".join(head + lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tree", type=Path, help="an extracted kernel tree (skips the download)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "prototypes")
+    a = ap.parse_args()
+    root = a.tree or fetch_tree()
+    a.out.mkdir(parents=True, exist_ok=True)
+    for arch in ("x64", "x86"):
+        out = a.out / f"linux_{arch}_prototypes.txt"
+        out.write_text(generate(root, arch))
+        print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

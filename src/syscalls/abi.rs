@@ -1,0 +1,187 @@
+//! Linux x86 system call conventions: where the number and the six arguments are, where
+//! the result is, and where the thread resumes when the call returns.
+//!
+//! | entry                        | table       | nr  | arguments 1..6                      | resumes at |
+//! |------------------------------|-------------|-----|-------------------------------------|------------|
+//! | `syscall`, 64-bit code       | `linux_x64` | rax | rdi, rsi, rdx, r10, r8, r9          | pc + 2     |
+//! | `int 0x80` (any mode)        | `linux_x86` | eax | ebx, ecx, edx, esi, edi, ebp        | pc + 2     |
+//! | `sysenter` (vDSO)            | `linux_x86` | eax | ebx, ecx, edx, esi, edi, `[ebp]`    | pc + 4     |
+//! | `syscall`, 32-bit code (vDSO)| `linux_x86` | eax | ebx, **ebp**, edx, esi, edi, `[esp]`| pc + 4     |
+//!
+//! The two fast 32-bit paths come from the vDSO's `__kernel_vsyscall`
+//! (arch/x86/entry/vdso/vdso32/system_call.S, unchanged in substance since 4.x):
+//!
+//! ```text
+//! push %ecx; push %edx; push %ebp
+//! movl %esp, %ebp; sysenter        (or: movl %ecx, %ebp; syscall)
+//! int $0x80
+//! int80_landing_pad: pop %ebp; pop %edx; pop %ecx; ret
+//! ```
+//!
+//! `sysenter` saves no user stack pointer, so the vDSO passes it in `ebp`, after pushing
+//! the real `ebp` (argument 6) there: the kernel (`do_fast_syscall_32` in
+//! arch/x86/entry/common.c, reached from `entry_SYSENTER_32` / `entry_SYSENTER_compat`)
+//! takes `regs->sp` from `ebp` and reads argument 6 with `get_user(regs->bp, regs->sp)`,
+//! i.e. from `[ebp]` (= `[esp]` at the `sysenter`). `ecx` and `edx` still hold arguments 2
+//! and 3. The 32-bit `syscall` path (AMD CPUs, `entry_SYSCALL_compat`) loses `ecx` to the
+//! return address, so the vDSO moved argument 2 to `ebp`; argument 6 is again the pushed
+//! `ebp`, at `[esp]`. Both return through `int80_landing_pad` — the vDSO places `int $0x80`
+//! (2 bytes) right after the 2-byte `sysenter`/`syscall`, so the thread resumes 4 bytes
+//! after the instruction, not 2 (the kernel sets `regs->ip` to the landing pad).
+//!
+//! `int 0x80` from 64-bit code uses the i386 table and the low 32 bits of the registers.
+//! x32 (`syscall` with bit 30 of `rax` set) is not decoded: its numbers miss the table.
+
+use crate::arch::x86::SyscallInsn;
+use crate::mem::GuestMemory;
+use serde::Serialize;
+
+use super::Profile;
+
+/// General-purpose registers at a system call instruction. On a 32-bit guest fill the
+/// low halves (`eax` in `rax`, ...) and leave `r8`..`r15` zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Regs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+}
+
+/// One of the four ways into the kernel, see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Abi {
+    /// `syscall` from 64-bit code.
+    X64Syscall,
+    /// `int 0x80`, from 32- or 64-bit code.
+    I386Int80,
+    /// `sysenter` through the vDSO.
+    I386Sysenter,
+    /// `syscall` from 32-bit (compatibility-mode) code, through the vDSO.
+    I386Syscall,
+}
+
+/// A system call as it enters the kernel: raw values, nothing decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawCall {
+    /// How it entered.
+    pub abi: Abi,
+    /// The number (`rax`, or `eax` zero-extended).
+    pub nr: u64,
+    /// Arguments 1..6, zero-extended from 32 bits for the i386 conventions.
+    pub args: [u64; 6],
+    /// Address of the system call instruction.
+    pub pc: u64,
+    /// Where the thread resumes when the call returns.
+    pub return_pc: u64,
+    /// The user stack pointer at entry.
+    pub sp: u64,
+    /// Argument 6 lives on the user stack (`sysenter`, 32-bit `syscall`) and could not be
+    /// read: `args[5]` is 0 (the kernel fails such a call with `EFAULT`).
+    pub arg6_fault: bool,
+}
+
+impl RawCall {
+    /// The table that gives [`RawCall::nr`] its meaning.
+    pub fn profile(&self) -> Profile {
+        self.abi.profile()
+    }
+}
+
+impl Abi {
+    /// The convention of an instruction; `code64` says whether the CPU runs 64-bit code
+    /// (long mode with `CS.L` set). `sysenter` from 64-bit code is not a Linux system call.
+    pub fn detect(insn: SyscallInsn, code64: bool) -> Option<Abi> {
+        match (insn, code64) {
+            (SyscallInsn::Syscall, true) => Some(Abi::X64Syscall),
+            (SyscallInsn::Syscall, false) => Some(Abi::I386Syscall),
+            (SyscallInsn::Int80, _) => Some(Abi::I386Int80),
+            (SyscallInsn::Sysenter, false) => Some(Abi::I386Sysenter),
+            (SyscallInsn::Sysenter, true) => None,
+        }
+    }
+
+    /// The table this convention indexes.
+    pub fn profile(self) -> Profile {
+        match self {
+            Abi::X64Syscall => Profile::LinuxX64,
+            _ => Profile::LinuxX86,
+        }
+    }
+
+    /// How many bytes after the instruction the thread resumes.
+    pub fn return_offset(self) -> u64 {
+        match self {
+            Abi::X64Syscall | Abi::I386Int80 => 2,
+            Abi::I386Sysenter | Abi::I386Syscall => 4,
+        }
+    }
+
+    /// Reads the number and arguments at the instruction at `regs.rip`. Only argument 6
+    /// of the fast 32-bit paths touches memory (4 bytes of user stack).
+    pub fn entry(self, regs: &Regs, mem: &dyn GuestMemory) -> RawCall {
+        let lo = |v: u64| v & 0xffff_ffff;
+        let (nr, mut args, stack_arg6) = match self {
+            Abi::X64Syscall => (
+                regs.rax,
+                [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+                None,
+            ),
+            Abi::I386Int80 => (
+                lo(regs.rax),
+                [regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp].map(lo),
+                None,
+            ),
+            Abi::I386Sysenter => (
+                lo(regs.rax),
+                [regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, 0].map(lo),
+                Some(lo(regs.rbp)),
+            ),
+            Abi::I386Syscall => (
+                lo(regs.rax),
+                [regs.rbx, regs.rbp, regs.rdx, regs.rsi, regs.rdi, 0].map(lo),
+                Some(lo(regs.rsp)),
+            ),
+        };
+        let mut arg6_fault = false;
+        if let Some(at) = stack_arg6 {
+            match mem.read_u32(at) {
+                Ok(v) => args[5] = u64::from(v),
+                Err(_) => arg6_fault = true,
+            }
+        }
+        RawCall {
+            abi: self,
+            nr,
+            args,
+            pc: regs.rip,
+            return_pc: regs.rip.wrapping_add(self.return_offset()),
+            sp: regs.rsp,
+            arg6_fault,
+        }
+    }
+
+    /// The result at the return point, signed: `rax`, or `eax` sign-extended. Values in
+    /// `-4095..=-1` are `-errno`.
+    pub fn return_value(self, regs: &Regs) -> i64 {
+        match self {
+            Abi::X64Syscall => regs.rax as i64,
+            _ => i64::from(regs.rax as u32 as i32),
+        }
+    }
+}

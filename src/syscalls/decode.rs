@@ -1,0 +1,426 @@
+//! Turning raw argument values into JSON-ready values, reading strings and buffers from
+//! guest memory, and the `syscall` record.
+//!
+//! JSON shapes of a [`DecodedArg`]:
+//!
+//! | kind                | JSON                                                         |
+//! |---------------------|--------------------------------------------------------------|
+//! | `Int`               | `0`                                                          |
+//! | `Signed`, `Fd`      | `-100`                                                       |
+//! | `Pointer`, `StructPtr` | `"0x7ffd1000"`                                            |
+//! | `CStr`              | `"/etc/passwd"`; cut at 4096 bytes: `{"str":"...","truncated":true}` |
+//! | `CStrArray`         | `["ls","-l"]`; cut: `{"strs":[...],"truncated":true}`        |
+//! | `Buffer`            | `{"ptr":"0x...","len":N,"data":"first 64 bytes, escaped"}`   |
+//! | NULL string/buffer  | `null`                                                       |
+//! | unreadable memory   | `{"ptr":"0x...","fault":true}`                               |
+//!
+//! Bytes are escaped as valid UTF-8 where they are, `\n`/`\t`/`\r`/`\\`, and `\xNN` for
+//! control characters and invalid UTF-8, so that the original bytes can be recovered.
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use super::{ArgKind, ArgSpec, Completed, Outcome, RawCall, SyscallInfo};
+use crate::mem::GuestMemory;
+
+/// Longest string read, in bytes.
+pub const MAX_STR: usize = 4096;
+/// Most buffer bytes shown.
+pub const MAX_BUF: usize = 64;
+/// Most entries of a string array (`argv`) read.
+pub const MAX_STRS: usize = 64;
+
+/// When arguments are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// At entry: output buffers (non-`const`, as `read`'s `buf`) are not read yet.
+    Enter,
+    /// At return with this result: output buffers are read, `min(result, length)` bytes.
+    Return(i64),
+}
+
+/// One decoded argument. See the module documentation for its JSON form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodedArg {
+    /// An unsigned integer.
+    Unsigned(u64),
+    /// A signed integer (also file descriptors).
+    Signed(i64),
+    /// A pointer not followed.
+    Pointer(u64),
+    /// A NULL pointer where a string, string array or buffer was expected.
+    Null,
+    /// A string.
+    Str {
+        /// Its bytes, escaped.
+        text: String,
+        /// Cut at [`MAX_STR`] bytes.
+        truncated: bool,
+    },
+    /// A NULL-terminated array of strings.
+    StrArray {
+        /// The strings, escaped.
+        items: Vec<String>,
+        /// Cut at [`MAX_STRS`] entries.
+        truncated: bool,
+    },
+    /// A buffer and its length argument.
+    Buffer {
+        /// Its address.
+        ptr: u64,
+        /// The length argument (or, at return of an output buffer, still the argument:
+        /// the record's `ret` says how much was transferred).
+        len: u64,
+        /// The first bytes, escaped; `None` when not read (an output buffer at entry, or
+        /// a failed call).
+        data: Option<String>,
+    },
+    /// The memory at `ptr` could not be read.
+    Fault {
+        /// The pointer.
+        ptr: u64,
+    },
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+impl Serialize for DecodedArg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DecodedArg::Unsigned(v) => s.serialize_u64(*v),
+            DecodedArg::Signed(v) => s.serialize_i64(*v),
+            DecodedArg::Pointer(p) => s.serialize_str(&hex(*p)),
+            DecodedArg::Null => s.serialize_none(),
+            DecodedArg::Str {
+                text,
+                truncated: false,
+            } => s.serialize_str(text),
+            DecodedArg::Str { text, .. } => {
+                let mut m = s.serialize_struct("Str", 2)?;
+                m.serialize_field("str", text)?;
+                m.serialize_field("truncated", &true)?;
+                m.end()
+            }
+            DecodedArg::StrArray {
+                items,
+                truncated: false,
+            } => items.serialize(s),
+            DecodedArg::StrArray { items, .. } => {
+                let mut m = s.serialize_struct("StrArray", 2)?;
+                m.serialize_field("strs", items)?;
+                m.serialize_field("truncated", &true)?;
+                m.end()
+            }
+            DecodedArg::Buffer { ptr, len, data } => {
+                let mut m = s.serialize_struct("Buffer", 3)?;
+                m.serialize_field("ptr", &hex(*ptr))?;
+                m.serialize_field("len", len)?;
+                if let Some(d) = data {
+                    m.serialize_field("data", d)?;
+                }
+                m.end()
+            }
+            DecodedArg::Fault { ptr } => {
+                let mut m = s.serialize_struct("Fault", 2)?;
+                m.serialize_field("ptr", &hex(*ptr))?;
+                m.serialize_field("fault", &true)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// Escapes bytes for JSON text: UTF-8 kept, control bytes and invalid UTF-8 as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `v` cut to its low `bits` bits.
+pub fn mask(v: u64, bits: u8) -> u64 {
+    if bits >= 64 {
+        v
+    } else {
+        v & ((1u64 << bits) - 1)
+    }
+}
+
+/// `v`'s low `bits` bits, sign-extended.
+pub fn sext(v: u64, bits: u8) -> i64 {
+    if bits >= 64 || bits == 0 {
+        v as i64
+    } else {
+        let shift = 64 - u32::from(bits);
+        ((v << shift) as i64) >> shift
+    }
+}
+
+/// The integer value of argument `spec` from its raw register value.
+pub fn int_value(spec: &ArgSpec, raw: u64) -> DecodedArg {
+    if spec.kind.is_signed() {
+        DecodedArg::Signed(sext(raw, spec.bits))
+    } else {
+        DecodedArg::Unsigned(mask(raw, spec.bits))
+    }
+}
+
+fn read_str(mem: &dyn GuestMemory, ptr: u64) -> Result<(String, bool), u64> {
+    mem.read_cstr(ptr, MAX_STR)
+        .map(|(b, cut)| (escape(&b), cut))
+        .map_err(|f| f.va)
+}
+
+/// Decodes argument `i` of `info` from the raw values `args`. `word_bits` is the
+/// profile's pointer width; `when` says whether output buffers can be read yet.
+pub fn decode_arg(
+    info: &SyscallInfo,
+    i: usize,
+    args: &[u64; 6],
+    word_bits: u8,
+    mem: &dyn GuestMemory,
+    when: When,
+) -> DecodedArg {
+    let spec = &info.args[i];
+    let raw = args[i];
+    let ptr = mask(raw, word_bits);
+    match spec.kind {
+        ArgKind::Int | ArgKind::Signed | ArgKind::Fd => int_value(spec, raw),
+        ArgKind::Pointer | ArgKind::StructPtr => DecodedArg::Pointer(ptr),
+        _ if ptr == 0 => DecodedArg::Null,
+        ArgKind::CStr => match read_str(mem, ptr) {
+            Ok((text, truncated)) => DecodedArg::Str { text, truncated },
+            Err(_) => DecodedArg::Fault { ptr },
+        },
+        ArgKind::CStrArray => {
+            let step = u64::from(word_bits / 8);
+            let mut items = Vec::new();
+            for n in 0..=MAX_STRS as u64 {
+                let at = ptr.wrapping_add(n * step);
+                let p = if word_bits == 64 {
+                    mem.read_u64(at)
+                } else {
+                    mem.read_u32(at).map(u64::from)
+                };
+                let Ok(p) = p else {
+                    if n == 0 {
+                        return DecodedArg::Fault { ptr };
+                    }
+                    break;
+                };
+                if p == 0 {
+                    return DecodedArg::StrArray {
+                        items,
+                        truncated: false,
+                    };
+                }
+                if n as usize == MAX_STRS {
+                    break;
+                }
+                items.push(match read_str(mem, p) {
+                    Ok((s, _)) => s,
+                    Err(_) => format!("<unreadable {p:#x}>"),
+                });
+            }
+            DecodedArg::StrArray {
+                items,
+                truncated: true,
+            }
+        }
+        ArgKind::Buffer { len_arg } => {
+            let l = usize::from(len_arg);
+            let len = info
+                .args
+                .get(l)
+                .map_or(args[l.min(5)], |s| mask(args[l.min(5)], s.bits));
+            let output = !spec.ctype.starts_with("const ");
+            let avail = match (output, when) {
+                (true, When::Enter) => None,
+                (true, When::Return(r)) if r < 0 => None,
+                (true, When::Return(r)) => Some(len.min(r as u64)),
+                (false, _) => Some(len),
+            };
+            let data = match avail {
+                None => None,
+                Some(n) => {
+                    let mut buf = vec![0u8; (n as usize).min(MAX_BUF)];
+                    if mem.read(ptr, &mut buf).is_err() {
+                        return DecodedArg::Fault { ptr };
+                    }
+                    Some(escape(&buf))
+                }
+            };
+            DecodedArg::Buffer { ptr, len, data }
+        }
+    }
+}
+
+/// Arguments by prototype name, in prototype order; serialises as a JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args(pub Vec<(&'static str, DecodedArg)>);
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Args {
+    /// The argument called `name`.
+    pub fn get(&self, name: &str) -> Option<&DecodedArg> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// At return: reads the output buffers that could not be read at entry.
+    pub fn finish(&mut self, info: &SyscallInfo, call: &RawCall, mem: &dyn GuestMemory, ret: i64) {
+        let bits = call.profile().word_bits();
+        for (i, spec) in info.args.iter().enumerate() {
+            if matches!(spec.kind, ArgKind::Buffer { .. })
+                && !spec.ctype.starts_with("const ")
+                && let Some(slot) = self.0.get_mut(i)
+            {
+                slot.1 = decode_arg(info, i, &call.args, bits, mem, When::Return(ret));
+            }
+        }
+    }
+}
+
+const UNKNOWN_NAMES: [&str; 6] = ["arg0", "arg1", "arg2", "arg3", "arg4", "arg5"];
+
+/// Decodes every argument of `call`. A number the table does not know gives six raw
+/// unsigned values `arg0`..`arg5`.
+pub fn decode_args(
+    info: Option<&SyscallInfo>,
+    call: &RawCall,
+    mem: &dyn GuestMemory,
+    when: When,
+) -> Args {
+    let bits = call.profile().word_bits();
+    match info {
+        Some(info) => Args(
+            (0..info.args.len())
+                .map(|i| {
+                    (
+                        info.args[i].name,
+                        decode_arg(info, i, &call.args, bits, mem, when),
+                    )
+                })
+                .collect(),
+        ),
+        None => Args(
+            UNKNOWN_NAMES
+                .iter()
+                .zip(call.args)
+                .map(|(n, v)| (*n, DecodedArg::Unsigned(mask(v, bits))))
+                .collect(),
+        ),
+    }
+}
+
+/// Who made a call, as the OS introspection layer reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ThreadInfo {
+    /// Process id (the kernel's `tgid`).
+    pub pid: u32,
+    /// Thread id (the kernel's `pid`).
+    pub tid: u32,
+    /// `task->comm`.
+    pub comm: String,
+}
+
+/// The `{"type":"syscall",...}` record of one completed call.
+///
+/// `{"type":"syscall","pid":1,"tid":1,"comm":"cat","nr":257,"name":"openat",
+///   "args":{"dfd":-100,"filename":"/etc/passwd","flags":0,"mode":0},"ret":3}`
+///
+/// `name` is `null` for a number the table does not know. `ret` is `null` when no return
+/// was seen; `outcome` then says why (`no_return`, `exec`, `abandoned`) and is absent
+/// otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallRecord {
+    /// Who.
+    pub thread: ThreadInfo,
+    /// The number.
+    pub nr: u64,
+    /// The name, if the table knows the number.
+    pub name: Option<&'static str>,
+    /// The decoded arguments.
+    pub args: Args,
+    /// The result, if a return was seen.
+    pub ret: Option<i64>,
+    /// Why there is no result.
+    pub outcome: Option<&'static str>,
+}
+
+impl SyscallRecord {
+    /// The record of a completed call whose arguments were decoded at entry (`args`);
+    /// output buffers are read now if it returned.
+    pub fn new<K, P>(
+        thread: ThreadInfo,
+        done: &Completed<K, P>,
+        mut args: Args,
+        mem: &dyn GuestMemory,
+    ) -> SyscallRecord {
+        let info = done.call.profile().lookup(done.call.nr);
+        let (ret, outcome) = match done.outcome {
+            Outcome::Returned(r) => {
+                if let Some(info) = info {
+                    args.finish(info, &done.call, mem, r);
+                }
+                (Some(r), None)
+            }
+            Outcome::NoReturn => (None, Some("no_return")),
+            Outcome::Exec => (None, Some("exec")),
+            Outcome::Abandoned => (None, Some("abandoned")),
+        };
+        SyscallRecord {
+            thread,
+            nr: done.call.nr,
+            name: info.map(|i| i.name),
+            args,
+            ret,
+            outcome,
+        }
+    }
+}
+
+impl Serialize for SyscallRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = 9 + usize::from(self.outcome.is_some());
+        let mut m = s.serialize_struct("SyscallRecord", n)?;
+        m.serialize_field("type", "syscall")?;
+        m.serialize_field("pid", &self.thread.pid)?;
+        m.serialize_field("tid", &self.thread.tid)?;
+        m.serialize_field("comm", &self.thread.comm)?;
+        m.serialize_field("nr", &self.nr)?;
+        m.serialize_field("name", &self.name)?;
+        m.serialize_field("args", &self.args)?;
+        m.serialize_field("ret", &self.ret)?;
+        if let Some(o) = self.outcome {
+            m.serialize_field("outcome", o)?;
+        }
+        m.end()
+    }
+}

@@ -1,0 +1,170 @@
+//! System calls: the tables generated from `prototypes/*.txt`, the per-architecture
+//! calling conventions, argument decoding, typed hooks, and entry/return matching.
+//!
+//! How the plugin uses it, per system call instruction it sees:
+//!
+//! 1. [`Abi::detect`] from the instruction kind and the CPU mode, then
+//!    [`Abi::entry`] on a [`Regs`] snapshot → a [`RawCall`] (number, 6 arguments, pc);
+//! 2. [`Matcher::enter`] with the thread's identity → possibly a [`Completed`] call (one
+//!    that will never return, or an older one this thread abandoned);
+//! 3. [`SyscallHooks::enter`] runs user hooks;
+//! 4. when the thread reaches [`RawCall::return_pc`], [`Matcher::ret`] with
+//!    [`Abi::return_value`] → the [`Completed`] call; [`SyscallHooks::ret`] runs hooks and
+//!    [`SyscallRecord::new`] makes the JSON record.
+
+#![deny(unsafe_code)]
+
+pub mod abi;
+pub mod decode;
+pub mod hooks;
+pub mod matcher;
+pub mod proto;
+
+pub use abi::{Abi, RawCall, Regs};
+pub use decode::{Args, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args};
+pub use hooks::{HookCtx, SyscallHooks};
+pub use matcher::{Completed, Matcher, Outcome};
+pub use proto::ArgKind;
+
+use serde::Serialize;
+
+/// One argument of a system call, as its prototype declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// The parameter name (`filename`), `argN` if the prototype left it unnamed.
+    pub name: &'static str,
+    /// The C type (`const char __user *`).
+    pub ctype: &'static str,
+    /// How the raw value is interpreted.
+    pub kind: ArgKind,
+    /// Width of the value in bits: the kernel truncates the register to the C type
+    /// (`int` → 32 bits) and never takes more than one register per argument on x86.
+    pub bits: u8,
+}
+
+/// One system call of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallInfo {
+    /// The number in this profile.
+    pub nr: u32,
+    /// The name records and hooks use: the kernel function without `sys_` (`openat`,
+    /// `newstat`, `ia32_pread64`, `time32`).
+    pub name: &'static str,
+    /// The kernel function (`sys_openat`).
+    pub func: &'static str,
+    /// The arguments, at most 6.
+    pub args: &'static [ArgSpec],
+}
+
+/// Shorthand used by the generated tables.
+const fn a(name: &'static str, ctype: &'static str, kind: ArgKind, bits: u8) -> ArgSpec {
+    ArgSpec {
+        name,
+        ctype,
+        kind,
+        bits,
+    }
+}
+
+mod generated {
+    use super::*;
+    use std::sync::Arc;
+
+    use super::hooks::Phase;
+
+    include!(concat!(env!("OUT_DIR"), "/syscalls_gen.rs"));
+}
+
+/// A system call table: which numbers mean what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Linux x86_64, the `syscall` instruction (64-bit processes).
+    LinuxX64,
+    /// Linux i386: a 32-bit kernel, or a 32-bit process on a 64-bit kernel (`int 0x80`,
+    /// `sysenter`, or `syscall` from compatibility mode).
+    LinuxX86,
+}
+
+impl Profile {
+    /// Every profile, in a fixed order (see [`Profile::index`]).
+    pub const ALL: [Profile; 2] = [Profile::LinuxX64, Profile::LinuxX86];
+
+    /// PANDA's name for it: `linux_x64`, `linux_x86`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::LinuxX64 => "linux_x64",
+            Profile::LinuxX86 => "linux_x86",
+        }
+    }
+
+    /// The inverse of [`Profile::name`].
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// A small stable index.
+    pub fn index(self) -> usize {
+        match self {
+            Profile::LinuxX64 => 0,
+            Profile::LinuxX86 => 1,
+        }
+    }
+
+    /// Width of a register (and so of a `long` or a pointer) in bits.
+    pub fn word_bits(self) -> u8 {
+        match self {
+            Profile::LinuxX64 => 64,
+            Profile::LinuxX86 => 32,
+        }
+    }
+
+    /// The whole table, indexed by number; `None` where no system call is defined.
+    pub fn table(self) -> &'static [Option<SyscallInfo>] {
+        match self {
+            Profile::LinuxX64 => &generated::LINUX_X64,
+            Profile::LinuxX86 => &generated::LINUX_X86,
+        }
+    }
+
+    /// The system call with number `nr`, if there is one.
+    pub fn lookup(self, nr: u64) -> Option<&'static SyscallInfo> {
+        self.table().get(usize::try_from(nr).ok()?)?.as_ref()
+    }
+
+    /// The system call called `name` (`openat`), if there is one.
+    pub fn by_name(self, name: &str) -> Option<&'static SyscallInfo> {
+        self.table().iter().flatten().find(|s| s.name == name)
+    }
+
+    /// Every defined system call, by increasing number.
+    pub fn iter(self) -> impl Iterator<Item = &'static SyscallInfo> {
+        self.table().iter().flatten()
+    }
+}
+
+impl SyscallInfo {
+    /// The argument called `name`, with its index.
+    pub fn arg(&self, name: &str) -> Option<(usize, &'static ArgSpec)> {
+        self.args.iter().enumerate().find(|(_, a)| a.name == name)
+    }
+
+    /// Whether a thread never comes back from this call to the instruction after it:
+    /// `exit`, `exit_group` (the thread ends), `rt_sigreturn`, `sigreturn` (it resumes the
+    /// interrupted code). A successful `execve` does not return either, but a failed one
+    /// does; see [`SyscallInfo::is_exec`].
+    pub fn never_returns(&self) -> bool {
+        matches!(
+            self.name,
+            "exit" | "exit_group" | "rt_sigreturn" | "sigreturn"
+        )
+    }
+
+    /// `execve` or `execveat`: no return when it succeeds, an error return when not.
+    pub fn is_exec(&self) -> bool {
+        matches!(self.name, "execve" | "execveat")
+    }
+}
+
+#[cfg(test)]
+mod tests;
