@@ -33,6 +33,8 @@ pub struct Options {
     pub out: PathBuf,
     /// `log=`: how much the plugin says on stderr.
     pub log: log::LevelFilter,
+    /// `syscalls=`: which system calls become `syscall` records.
+    pub syscalls: SyscallFilter,
     /// `snapshot=`: when a process executes a program of this name, the plugin writes a
     /// `snapshot` record (processes, threads, modules).
     pub snapshot: String,
@@ -49,6 +51,7 @@ impl Default for Options {
             out: PathBuf::from("vmi.jsonl"),
             log: log::LevelFilter::Warn,
             snapshot: "vmi-snapshot".to_string(),
+            syscalls: SyscallFilter::All,
             probe: None,
         }
     }
@@ -110,6 +113,7 @@ impl Options {
                 "conf" if !value.is_empty() => options.conf = Some(PathBuf::from(value)),
                 "group" if !value.is_empty() => options.group = Some(value.to_string()),
                 "out" if !value.is_empty() => options.out = PathBuf::from(value),
+                "syscalls" => options.syscalls = SyscallFilter::parse(value).map_err(&bad)?,
                 "snapshot" if !value.is_empty() && !value.contains('/') => {
                     options.snapshot = value.to_string()
                 }
@@ -130,6 +134,50 @@ impl Options {
             }
         }
         Ok(options)
+    }
+}
+
+/// Which system calls the plugin logs (it follows all of them regardless, for process
+/// events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyscallFilter {
+    /// Every call.
+    All,
+    /// None.
+    None,
+    /// Only these names (as the prototype tables name them, e.g. `openat`).
+    Names(Vec<String>),
+}
+
+impl SyscallFilter {
+    fn parse(value: &str) -> Result<SyscallFilter, &'static str> {
+        const EXPECTED: &str = "all, none, or ':'-separated system call names known to the tables";
+        match value {
+            "all" => Ok(SyscallFilter::All),
+            "none" => Ok(SyscallFilter::None),
+            _ => {
+                let names: Vec<String> = value.split(':').map(str::to_string).collect();
+                let known = |n: &str| {
+                    crate::syscalls::Profile::ALL
+                        .iter()
+                        .any(|p| p.by_name(n).is_some())
+                };
+                if names.iter().all(|n| !n.is_empty() && known(n)) {
+                    Ok(SyscallFilter::Names(names))
+                } else {
+                    Err(EXPECTED)
+                }
+            }
+        }
+    }
+
+    /// Whether calls named `name` are logged.
+    pub fn logs(&self, name: Option<&str>) -> bool {
+        match self {
+            SyscallFilter::All => true,
+            SyscallFilter::None => false,
+            SyscallFilter::Names(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
+        }
     }
 }
 
@@ -178,6 +226,15 @@ mod tests {
         assert!(err.to_string().contains("'colour'"), "{err}");
         assert!(err.to_string().contains("conf, group, out"), "{err}");
         assert!(Options::parse(["snapshot=/bin/x"]).is_err());
+        assert!(Options::parse(["syscalls=openat:nosuchcall"]).is_err());
+        let f = Options::parse(["syscalls=openat:execve"]).unwrap().syscalls;
+        assert!(f.logs(Some("openat")) && !f.logs(Some("read")) && !f.logs(None));
+        assert!(
+            !Options::parse(["syscalls=none"])
+                .unwrap()
+                .syscalls
+                .logs(Some("read"))
+        );
         let err = Options::parse(["log=loud"]).unwrap_err();
         assert!(err.to_string().contains("log=loud"), "{err}");
         assert_eq!(

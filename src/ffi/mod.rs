@@ -13,7 +13,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use once_cell::sync::OnceCell;
 use qemu_plugin_sys as sys;
 
-use crate::arch::x86::SyscallInsn;
 use crate::plugin::{Hook, MachineInfo, Plugin};
 
 use memory::QemuCpu;
@@ -147,30 +146,38 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
             plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head);
             for i in 0..n {
                 let (insn, bytes, len) = insn_bytes(i);
-                let Some(hook) = plugin.hook_for(&bytes[..len]) else {
+                let va = sys::qemu_plugin_insn_vaddr(insn);
+                // Translation runs on the vCPU thread, so its memory can be read here.
+                let code = QemuCpu::current(0);
+                let Some(hook) = plugin.hook_for(va, &bytes[..len], i == 0, &code) else {
                     continue;
                 };
-                match hook {
-                    Hook::SyscallInsn(kind) => sys::qemu_plugin_register_vcpu_insn_exec_cb(
-                        insn,
-                        Some(on_syscall_insn),
-                        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
-                        // The kind travels as the user-data word itself: nothing is
-                        // allocated, so nothing leaks when QEMU retranslates.
-                        kind.index() as *mut c_void,
-                    ),
-                }
+                let Some(word) = hook.pack(va) else {
+                    log::debug!("{hook:?} at {va:#x} cannot be instrumented");
+                    continue;
+                };
+                sys::qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn,
+                    Some(on_hook),
+                    sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                    // The hook and address travel as the user-data word itself: nothing
+                    // is allocated, so nothing leaks when QEMU retranslates.
+                    word as usize as *mut c_void,
+                );
             }
         }
     });
 }
 
-/// A system call instruction is executing.
-unsafe extern "C" fn on_syscall_insn(vcpu: c_uint, userdata: *mut c_void) {
+/// An instrumented instruction is executing.
+unsafe extern "C" fn on_hook(vcpu: c_uint, userdata: *mut c_void) {
     let Some(plugin) = PLUGIN.get() else { return };
-    guarded("system call callback", || {
-        if let Some(kind) = SyscallInsn::from_index(userdata as usize) {
-            plugin.on_syscall_insn(kind, &QemuCpu::current(vcpu));
+    guarded("instruction callback", || {
+        let cpu = QemuCpu::current(vcpu);
+        match Hook::unpack(userdata as usize as u64) {
+            Some((Hook::SyscallInsn(kind), pc)) => plugin.on_syscall_insn(kind, &cpu, pc),
+            Some((Hook::ReturnPoint, pc)) => plugin.on_return_point(&cpu, pc),
+            None => {}
         }
     });
 }

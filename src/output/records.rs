@@ -153,6 +153,8 @@ pub struct RunEnd {
     pub translations: u64,
     /// `snapshot` records written.
     pub snapshots: u64,
+    /// `syscall` records written.
+    pub syscall_records: u64,
     /// Records that could not be written (I/O errors on the log).
     pub dropped_records: u64,
     /// What the `probe=` diagnostics saw, when requested.

@@ -8,6 +8,7 @@
 
 pub mod kernel;
 pub mod snapshot;
+pub mod tracer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -21,11 +22,13 @@ use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
 use crate::linux::Linux;
+use crate::mem::GuestMemory;
 use crate::output::records::{self, KernelReady, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
 
 use crate::output::{JsonlSink, Record};
 use kernel::KernelView;
 use snapshot::Reason;
+use tracer::Tracer;
 
 /// Longest string the `probe=` diagnostics reads.
 const PROBE_MAX: usize = 256;
@@ -48,6 +51,36 @@ pub struct MachineInfo {
 pub enum Hook {
     /// Call [`Plugin::on_syscall_insn`] each time this system call instruction runs.
     SyscallInsn(SyscallInsn),
+    /// Call [`Plugin::on_return_point`]: a system call may return here.
+    ReturnPoint,
+}
+
+/// Bits of [`Hook::pack`]'s word that hold the hook; the address sits above them.
+const HOOK_BITS: u32 = 3;
+
+impl Hook {
+    /// Packs the hook and the instruction's address into one word, so that both travel as
+    /// a callback's user data (nothing is allocated per translation, and the callback
+    /// knows the exact address: QEMU's `rip` is only synced at block boundaries). `None`
+    /// for an address too high to pack (no user-space address is).
+    pub fn pack(self, va: u64) -> Option<u64> {
+        let code = match self {
+            Hook::SyscallInsn(kind) => kind.index() as u64,
+            Hook::ReturnPoint => SyscallInsn::ALL.len() as u64,
+        };
+        (va >> (64 - HOOK_BITS) == 0).then_some(va << HOOK_BITS | code)
+    }
+
+    /// The inverse of [`Hook::pack`]: the hook and the address.
+    pub fn unpack(word: u64) -> Option<(Hook, u64)> {
+        let code = (word & ((1 << HOOK_BITS) - 1)) as usize;
+        let hook = match SyscallInsn::from_index(code) {
+            Some(kind) => Hook::SyscallInsn(kind),
+            None if code == SyscallInsn::ALL.len() => Hook::ReturnPoint,
+            None => return None,
+        };
+        Some((hook, word >> HOOK_BITS))
+    }
 }
 
 /// The plugin: options, output, counters. Shared by all vCPU threads, so every field is
@@ -63,8 +96,10 @@ pub struct Plugin {
     translations: AtomicU64,
     probe: Option<Mutex<ProbeState>>,
     kernel: Option<KernelView>,
+    tracer: Tracer,
     kernel_ready: AtomicBool,
     snapshots: AtomicU64,
+    syscall_records: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -135,8 +170,10 @@ impl Plugin {
             translations: AtomicU64::new(0),
             probe,
             kernel,
+            tracer: Tracer::new(arch, options.syscalls.clone()),
             kernel_ready: AtomicBool::new(false),
             snapshots: AtomicU64::new(0),
+            syscall_records: AtomicU64::new(0),
             options,
         };
         plugin.sink.write(&Record::RunStart(RunStart {
@@ -174,14 +211,114 @@ impl Plugin {
         }
     }
 
-    /// Decides, at translation time, whether the instruction with these bytes needs a
-    /// callback. Everything that returns `None` runs at full speed.
-    pub fn hook_for(&self, insn: &[u8]) -> Option<Hook> {
-        SyscallInsn::classify(insn).map(Hook::SyscallInsn)
+    /// Decides, at translation time, whether the instruction at `va` with these bytes
+    /// needs a callback; `first` says it starts its block, and `mem` reads the code
+    /// around it. Everything that returns `None` runs at full speed.
+    ///
+    /// A block is a return point when a call announced it, or when the bytes just before
+    /// it are a system call instruction (QEMU ends a block at each of them, so the thread
+    /// resumes at the start of a block): the latter also covers code first translated
+    /// before any call through it was seen.
+    pub fn hook_for(
+        &self,
+        va: u64,
+        insn: &[u8],
+        first: bool,
+        mem: &dyn GuestMemory,
+    ) -> Option<Hook> {
+        if let Some(kind) = SyscallInsn::classify(insn) {
+            return Some(Hook::SyscallInsn(kind));
+        }
+        if !first || self.arch.is_kernel_address(va) {
+            return None;
+        }
+        if self.tracer.is_return_pc(va) {
+            return Some(Hook::ReturnPoint);
+        }
+        let mut before = [0u8; 4];
+        let after_syscall = mem.read(va.wrapping_sub(2), &mut before[2..]).is_ok()
+            && SyscallInsn::classify(&before[2..]).is_some_and(|k| k != SyscallInsn::Sysenter);
+        // The vDSO's fast paths resume after `sysenter; int $0x80` (or `syscall; int $0x80`).
+        let mut after_fast_path = || {
+            mem.read(va.wrapping_sub(4), &mut before).is_ok()
+                && before[2..] == [0xcd, 0x80]
+                && matches!(
+                    SyscallInsn::classify(&before[..2]),
+                    Some(SyscallInsn::Sysenter | SyscallInsn::Syscall)
+                )
+        };
+        (after_syscall || after_fast_path()).then_some(Hook::ReturnPoint)
     }
 
-    /// A system call instruction is about to execute on a vCPU whose memory is `mem`.
-    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu) {
+    /// A Linux provider for `cpu`, once the kernel can be read.
+    fn linux<'a>(&'a self, cpu: &'a dyn Vcpu) -> Option<Linux<'a>> {
+        let kernel = self.kernel.as_ref()?;
+        let ctx = kernel.context(cpu).ok()?;
+        self.announce_kernel(kernel, cpu, &ctx);
+        Some(Linux::new(cpu, kernel.info(), ctx))
+    }
+
+    /// Writes `kernel_ready` the first time the kernel is readable.
+    fn announce_kernel(
+        &self,
+        kernel: &KernelView,
+        cpu: &dyn Vcpu,
+        ctx: &crate::linux::KernelContext,
+    ) {
+        if !self.kernel_ready.swap(true, Ordering::Relaxed) {
+            self.sink.write(&Record::KernelReady(KernelReady {
+                group: kernel.group().to_string(),
+                kaslr_slide: records::hex(ctx.kaslr_slide),
+                page_offset: records::hex(ctx.page_offset),
+                banner_matches: kernel.banner_matches(cpu),
+            }));
+        }
+    }
+
+    fn asid(&self, cpu: &dyn Vcpu) -> u64 {
+        let cr3 = cpu.reg(Reg::Cr3).unwrap_or(0);
+        match &self.kernel {
+            Some(k) => k.asid_of_cr3(cr3),
+            None => cr3,
+        }
+    }
+
+    /// A system call may return at `pc`, the start of this block.
+    pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
+        let linux = self.linux(cpu);
+        let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
+        let who = self.tracer.who(cpu, linux.as_ref(), self.asid(cpu), sp);
+        if let Some(done) = self.tracer.ret(cpu, who.key, pc) {
+            self.emit(done);
+        }
+    }
+
+    fn emit(&self, done: tracer::Finished) {
+        if let Some(record) = &done.record {
+            self.syscall_records.fetch_add(1, Ordering::Relaxed);
+            self.sink.write(record);
+        }
+    }
+
+    /// Follows the call at a system call instruction: decode, remember, log what completes.
+    fn trace_entry(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
+        let Some(abi) = self.tracer.abi(kind, cpu) else {
+            return;
+        };
+        let mut regs = Tracer::regs(cpu);
+        regs.rip = pc;
+        let call = abi.entry(&regs, cpu);
+        let linux = self.linux(cpu);
+        let who = self
+            .tracer
+            .who(cpu, linux.as_ref(), self.asid(cpu), regs.rsp);
+        for done in self.tracer.enter(cpu, who, call) {
+            self.emit(done);
+        }
+    }
+
+    /// The system call instruction at `pc` is about to execute on `cpu`.
+    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
         self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(kernel) = &self.kernel {
             kernel.syscall_insn_seen(kind);
@@ -189,6 +326,7 @@ impl Plugin {
                 self.snapshot(kernel, cpu, &reason);
             }
         }
+        self.trace_entry(kind, cpu, pc);
         if let (Some(probe), Some(address)) = (&self.probe, self.options.probe) {
             let read = cpu.read_cstr(address, PROBE_MAX);
             let mut state = probe.lock();
@@ -237,14 +375,7 @@ impl Plugin {
                 return;
             }
         };
-        if !self.kernel_ready.swap(true, Ordering::Relaxed) {
-            self.sink.write(&Record::KernelReady(KernelReady {
-                group: kernel.group().to_string(),
-                kaslr_slide: records::hex(ctx.kaslr_slide),
-                page_offset: records::hex(ctx.page_offset),
-                banner_matches: kernel.banner_matches(cpu),
-            }));
-        }
+        self.announce_kernel(kernel, cpu, &ctx);
         let linux = Linux::new(cpu, kernel.info(), ctx);
         let record = snapshot::take(&linux, reason);
         self.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -264,6 +395,7 @@ impl Plugin {
             syscall_insns,
             translations: self.translations.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
+            syscall_records: self.syscall_records.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
             probe: self.probe.as_ref().map(|p| p.lock().report.clone()),
         });
@@ -275,7 +407,7 @@ impl Plugin {
 mod tests {
     use super::*;
     use crate::arch::regs::{Reg, Registers};
-    use crate::mem::{Fault, GuestMemory};
+    use crate::mem::Fault;
 
     fn machine(target: &str) -> MachineInfo {
         MachineInfo {
@@ -324,12 +456,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            plugin.hook_for(&[0x0f, 0x05]),
+            plugin.hook_for(0x1000, &[0x0f, 0x05], false, &Banner),
             Some(Hook::SyscallInsn(SyscallInsn::Syscall))
         );
-        assert_eq!(plugin.hook_for(&[0x90]), None);
-        plugin.on_syscall_insn(SyscallInsn::Syscall, &Banner);
-        plugin.on_syscall_insn(SyscallInsn::Int80, &Banner);
+        assert_eq!(plugin.hook_for(0x1000, &[0x90], true, &Banner), None);
+        for hook in [Hook::ReturnPoint, Hook::SyscallInsn(SyscallInsn::Int80)] {
+            let word = hook.pack(0x7fff_1234_5678).unwrap();
+            assert_eq!(Hook::unpack(word), Some((hook, 0x7fff_1234_5678)));
+        }
+        assert_eq!(Hook::ReturnPoint.pack(0xffff_ffff_8100_0000), None);
+        assert_eq!(Hook::unpack(7), None);
+        plugin.on_syscall_insn(SyscallInsn::Syscall, &Banner, 0x1000);
+        plugin.on_syscall_insn(SyscallInsn::Int80, &Banner, 0x2000);
         plugin.on_exit();
         let text = std::fs::read_to_string(&out).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -337,11 +475,17 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines[0]["type"], "run_start");
-        assert_eq!(lines[1]["type"], "run_end");
-        assert_eq!(lines[1]["syscalls"], 2);
-        assert_eq!(lines[1]["syscall_insns"]["int80"], 1);
-        assert_eq!(lines[1]["probe"]["text"], "Linux version 6.1");
-        assert_eq!(lines[1]["probe"]["matched"], 2);
+        let end = lines.last().unwrap();
+        assert_eq!(end["type"], "run_end");
+        assert_eq!(end["syscalls"], 2);
+        assert_eq!(end["syscall_insns"]["int80"], 1);
+        assert_eq!(end["probe"]["text"], "Linux version 6.1");
+        assert_eq!(end["probe"]["matched"], 2);
+        // Without registers the calls decode as number 0 (read / restart_syscall), and
+        // the second call of the same (unknown) thread closes the first as abandoned.
+        let calls: Vec<_> = lines.iter().filter(|l| l["type"] == "syscall").collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0]["outcome"], "abandoned");
         std::fs::remove_file(out).unwrap();
     }
 

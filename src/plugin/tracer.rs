@@ -1,0 +1,209 @@
+//! System call tracing: entries seen at the user-mode system call instruction, returns
+//! at the instruction the thread resumes at, matched per thread, written as one combined
+//! `syscall` record when the call completes (returned, or known never to return).
+//!
+//! Return probes are placed at translation time: every return address a call announced
+//! goes into a set, and a block that starts at one of them gets one callback. Everything
+//! else runs uninstrumented.
+
+use std::collections::HashSet;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::arch::Arch;
+use crate::arch::regs::{Reg, Registers};
+use crate::arch::x86::SyscallInsn;
+use crate::args::SyscallFilter;
+use crate::cpu::Vcpu;
+use crate::linux::{Linux, task};
+use crate::syscalls::{
+    Abi, Args, Completed, Matcher, RawCall, Regs, SyscallRecord, ThreadInfo, When, decode_args,
+};
+
+/// Identifies a thread across its entry and return. The kernel's `task_struct` address
+/// when the kernel is readable; otherwise the address space and user stack pointer, which
+/// differ between any two threads blocked at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadKey {
+    /// `task_struct` address of the thread.
+    Task(u64),
+    /// (page-table root, user stack pointer).
+    Stack(u64, u64),
+}
+
+/// What is kept with a pending call.
+#[derive(Debug)]
+struct Pending {
+    thread: ThreadInfo,
+    args: Option<Args>,
+}
+
+/// A finished call, ready to become a record (and to drive process events).
+#[derive(Debug)]
+pub struct Finished {
+    /// The call and how it ended.
+    pub done: Completed<ThreadKey, ()>,
+    /// Who made it.
+    pub thread: ThreadInfo,
+    /// The record, if the filter logs this call.
+    pub record: Option<SyscallRecord>,
+}
+
+/// Pending calls and the set of return addresses to probe.
+#[derive(Debug)]
+pub struct Tracer {
+    arch: Arch,
+    filter: SyscallFilter,
+    matcher: Mutex<Matcher<ThreadKey, Pending>>,
+    return_pcs: RwLock<HashSet<u64>>,
+}
+
+/// Who is running on `cpu`, with the key that finds its pending call again.
+pub struct Who {
+    /// The key.
+    pub key: ThreadKey,
+    /// pid, tid, comm (zero and empty when the kernel cannot be read).
+    pub thread: ThreadInfo,
+    /// The thread's `task_struct`, when known.
+    pub task: Option<u64>,
+}
+
+impl Tracer {
+    /// A tracer logging what `filter` selects.
+    pub fn new(arch: Arch, filter: SyscallFilter) -> Tracer {
+        Tracer {
+            arch,
+            filter,
+            matcher: Mutex::new(Matcher::new()),
+            return_pcs: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// Whether a block starting at `va` is a return point to probe.
+    pub fn is_return_pc(&self, va: u64) -> bool {
+        self.return_pcs.read().contains(&va)
+    }
+
+    /// The registers of the calling convention.
+    pub fn regs(cpu: &dyn Registers) -> Regs {
+        let r = |reg| cpu.reg(reg).unwrap_or(0);
+        Regs {
+            rax: r(Reg::Rax),
+            rbx: r(Reg::Rbx),
+            rcx: r(Reg::Rcx),
+            rdx: r(Reg::Rdx),
+            rsi: r(Reg::Rsi),
+            rdi: r(Reg::Rdi),
+            rbp: r(Reg::Rbp),
+            rsp: r(Reg::Rsp),
+            r8: r(Reg::R8),
+            r9: r(Reg::R9),
+            r10: r(Reg::R10),
+            r11: r(Reg::R11),
+            r12: r(Reg::R12),
+            r13: r(Reg::R13),
+            r14: r(Reg::R14),
+            r15: r(Reg::R15),
+            rip: r(Reg::Rip),
+        }
+    }
+
+    /// The convention of a system call instruction on `cpu`: 32-bit code on a 64-bit
+    /// kernel runs with the compatibility code segment (`__USER32_CS` = 0x23).
+    pub fn abi(&self, kind: SyscallInsn, cpu: &dyn Registers) -> Option<Abi> {
+        let code64 = match self.arch {
+            Arch::I386 => false,
+            Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
+        };
+        Abi::detect(kind, code64)
+    }
+
+    /// Who runs on `cpu`; `linux` is `None` while the kernel cannot be read.
+    pub fn who(&self, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>, asid: u64, sp: u64) -> Who {
+        let found = linux.and_then(|l| {
+            let t = task::current_task(l).ok()?;
+            let th = task::thread(l, t).ok()?;
+            let comm = task::comm(l, t).unwrap_or_default();
+            Some((t, th, comm))
+        });
+        let _ = cpu;
+        match found {
+            Some((t, th, comm)) => Who {
+                key: ThreadKey::Task(t),
+                thread: ThreadInfo {
+                    pid: th.pid,
+                    tid: th.tid,
+                    comm,
+                },
+                task: Some(t),
+            },
+            None => Who {
+                key: ThreadKey::Stack(asid, sp),
+                thread: ThreadInfo::default(),
+                task: None,
+            },
+        }
+    }
+
+    /// A call enters the kernel. Returns the calls this completes (an older call of
+    /// the same thread that never returned, or this one if it never returns).
+    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> Vec<Finished> {
+        let info = call.profile().lookup(call.nr);
+        let args = self
+            .filter
+            .logs(info.map(|i| i.name))
+            .then(|| decode_args(info, &call, cpu, When::Enter));
+        self.return_pcs.write().insert(call.return_pc);
+        let done = self.matcher.lock().enter(
+            who.key,
+            call,
+            Pending {
+                thread: who.thread,
+                args,
+            },
+        );
+        done.into_iter().map(|d| finish(d, cpu)).collect()
+    }
+
+    /// `cpu` is at a return point; completes the thread's pending call if it returns here.
+    pub fn ret(&self, cpu: &dyn Vcpu, key: ThreadKey, pc: u64) -> Option<Finished> {
+        let mut matcher = self.matcher.lock();
+        let abi = matcher.pending(&key)?.abi;
+        let value = abi.return_value(&Regs {
+            rax: cpu.reg(Reg::Rax)?,
+            ..Regs::default()
+        });
+        let done = matcher.ret(&key, pc, value)?;
+        drop(matcher);
+        Some(finish(done, cpu))
+    }
+
+    /// The thread `key` now runs a new program: its pending `execve` succeeded.
+    pub fn exec_succeeded(&self, cpu: &dyn Vcpu, key: ThreadKey) -> Option<Finished> {
+        let done = self.matcher.lock().exec_succeeded(&key)?;
+        Some(finish(done, cpu))
+    }
+}
+
+fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
+    let Completed {
+        thread: key,
+        call,
+        payload,
+        outcome,
+    } = done;
+    let done = Completed {
+        thread: key,
+        call,
+        payload: (),
+        outcome,
+    };
+    let record = payload
+        .args
+        .map(|args| SyscallRecord::new(payload.thread.clone(), &done, args, mem));
+    Finished {
+        done,
+        thread: payload.thread,
+        record,
+    }
+}
