@@ -17,6 +17,8 @@ pub mod arch;
 pub mod args;
 pub mod config;
 pub mod error;
+// `gen` is a reserved keyword in edition 2024, hence the raw identifier.
+pub mod r#gen;
 pub mod mem;
 pub mod output;
 pub mod plugin;
