@@ -95,6 +95,7 @@ fn parse_pahole(text: &str) -> (Vec<Node>, Option<u64>) {
             continue;
         };
         let decl = before.trim().trim_end_matches(';');
+        let decl = decl.split(" __attribute__").next().unwrap();
         // Function pointers: `ret (*name)(args)`; arrays: `name[16]`; bitfields: `name:3`.
         let (ty, name) = if let Some(p) = decl.find("(*") {
             let rest = &decl[p + 2..];
@@ -131,6 +132,7 @@ fn find<'a>(nodes: &'a [Node], name: &str) -> Option<(u64, &'a str)> {
 
 struct Pahole {
     vmlinux: PathBuf,
+    format: &'static str,
     cache: HashMap<String, (Vec<Node>, Option<u64>)>,
 }
 
@@ -138,7 +140,7 @@ impl Pahole {
     fn layout(&mut self, st: &str) -> &(Vec<Node>, Option<u64>) {
         self.cache.entry(st.to_owned()).or_insert_with(|| {
             let out = Command::new("pahole")
-                .args(["-F", "btf", "-C", st])
+                .args(["-F", self.format, "-C", st])
                 .arg(&self.vmlinux)
                 .output()
                 .expect("pahole runs");
@@ -249,16 +251,48 @@ const SIZES: &[(&str, &str)] = &[
     ("module_memory.size", "module_memory"),
 ];
 
+/// The -dbg package's vmlinux, if fetched into the cache (`scripts/gen-kernelinfo` says how).
+fn debug_vmlinux(dir: &std::path::Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("dbg/usr/lib/debug/boot"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
+        })
+}
+
 fn check_layouts(name: &str) {
     let Some(dir) = kernel_dir(name) else { return };
     if Command::new("pahole").arg("--version").output().is_err() {
         eprintln!("skipping {name} layouts: no pahole (Debian package dwarves)");
         return;
     }
-    let info = generate(&dir.join("vmlinux"));
-    let mut p = Pahole {
-        vmlinux: dir.join("vmlinux"),
-        cache: HashMap::new(),
+    let (info, mut p) = if name.starts_with("i386") {
+        // No BTF: DWARF and symbols from the -dbg vmlinux.
+        let Some(dbg) = debug_vmlinux(&dir) else {
+            eprintln!(
+                "skipping {name} layouts: no -dbg vmlinux under {}/dbg",
+                dir.display()
+            );
+            return;
+        };
+        let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+        let debug = std::fs::read(&dbg).unwrap();
+        let info = kgen::generate(&image, Some((&dbg, &debug)), Some(&debug)).unwrap();
+        let p = Pahole {
+            vmlinux: dbg,
+            format: "dwarf",
+            cache: HashMap::new(),
+        };
+        (info, p)
+    } else {
+        let p = Pahole {
+            vmlinux: dir.join("vmlinux"),
+            format: "btf",
+            cache: HashMap::new(),
+        };
+        (generate(&dir.join("vmlinux")), p)
     };
     let mut checked = 0;
     for &(key, st, paths) in OFFSETS {
@@ -300,6 +334,11 @@ fn layouts_amd64_6_1() {
 #[test]
 fn layouts_amd64_6_12() {
     check_layouts("amd64-6.12");
+}
+
+#[test]
+fn layouts_i386_6_1_from_dwarf() {
+    check_layouts("i386-6.1");
 }
 
 // --------------------------------------------------------------- guest kallsyms

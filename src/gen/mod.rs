@@ -10,10 +10,12 @@
 //! [`GenError`] rather than a panic, whatever the input.
 
 pub mod btf;
+pub mod dwarf;
 pub mod image;
 pub mod kallsyms;
 pub mod profile;
 pub mod symbols;
+pub mod types;
 
 use std::path::PathBuf;
 
@@ -50,9 +52,9 @@ pub enum GenError {
     /// The image carries no `.BTF` section.
     #[error("no BTF in image; pass --dwarf <vmlinux-dbg> (the -dbg package's vmlinux)")]
     NoBtf,
-    /// Debug information from `--dwarf` is not read yet.
-    #[error("--dwarf is not supported yet: {0}")]
-    DwarfUnsupported(String),
+    /// The `--dwarf` file's debug information cannot be used.
+    #[error("DWARF: {0}")]
+    Dwarf(String),
     /// The BTF data is malformed.
     #[error("malformed BTF at byte {offset}: {what}")]
     Btf {
@@ -102,20 +104,25 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
 /// Generates the kernelinfo group of a kernel image (bzImage or ELF vmlinux).
 ///
 /// `symbols`, when given, is a System.map or an ELF with a symbol table whose addresses win
-/// over the image's own kallsyms.
+/// over the image's own kallsyms. `dwarf`, when given, is an ELF with DWARF debug
+/// information (the -dbg package's vmlinux) read instead of the image's `.BTF`.
 pub fn generate(
     image: &[u8],
     symbols: Option<(&std::path::Path, &[u8])>,
-    dwarf: Option<&std::path::Path>,
+    dwarf: Option<&[u8]>,
 ) -> Result<KernelInfo> {
-    if let Some(path) = dwarf {
-        return Err(GenError::DwarfUnsupported(path.display().to_string()));
-    }
     let elf_bytes = image::kernel_elf(image)?;
     let elf = image::Elf::parse(&elf_bytes)?;
     let extra = match symbols {
         Some((path, bytes)) => Some(symbols::parse(path, bytes)?),
         None => None,
     };
-    profile::build(&elf, extra.as_ref())
+    match dwarf {
+        Some(d) => profile::build(&elf, &dwarf::DwarfTypes::parse(d)?, extra.as_ref()),
+        None => {
+            let blob = elf.section(".BTF").ok_or(GenError::NoBtf)?;
+            let ptr = if elf.bits == 64 { 8 } else { 4 };
+            profile::build(&elf, &btf::Btf::parse(blob, ptr)?, extra.as_ref())
+        }
+    }
 }

@@ -12,10 +12,10 @@
 //! | `task_struct.thread_group` removed (`thread_node` + `signal->thread_head` since 6.6) | 6.7 |
 //! | `dentry.d_iname` → `d_shortname` | 6.14 |
 
-use super::btf::Btf;
 use super::image::Elf;
 use super::kallsyms::{self, Kallsyms};
 use super::symbols::SymbolFile;
+use super::types::Types;
 use super::{GenError, Result};
 
 /// One line of a group.
@@ -172,8 +172,8 @@ fn read_banner(elf: &Elf<'_>, addr: Option<u64>) -> Result<String> {
 }
 
 /// Collects entries and whatever is missing.
-struct Builder<'a, 'b> {
-    btf: &'b Btf<'a>,
+struct Builder<'b> {
+    btf: &'b dyn Types,
     kallsyms: Option<&'b Kallsyms>,
     extra: Option<&'b SymbolFile>,
     entries: Vec<Entry>,
@@ -181,7 +181,7 @@ struct Builder<'a, 'b> {
     missing_symbols: Vec<String>,
 }
 
-impl Builder<'_, '_> {
+impl Builder<'_> {
     fn value(&mut self, key: &str, v: String) {
         self.entries.push(Entry::Value(key.to_owned(), v));
     }
@@ -209,11 +209,11 @@ impl Builder<'_, '_> {
     }
 
     /// `offsetof(st, path)` for the first of `paths` that exists.
-    fn off_of(&self, st: &str, paths: &[&str]) -> Option<(u64, u32)> {
+    fn off_of(&self, st: &str, paths: &[&str]) -> Option<(u64, u64)> {
         paths.iter().find_map(|p| self.btf.offset_of(st, p))
     }
 
-    fn off(&mut self, key: &str, st: &str, paths: &[&str], required: bool) -> Option<(u64, u32)> {
+    fn off(&mut self, key: &str, st: &str, paths: &[&str], required: bool) -> Option<(u64, u64)> {
         let r = self.off_of(st, paths);
         match r {
             Some((o, _)) => self.value(key, o.to_string()),
@@ -262,19 +262,17 @@ impl Builder<'_, '_> {
     }
 }
 
-/// Builds the group of a parsed ELF vmlinux.
-pub fn build(elf: &Elf<'_>, extra: Option<&SymbolFile>) -> Result<KernelInfo> {
+/// Builds the group of a parsed ELF vmlinux with its type information.
+pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Result<KernelInfo> {
     let ptr = if elf.bits == 64 { 8 } else { 4 };
-    let blob = elf.section(".BTF").ok_or(GenError::NoBtf)?;
-    let btf = Btf::parse(blob, ptr)?;
-    let kallsyms = match kallsyms::find(elf.data, ptr as usize) {
+    let kallsyms = match kallsyms::find(elf.data, ptr) {
         Ok(k) => Some(k),
         // A symbol file makes kallsyms optional.
         Err(_) if extra.is_some() => None,
         Err(e) => return Err(e),
     };
     let mut b = Builder {
-        btf: &btf,
+        btf: types,
         kallsyms: kallsyms.as_ref(),
         extra,
         entries: Vec::new(),
