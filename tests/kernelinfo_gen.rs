@@ -488,3 +488,54 @@ fn truncated_images_fail_cleanly() {
         );
     }
 }
+
+/// i386 (guests of the lab cannot boot it yet: its busybox is amd64): the addresses taken
+/// from the -dbg vmlinux's symbol table equal the image's own kallsyms (text symbols only,
+/// no KALLSYMS_ALL) and the -dbg package's System.map.
+#[test]
+fn symbols_i386_6_1_agree_with_image_kallsyms_and_system_map() {
+    let Some(dir) = kernel_dir("i386-6.1") else {
+        return;
+    };
+    let Some(dbg) = debug_vmlinux(&dir) else {
+        eprintln!(
+            "skipping i386-6.1 symbols: no -dbg vmlinux under {}/dbg",
+            dir.display()
+        );
+        return;
+    };
+    let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+    let debug = std::fs::read(&dbg).unwrap();
+    let info = kgen::generate(&image, Some((&dbg, &debug)), Some(&debug)).unwrap();
+    let elf = kgen::image::kernel_elf(&image).unwrap();
+    let ks = kgen::kallsyms::find(&elf, 4).unwrap();
+    let mut checked = 0;
+    for (key, sym) in [
+        ("vmi.text_addr", "_text"),
+        ("vmi.entry_int80_addr", "entry_INT80_32"),
+        ("vmi.entry_sysenter_addr", "entry_SYSENTER_32"),
+    ] {
+        assert_eq!(info.number(key), ks.get(sym).map(i128::from), "{key}");
+        checked += 1;
+    }
+    let map_path = dbg.with_file_name(
+        dbg.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("vmlinux-", "System.map-"),
+    );
+    if let Ok(map) = std::fs::read(&map_path) {
+        let map = kgen::symbols::parse(&map_path, &map).unwrap();
+        for (key, sym) in [
+            ("task.init_addr", "init_task"),
+            ("task.per_cpu_offsets_addr", "__per_cpu_offset"),
+            ("task.current_task_addr", "current_task"),
+            ("vmi.linux_banner_addr", "linux_banner"),
+            ("vmi.modules_addr", "modules"),
+        ] {
+            assert_eq!(info.number(key), map.get(sym).map(i128::from), "{key}");
+            checked += 1;
+        }
+    }
+    eprintln!("i386-6.1: {checked} addresses equal the image's kallsyms / System.map");
+}
