@@ -1,0 +1,391 @@
+//! Kernel images: the bzImage container, its compressed payload, and the ELF inside.
+//!
+//! An x86 bzImage is real-mode setup code followed by the protected-mode decompressor, which
+//! carries the compressed `vmlinux.bin` (an ELF, stripped of symbols, sometimes followed by
+//! relocations). The boot protocol header (`HdrS`, version ≥ 2.08) gives the payload's
+//! offset and length; without it the payload is found by its compression magic.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{Object, ObjectSection};
+
+use super::{GenError, Result};
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+/// Largest decompressed kernel accepted (a guard against decompression bombs).
+const MAX_KERNEL: u64 = 1 << 30;
+
+/// The ELF vmlinux of an image: the input itself when it is an ELF, else the bzImage's
+/// decompressed payload.
+pub fn kernel_elf(image: &[u8]) -> Result<Cow<'_, [u8]>> {
+    if image.starts_with(ELF_MAGIC) {
+        return Ok(Cow::Borrowed(image));
+    }
+    if image.len() < 0x250 || &image[0x202..0x206] != b"HdrS" {
+        return Err(GenError::NotAKernel(
+            "neither an ELF file nor an x86 bzImage (no 'HdrS' boot header)".into(),
+        ));
+    }
+    // The header's candidate comes first: its error is the one worth reporting.
+    let mut first_err = None;
+    for start in payload_candidates(image) {
+        match decompress(&image[start..]) {
+            Ok(out) if out.starts_with(ELF_MAGIC) => return Ok(Cow::Owned(out)),
+            Ok(_) => {
+                first_err.get_or_insert(GenError::NotAKernel(format!(
+                    "the payload at byte {start} does not decompress to an ELF file"
+                )));
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| {
+        GenError::NotAKernel("bzImage without a recognisable compressed payload".into())
+    }))
+}
+
+/// Where the payload may start: the boot header's `payload_offset` first, then every
+/// compression magic in the image.
+fn payload_candidates(image: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let version = u16::from_le_bytes([image[0x206], image[0x207]]);
+    if version >= 0x208 {
+        let setup_sects = match image[0x1f1] {
+            0 => 4,
+            n => usize::from(n),
+        };
+        let pm_start = (setup_sects + 1) * 512;
+        let off = u32::from_le_bytes(image[0x248..0x24c].try_into().unwrap_or_default());
+        let at = pm_start.saturating_add(off as usize);
+        if at < image.len() {
+            out.push(at);
+        }
+    }
+    for (magic, _) in MAGICS {
+        let mut i = 0;
+        while let Some(p) = find(&image[i..], magic) {
+            if !out.contains(&(i + p)) {
+                out.push(i + p);
+            }
+            i += p + 1;
+        }
+    }
+    out
+}
+
+const MAGICS: [(&[u8], &str); 7] = [
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x1f\x8b\x08", "gzip"),
+    (b"\x02\x21\x4c\x18", "lz4"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"BZh", "bzip2"),
+    (b"\x89LZO", "lzo"),
+];
+
+/// The first position of `needle` in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        let p = hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        if hay[i + p + 1..i + p + needle.len()] == *rest {
+            return Some(i + p);
+        }
+        i += p + 1;
+    }
+    None
+}
+
+/// Decompresses one payload, recognised by its magic; trailing bytes are ignored.
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+    let err = |format: &'static str| {
+        move |e: std::io::Error| GenError::Decompress {
+            format,
+            reason: e.to_string(),
+        }
+    };
+    let mut out = Vec::new();
+    if data.starts_with(b"\xfd7zXZ\x00") {
+        out = xz(data)?;
+    } else if data.starts_with(b"\x28\xb5\x2f\xfd") {
+        let mut d = zstd::stream::read::Decoder::with_buffer(data)
+            .map_err(err("zstd"))?
+            .single_frame();
+        d.window_log_max(31).map_err(err("zstd"))?;
+        d.take(MAX_KERNEL)
+            .read_to_end(&mut out)
+            .map_err(err("zstd"))?;
+    } else if data.starts_with(b"\x1f\x8b") {
+        flate2::read::GzDecoder::new(data)
+            .take(MAX_KERNEL)
+            .read_to_end(&mut out)
+            .map_err(err("gzip"))?;
+    } else if data.starts_with(b"\x02\x21\x4c\x18") {
+        out = lz4_legacy(data)?;
+    } else {
+        let name = MAGICS
+            .iter()
+            .find(|(m, _)| data.starts_with(m))
+            .map_or("unknown", |(_, n)| *n);
+        return Err(GenError::UnsupportedCompression(match name {
+            "lzma" => "lzma",
+            "bzip2" => "bzip2",
+            "lzo" => "lzo",
+            _ => "unknown",
+        }));
+    }
+    Ok(out)
+}
+
+/// One xz stream, driven by hand so that the kernel's trailing size word is left alone.
+fn xz(data: &[u8]) -> Result<Vec<u8>> {
+    use xz2::stream::{Action, Status, Stream};
+    let bad = |reason: String| GenError::Decompress {
+        format: "xz",
+        reason,
+    };
+    let mut s = Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(MAX_KERNEL as usize));
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() as u64 >= MAX_KERNEL {
+                return Err(bad("larger than 1 GiB".into()));
+            }
+            out.reserve(out.len().max(1 << 20));
+        }
+        let (in_before, out_before) = (s.total_in(), s.total_out());
+        let input = data.get(s.total_in() as usize..).unwrap_or_default();
+        match s.process_vec(input, &mut out, Action::Run) {
+            Ok(Status::StreamEnd) => return Ok(out),
+            Ok(_)
+                if s.total_in() == in_before
+                    && s.total_out() == out_before
+                    && out.len() < out.capacity() =>
+            {
+                return Err(bad("truncated stream".into()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+}
+
+/// The kernel's lz4 "legacy" format (`lz4 -l`): magic, then blocks of
+/// `u32 compressed length` + data, each decompressing to at most 8 MiB.
+fn lz4_legacy(data: &[u8]) -> Result<Vec<u8>> {
+    const BLOCK: usize = 8 << 20;
+    let mut out = Vec::new();
+    let mut pos = 4;
+    let mut block = vec![0u8; BLOCK];
+    while pos + 4 <= data.len() {
+        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+        // The next magic (concatenated streams) or the kernel's appended size ends the data.
+        if len == 0x184c_2102 || pos + 4 + len > data.len() {
+            break;
+        }
+        let n = lz4_flex::block::decompress_into(&data[pos + 4..pos + 4 + len], &mut block)
+            .map_err(|e| GenError::Decompress {
+                format: "lz4",
+                reason: e.to_string(),
+            })?;
+        out.extend_from_slice(&block[..n]);
+        if out.len() as u64 > MAX_KERNEL {
+            break;
+        }
+        pos += 4 + len;
+    }
+    if out.is_empty() {
+        return Err(GenError::Decompress {
+            format: "lz4",
+            reason: "no complete block".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// One section of the ELF file.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Its name (`.rodata`, `.BTF`, …).
+    pub name: String,
+    /// Link-time address (0 for per-CPU data on x86_64).
+    pub addr: u64,
+    /// File range, `None` for `NOBITS`.
+    pub file: Option<(usize, usize)>,
+}
+
+/// A parsed ELF vmlinux: its bytes and what the generator needs from its headers.
+#[derive(Debug)]
+pub struct Elf<'a> {
+    /// The whole file.
+    pub data: &'a [u8],
+    /// 64 or 32.
+    pub bits: u32,
+    /// `x86_64` or `i686`, as `uname -m` says.
+    pub machine: &'static str,
+    /// Sections with file contents.
+    pub sections: Vec<Section>,
+    /// `p_vaddr - p_paddr` of the first loadable segment (the direct-map base on i386).
+    pub virt_minus_phys: Option<u64>,
+}
+
+impl<'a> Elf<'a> {
+    /// Parses the headers of an ELF vmlinux.
+    pub fn parse(data: &'a [u8]) -> Result<Self> {
+        let file = object::File::parse(data).map_err(|e| GenError::Elf(e.to_string()))?;
+        let (bits, machine) = match file.architecture() {
+            object::Architecture::X86_64 => (64, "x86_64"),
+            object::Architecture::I386 => (32, "i686"),
+            other => {
+                return Err(GenError::NotAKernel(format!(
+                    "architecture {other:?} is not supported (x86_64 and i386 are)"
+                )));
+            }
+        };
+        let sections = file
+            .sections()
+            .map(|s| Section {
+                name: s.name().unwrap_or_default().to_owned(),
+                addr: s.address(),
+                file: s
+                    .file_range()
+                    .map(|(o, n)| (o as usize, n as usize))
+                    .filter(|(o, n)| o.checked_add(*n).is_some_and(|e| e <= data.len())),
+            })
+            .collect();
+        let virt_minus_phys = if bits == 32 {
+            first_load_delta::<object::elf::FileHeader32<object::Endianness>>(data)
+        } else {
+            first_load_delta::<object::elf::FileHeader64<object::Endianness>>(data)
+        };
+        Ok(Elf {
+            data,
+            bits,
+            machine,
+            sections,
+            virt_minus_phys,
+        })
+    }
+
+    /// The contents of the section named `name`.
+    pub fn section(&self, name: &str) -> Option<&'a [u8]> {
+        let s = self.sections.iter().find(|s| s.name == name)?;
+        let (o, n) = s.file?;
+        self.data.get(o..o + n)
+    }
+
+    /// The file bytes from link-time address `addr` to the end of its section.
+    pub fn at_addr(&self, addr: u64) -> Option<&'a [u8]> {
+        self.sections.iter().find_map(|s| {
+            let (o, n) = s.file?;
+            if s.addr == 0 || addr < s.addr || addr - s.addr >= n as u64 {
+                return None;
+            }
+            self.data.get(o + (addr - s.addr) as usize..o + n)
+        })
+    }
+
+    /// The link-time address of file offset `off`, if a section maps it.
+    pub fn addr_of_offset(&self, off: usize) -> Option<u64> {
+        self.sections.iter().find_map(|s| {
+            let (o, n) = s.file?;
+            (s.addr != 0 && off >= o && off < o + n).then(|| s.addr + (off - o) as u64)
+        })
+    }
+}
+
+fn first_load_delta<H: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<u64> {
+    let h = H::parse(data).ok()?;
+    let endian = h.endian().ok()?;
+    h.program_headers(endian, data)
+        .ok()?
+        .iter()
+        .find(|p| p.p_type(endian) == object::elf::PT_LOAD)
+        .map(|p| {
+            let v: u64 = p.p_vaddr(endian).into();
+            let ph: u64 = p.p_paddr(endian).into();
+            v.wrapping_sub(ph)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_not_a_kernel() {
+        assert!(matches!(kernel_elf(b"hello"), Err(GenError::NotAKernel(_))));
+        let mut rng = 0x1234_5678_u64;
+        let random: Vec<u8> = (0..100_000)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        assert!(kernel_elf(&random).is_err());
+    }
+
+    #[test]
+    fn bzimage_with_truncated_payload_is_an_error() {
+        let mut img = vec![0u8; 0x1000];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206] = 0x0f;
+        img[0x207] = 0x02;
+        img[0x1f1] = 1;
+        // payload_offset 0 → right at 0x400: a truncated xz stream.
+        img[0x400..0x406].copy_from_slice(b"\xfd7zXZ\x00");
+        assert!(matches!(
+            kernel_elf(&img),
+            Err(GenError::Decompress { format: "xz", .. })
+        ));
+        img[0x400..0x404].copy_from_slice(b"\x28\xb5\x2f\xfd");
+        assert!(kernel_elf(&img).is_err());
+        img[0x400..0x404].copy_from_slice(b"BZh9");
+        assert!(kernel_elf(&img).is_err());
+    }
+
+    #[test]
+    fn gzip_payload_round_trips() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"\x7fELF and the rest").unwrap();
+        let gz = enc.finish().unwrap();
+        let mut img = vec![0u8; 0x400];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206] = 0x0f;
+        img[0x207] = 0x02;
+        img[0x1f1] = 1;
+        img.extend_from_slice(&gz);
+        img.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(&*kernel_elf(&img).unwrap(), b"\x7fELF and the rest");
+    }
+
+    #[test]
+    fn lz4_legacy_round_trips() {
+        let block = lz4_flex::block::compress(b"\x7fELF lz4 payload payload payload");
+        let mut data = b"\x02\x21\x4c\x18".to_vec();
+        data.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        data.extend_from_slice(&block);
+        data.extend_from_slice(&1234u32.to_le_bytes());
+        assert_eq!(
+            decompress(&data).unwrap(),
+            b"\x7fELF lz4 payload payload payload"
+        );
+    }
+
+    #[test]
+    fn find_works() {
+        assert_eq!(find(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find(b"ab", b"abc"), None);
+        assert_eq!(find(b"", b"a"), None);
+    }
+}

@@ -1,0 +1,436 @@
+//! The kernel's own symbol table (`CONFIG_KALLSYMS`), found by shape in the image.
+//!
+//! `scripts/kallsyms.c` emits these arrays (each label aligned to the pointer size):
+//!
+//! | array | content |
+//! |---|---|
+//! | `kallsyms_num_syms` | `u32` count N |
+//! | `kallsyms_names` | N entries: length (1 byte; 2 bytes `len & 0x7f | next << 7` when ≥ 0x80, since 6.1), then token indices; the first expanded character is the nm type |
+//! | `kallsyms_markers` | `u32` offset into names of every 256th entry (`unsigned long` before 6.?, also tried) |
+//! | `kallsyms_seqs_of_names` | 3 bytes per symbol (6.2, backported to 6.1 stable) |
+//! | `kallsyms_token_table` | 256 NUL-terminated tokens |
+//! | `kallsyms_token_index` | 256 `u16` offsets into the token table |
+//! | `kallsyms_offsets` | N `i32` (`CONFIG_KALLSYMS_BASE_RELATIVE`, always since 6.?) |
+//! | `kallsyms_relative_base` | the base the offsets are relative to (= `_text` on x86) |
+//!
+//! Orders seen: 6.1 (Debian 6.1.1xx): offsets, relative_base, num_syms, names, markers,
+//! seqs_of_names, token_table, token_index. 6.12: num_syms, names, markers, token_table,
+//! token_index, offsets, relative_base, seqs_of_names. So the search anchors on the token
+//! table (recognisable: the single-character tokens `"0"`…`"9"` sit at indices 48…57), checks
+//! it with the index, walks back to the markers and the count, verifies the names against
+//! the markers, and then tries both places for the offsets.
+//!
+//! With `CONFIG_KALLSYMS_ABSOLUTE_PERCPU` (x86_64 SMP) an offset ≥ 0 is an absolute value
+//! (per-CPU symbols: small offsets in the per-CPU area) and a negative one means
+//! `relative_base - 1 - offset`; otherwise every address is `relative_base + (u32)offset`.
+
+use std::collections::HashMap;
+
+use super::{GenError, Result};
+
+/// How far before the token table the markers and the names may start.
+const MAX_BACK: usize = 64 << 20;
+
+/// A decoded symbol table: name → (nm type, link-time address).
+#[derive(Debug, Default)]
+pub struct Kallsyms {
+    symbols: HashMap<String, (char, u64)>,
+    /// Number of entries in the table (duplicates included).
+    pub count: usize,
+}
+
+impl Kallsyms {
+    /// Address of `name` (the first entry of that name).
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.symbols.get(name).map(|s| s.1)
+    }
+
+    /// nm type letter of `name`.
+    pub fn kind(&self, name: &str) -> Option<char> {
+        self.symbols.get(name).map(|s| s.0)
+    }
+}
+
+fn u16_at(d: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(d.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?))
+}
+fn u64_at(d: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(d.get(at..at + 8)?.try_into().ok()?))
+}
+fn align_up(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+/// Token table candidate: start, the 256 tokens, and the token index position.
+struct Tokens<'a> {
+    start: usize,
+    tokens: Vec<&'a [u8]>,
+    index: usize,
+}
+
+fn token_tables(d: &[u8]) -> Vec<Tokens<'_>> {
+    let digits: Vec<u8> = (b'0'..=b'9').flat_map(|c| [c, 0]).collect();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(p) = super::image::find(&d[from..], &digits) {
+        let at = from + p;
+        from = at + 1;
+        if let Some(t) = token_table_at(d, at) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Checks that `digits` (the token `"0"`) is token 48 of a real token table.
+fn token_table_at(d: &[u8], digits: usize) -> Option<Tokens<'_>> {
+    // Walk back over 48 non-empty NUL-terminated tokens.
+    let mut start = digits;
+    for _ in 0..48 {
+        if start < 2 || d[start - 1] != 0 || d[start - 2] == 0 {
+            return None;
+        }
+        let prev_nul = d[..start - 1].iter().rposition(|&b| b == 0)?;
+        start = prev_nul + 1;
+        if digits - start > 48 * 64 {
+            return None;
+        }
+    }
+    let mut tokens = Vec::with_capacity(256);
+    let mut pos = start;
+    for _ in 0..256 {
+        let len = d.get(pos..)?.iter().take(64).position(|&b| b == 0)?;
+        if len == 0 {
+            return None;
+        }
+        tokens.push(&d[pos..pos + len]);
+        pos += len + 1;
+    }
+    // The token index follows, aligned.
+    for index in (align_up(pos, 2)..pos + 16).step_by(2) {
+        let mut off = 0usize;
+        let ok = tokens.iter().enumerate().all(|(i, t)| {
+            let good = u16_at(d, index + 2 * i) == Some(off as u16);
+            off += t.len() + 1;
+            good
+        });
+        if ok {
+            return Some(Tokens {
+                start,
+                tokens,
+                index,
+            });
+        }
+    }
+    None
+}
+
+/// Markers candidate: position, element size, values.
+fn markers_before(d: &[u8], end: usize, word: usize, from: usize) -> Option<(usize, Vec<u64>)> {
+    let read = |at: usize| {
+        if word == 4 {
+            u32_at(d, at).map(u64::from)
+        } else {
+            u64_at(d, at)
+        }
+    };
+    let lo = end.saturating_sub(MAX_BACK);
+    let mut p = from.min(end) / word * word;
+    while p >= lo + word {
+        p -= word;
+        if read(p) != Some(0) {
+            continue;
+        }
+        let mut vals = vec![0u64];
+        let mut q = p + word;
+        while let Some(v) = read(q) {
+            let last = *vals.last().unwrap_or(&0);
+            if v <= last || v - last < 256 || v - last > 256 * 512 {
+                break;
+            }
+            vals.push(v);
+            q += word;
+        }
+        if vals.len() >= 4 {
+            return Some((p, vals));
+        }
+    }
+    None
+}
+
+/// Decodes names from `start`; checks them against the markers when given.
+fn decode_names(
+    d: &[u8],
+    start: usize,
+    n: usize,
+    markers: &[u64],
+    tokens: &[&[u8]],
+) -> Option<(Vec<String>, usize)> {
+    let mut pos = start;
+    let mut names = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 256 == 0 && markers.get(i / 256).map(|&m| start as u64 + m) != Some(pos as u64) {
+            return None;
+        }
+        let mut len = usize::from(*d.get(pos)?);
+        pos += 1;
+        if len & 0x80 != 0 {
+            len = (len & 0x7f) | usize::from(*d.get(pos)?) << 7;
+            pos += 1;
+        }
+        if len == 0 {
+            return None;
+        }
+        let mut name = Vec::with_capacity(len * 3);
+        for &t in d.get(pos..pos + len)? {
+            name.extend_from_slice(tokens[usize::from(t)]);
+        }
+        pos += len;
+        names.push(String::from_utf8_lossy(&name).into_owned());
+    }
+    Some((names, pos))
+}
+
+/// Finds and decodes the kallsyms tables in an ELF vmlinux's bytes. `ptr` is the pointer
+/// size (8 or 4).
+pub fn find(d: &[u8], ptr: usize) -> Result<Kallsyms> {
+    let tables = token_tables(d);
+    if tables.is_empty() {
+        return Err(GenError::Kallsyms(
+            "no token table in the image (CONFIG_KALLSYMS off?)".into(),
+        ));
+    }
+    let mut why = String::from("token table found, but no markers/names before it");
+    for t in &tables {
+        for word in [4usize, ptr] {
+            let mut from = t.start;
+            while let Some((m, markers)) = markers_before(d, t.start, word, from) {
+                from = m;
+                match names_before(d, m, &markers, &t.tokens, ptr) {
+                    Some((names, count_at)) => {
+                        return offsets(d, &names, count_at, t.index + 512, ptr).map_err(|e| {
+                            GenError::Kallsyms(format!("{} names decoded, but {e}", names.len()))
+                        });
+                    }
+                    None => {
+                        why = format!(
+                            "markers at byte {m:#x} ({} entries) match no symbol count and names",
+                            markers.len()
+                        )
+                    }
+                }
+            }
+        }
+    }
+    Err(GenError::Kallsyms(why))
+}
+
+/// Finds `kallsyms_num_syms` before the markers and the names after it.
+fn names_before(
+    d: &[u8],
+    markers_at: usize,
+    markers: &[u64],
+    tokens: &[&[u8]],
+    ptr: usize,
+) -> Option<(Vec<String>, usize)> {
+    let m = markers.len() as u64;
+    let last = *markers.last()? as usize;
+    let lo = markers_at.saturating_sub(MAX_BACK);
+    // The names end at the markers, so they start at most `last + 256 entries` before.
+    let hi = markers_at.checked_sub(last)?;
+    let mut q = hi / 4 * 4;
+    while q >= lo + 4 {
+        q -= 4;
+        if hi - q > 256 * 256 * 4 {
+            // Too far: the last 256 entries cannot take more than that.
+            return None;
+        }
+        let n = u64::from(u32_at(d, q)?);
+        if n <= (m - 1) * 256 || n > m * 256 {
+            continue;
+        }
+        for start in [q + 4, align_up(q + 4, ptr)] {
+            if let Some((names, end)) = decode_names(d, start, n as usize, markers, tokens)
+                && end <= markers_at
+            {
+                return Some((names, q));
+            }
+        }
+    }
+    None
+}
+
+/// Finds `kallsyms_offsets` and `kallsyms_relative_base` (before the count, or after the
+/// token index) and builds the table.
+fn offsets(
+    d: &[u8],
+    names: &[String],
+    count_at: usize,
+    index_end: usize,
+    ptr: usize,
+) -> Result<Kallsyms> {
+    let n = names.len();
+    let read_ptr = |at: usize| {
+        if ptr == 8 {
+            u64_at(d, at)
+        } else {
+            u32_at(d, at).map(u64::from)
+        }
+    };
+    let mut candidates = Vec::new();
+    // Before the count: offsets, then relative_base just before kallsyms_num_syms.
+    for base_at in [count_at.wrapping_sub(ptr), count_at.wrapping_sub(4)] {
+        if let Some(start) = base_at.checked_sub(4 * n) {
+            candidates.push((start / ptr * ptr, base_at));
+            candidates.push((start, base_at));
+        }
+    }
+    // After the token index.
+    let start = align_up(index_end, ptr);
+    candidates.push((start, align_up(start + 4 * n, ptr)));
+    for (start, base_at) in candidates {
+        let Some(base) = read_ptr(base_at) else {
+            continue;
+        };
+        let kernel_half = if ptr == 8 {
+            base >> 47 == 0x1_ffff
+        } else {
+            base >= 0x8000_0000
+        };
+        if !kernel_half || base % 4096 != 0 {
+            continue;
+        }
+        let Some(raw) = d.get(start..start + 4 * n) else {
+            continue;
+        };
+        let raw: Vec<i32> = raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let absolute_percpu = ptr == 8 && raw.iter().any(|&o| o < 0);
+        let addrs: Vec<u64> = raw
+            .iter()
+            .map(|&o| {
+                if absolute_percpu {
+                    if o >= 0 {
+                        o as u64
+                    } else {
+                        base.wrapping_sub(1).wrapping_sub(o as i64 as u64)
+                    }
+                } else {
+                    base.wrapping_add(u64::from(o as u32))
+                }
+            })
+            .collect();
+        // The table is sorted by address: reject a candidate that is not (allowing a few
+        // out-of-order entries).
+        let unsorted = addrs.windows(2).filter(|w| w[1] < w[0]).count();
+        if unsorted > n / 100 + 1 {
+            continue;
+        }
+        let mut symbols = HashMap::with_capacity(n);
+        for (name, addr) in names.iter().zip(addrs) {
+            let mut chars = name.chars();
+            let kind = chars.next().unwrap_or('?');
+            symbols
+                .entry(chars.as_str().to_owned())
+                .or_insert((kind, addr));
+        }
+        return Ok(Kallsyms { symbols, count: n });
+    }
+    Err(GenError::Kallsyms(
+        "no kallsyms_offsets/kallsyms_relative_base found (absolute kallsyms_addresses are not supported)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(find(b"", 8).is_err());
+        assert!(find(&[0u8; 4096], 8).is_err());
+        let digits: Vec<u8> = (b'0'..=b'9').flat_map(|c| [c, 0]).collect();
+        let mut d = vec![b'a'; 100];
+        d.extend_from_slice(&digits);
+        assert!(find(&d, 8).is_err());
+    }
+
+    /// A synthetic table in the 6.12 order decodes.
+    #[test]
+    fn synthetic_table() {
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
+        tokens[0] = b"in".to_vec();
+        tokens[1] = b"it_".to_vec();
+        for t in tokens.iter_mut() {
+            if t == &[0] {
+                *t = b"z".to_vec();
+            }
+        }
+        // 1100 symbols so that there are 5 markers.
+        let names: Vec<Vec<u8>> = (0..1100)
+            .map(|i| {
+                let mut v = vec![if i == 0 { b'D' } else { b'T' }, 0, 1];
+                v.extend_from_slice(format!("s{i}").as_bytes());
+                v
+            })
+            .collect();
+        let mut d = vec![0xeeu8; 64];
+        d.extend_from_slice(&1100u32.to_le_bytes());
+        while !d.len().is_multiple_of(8) {
+            d.push(0);
+        }
+        let names_at = d.len();
+        let mut markers = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            if i % 256 == 0 {
+                markers.push((d.len() - names_at) as u32);
+            }
+            d.push(n.len() as u8);
+            d.extend_from_slice(n);
+        }
+        while !d.len().is_multiple_of(8) {
+            d.push(0);
+        }
+        for m in &markers {
+            d.extend_from_slice(&m.to_le_bytes());
+        }
+        while !d.len().is_multiple_of(8) {
+            d.push(0);
+        }
+        let mut index = Vec::new();
+        let mut off = 0u16;
+        for t in &tokens {
+            index.push(off);
+            d.extend_from_slice(t);
+            d.push(0);
+            off += t.len() as u16 + 1;
+        }
+        while !d.len().is_multiple_of(8) {
+            d.push(0);
+        }
+        for i in index {
+            d.extend_from_slice(&i.to_le_bytes());
+        }
+        let base = 0xffff_ffff_8100_0000u64;
+        for i in 0..1100i32 {
+            let o: i32 = if i == 0 { 0x1000 } else { -1 - i * 16 };
+            d.extend_from_slice(&o.to_le_bytes());
+        }
+        d.extend_from_slice(&base.to_le_bytes());
+        d.extend_from_slice(&[0; 64]);
+        let k = find(&d, 8).unwrap();
+        assert_eq!(k.count, 1100);
+        assert_eq!(k.get("init_s0"), Some(0x1000));
+        assert_eq!(k.kind("init_s0"), Some('D'));
+        assert_eq!(k.get("init_s1099"), Some(base + 1099 * 16));
+        // Truncations never panic.
+        for cut in (0..d.len()).step_by(97) {
+            let _ = find(&d[..cut], 8);
+        }
+    }
+}
