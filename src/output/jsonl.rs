@@ -81,7 +81,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1], r#"{"s":"x\ny","type":"b"}"#);
+        assert_eq!(lines[1], r#"{"type":"b","s":"x\ny"}"#);
         assert_eq!(sink.dropped(), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }

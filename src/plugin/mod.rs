@@ -288,7 +288,7 @@ impl Plugin {
         let linux = self.linux(cpu);
         let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
         let who = self.tracer.who(cpu, linux.as_ref(), self.asid(cpu), sp);
-        if let Some(done) = self.tracer.ret(cpu, who.key, pc) {
+        for done in self.tracer.ret(cpu, who.key, pc) {
             self.emit(done);
         }
     }
@@ -481,11 +481,10 @@ mod tests {
         assert_eq!(end["syscall_insns"]["int80"], 1);
         assert_eq!(end["probe"]["text"], "Linux version 6.1");
         assert_eq!(end["probe"]["matched"], 2);
-        // Without registers the calls decode as number 0 (read / restart_syscall), and
-        // the second call of the same (unknown) thread closes the first as abandoned.
-        let calls: Vec<_> = lines.iter().filter(|l| l["type"] == "syscall").collect();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0]["outcome"], "abandoned");
+        // Without registers both calls decode as number 0 (read) of one unknown thread,
+        // from different instructions: the second nests above the first (as in a signal
+        // handler), so neither is complete yet.
+        assert!(lines.iter().all(|l| l["type"] != "syscall"));
         std::fs::remove_file(out).unwrap();
     }
 

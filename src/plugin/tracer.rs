@@ -7,6 +7,7 @@
 //! else runs uninstrumented.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -36,6 +37,7 @@ pub enum ThreadKey {
 struct Pending {
     thread: ThreadInfo,
     args: Option<Args>,
+    seq: u64,
 }
 
 /// A finished call, ready to become a record (and to drive process events).
@@ -56,6 +58,7 @@ pub struct Tracer {
     filter: SyscallFilter,
     matcher: Mutex<Matcher<ThreadKey, Pending>>,
     return_pcs: RwLock<HashSet<u64>>,
+    entries: AtomicU64,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -76,6 +79,7 @@ impl Tracer {
             filter,
             matcher: Mutex::new(Matcher::new()),
             return_pcs: RwLock::new(HashSet::new()),
+            entries: AtomicU64::new(0),
         }
     }
 
@@ -160,28 +164,29 @@ impl Tracer {
             Pending {
                 thread: who.thread,
                 args,
+                seq: self.entries.fetch_add(1, Ordering::Relaxed),
             },
         );
         done.into_iter().map(|d| finish(d, cpu)).collect()
     }
 
-    /// `cpu` is at a return point; completes the thread's pending call if it returns here.
-    pub fn ret(&self, cpu: &dyn Vcpu, key: ThreadKey, pc: u64) -> Option<Finished> {
+    /// `cpu` is at a return point; completes the thread's pending call if it returns here
+    /// (and any nested calls above it that never returned).
+    pub fn ret(&self, cpu: &dyn Vcpu, key: ThreadKey, pc: u64) -> Vec<Finished> {
         let mut matcher = self.matcher.lock();
-        let abi = matcher.pending(&key)?.abi;
+        let Some(abi) = matcher.pending_at(&key, pc).map(|c| c.abi) else {
+            return Vec::new();
+        };
+        let Some(rax) = cpu.reg(Reg::Rax) else {
+            return Vec::new();
+        };
         let value = abi.return_value(&Regs {
-            rax: cpu.reg(Reg::Rax)?,
+            rax,
             ..Regs::default()
         });
-        let done = matcher.ret(&key, pc, value)?;
+        let done = matcher.ret(&key, pc, value);
         drop(matcher);
-        Some(finish(done, cpu))
-    }
-
-    /// The thread `key` now runs a new program: its pending `execve` succeeded.
-    pub fn exec_succeeded(&self, cpu: &dyn Vcpu, key: ThreadKey) -> Option<Finished> {
-        let done = self.matcher.lock().exec_succeeded(&key)?;
-        Some(finish(done, cpu))
+        done.into_iter().map(|d| finish(d, cpu)).collect()
     }
 }
 
@@ -198,9 +203,10 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
         payload: (),
         outcome,
     };
-    let record = payload
-        .args
-        .map(|args| SyscallRecord::new(payload.thread.clone(), &done, args, mem));
+    let record = payload.args.map(|args| SyscallRecord {
+        seq: Some(payload.seq),
+        ..SyscallRecord::new(payload.thread.clone(), &done, args, mem)
+    });
     Finished {
         done,
         thread: payload.thread,

@@ -372,6 +372,10 @@ pub struct SyscallRecord {
     pub ret: Option<i64>,
     /// Why there is no result.
     pub outcome: Option<&'static str>,
+    /// Order of entry among all calls of the run (records are written at completion, so
+    /// a call that blocked is logged after calls that entered later; sort by `seq` for
+    /// entry order). `None` omits the field.
+    pub seq: Option<u64>,
 }
 
 impl SyscallRecord {
@@ -402,13 +406,14 @@ impl SyscallRecord {
             args,
             ret,
             outcome,
+            seq: None,
         }
     }
 }
 
 impl Serialize for SyscallRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let n = 9 + usize::from(self.outcome.is_some());
+        let n = 9 + usize::from(self.outcome.is_some()) + usize::from(self.seq.is_some());
         let mut m = s.serialize_struct("SyscallRecord", n)?;
         m.serialize_field("type", "syscall")?;
         m.serialize_field("pid", &self.thread.pid)?;
@@ -420,6 +425,9 @@ impl Serialize for SyscallRecord {
         m.serialize_field("ret", &self.ret)?;
         if let Some(o) = self.outcome {
             m.serialize_field("outcome", o)?;
+        }
+        if let Some(seq) = self.seq {
+            m.serialize_field("seq", &seq)?;
         }
         m.end()
     }

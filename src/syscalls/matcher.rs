@@ -6,15 +6,23 @@
 //! address, or `(asid, tid)`), and a return counts only if that thread has a call pending
 //! whose [`RawCall::return_pc`] is where it now is.
 //!
+//! Each thread has a small stack of pending calls, because a signal handler can run
+//! while a call is pending (the kernel delivers the signal on the way out of the call and
+//! the thread resumes in the handler, not at the return address); the handler's own calls
+//! nest above it, and after `rt_sigreturn` the interrupted call returns where it would
+//! have.
+//!
 //! Cases:
 //! - `exit`, `exit_group`, `rt_sigreturn`, `sigreturn` never come back: they complete at
 //!   entry with [`Outcome::NoReturn`];
 //! - `execve`/`execveat` stay pending: a failed one returns normally; a successful one
 //!   never returns, and completes with [`Outcome::Exec`] when the thread makes its next
-//!   call (or [`Matcher::exec_succeeded`] is told);
-//! - a thread that enters a new call while one is pending (a signal handler ran, the
-//!   call was restarted, a return was missed) completes the old one with
-//!   [`Outcome::Abandoned`];
+//!   call (or [`Matcher::exec_succeeded`] is told); calls below it are abandoned;
+//! - a thread that enters the same system call instruction again while a call from there
+//!   is on top of its stack (the kernel restarted an interrupted call) completes the old
+//!   one with [`Outcome::Abandoned`]; a call from elsewhere nests above (signal handler);
+//! - a return completes the topmost pending call that returns there, and abandons the
+//!   ones above it (a handler left with `longjmp`, a return that was missed);
 //! - a return with nothing pending (the child side of `fork`/`clone`) is ignored.
 
 use std::collections::HashMap;
@@ -51,7 +59,8 @@ pub struct Completed<K, P> {
 /// Pending calls by thread. `P` is any payload the caller keeps with a call.
 #[derive(Debug)]
 pub struct Matcher<K, P = ()> {
-    pending: HashMap<K, (RawCall, P)>,
+    pending: HashMap<K, Vec<(RawCall, P)>>,
+    count: usize,
     limit: usize,
 }
 
@@ -61,8 +70,11 @@ impl<K: Hash + Eq + Clone, P> Default for Matcher<K, P> {
     }
 }
 
+/// Deepest nesting of pending calls kept for one thread (signal handlers within handlers).
+const MAX_DEPTH: usize = 16;
+
 impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
-    /// At most this many threads with a pending call are remembered by default.
+    /// At most this many calls are remembered as pending by default.
     pub const DEFAULT_LIMIT: usize = 1 << 16;
 
     /// An empty matcher.
@@ -70,116 +82,163 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         Matcher::with_limit(Self::DEFAULT_LIMIT)
     }
 
-    /// An empty matcher remembering at most `limit` pending calls; past that, an
-    /// arbitrary pending call is dropped as [`Outcome::Abandoned`] (threads that died in
-    /// a call without the caller calling [`Matcher::forget`]).
+    /// An empty matcher remembering at most `limit` pending calls; past that, the
+    /// pending calls of an arbitrary thread are dropped as [`Outcome::Abandoned`]
+    /// (threads that died in a call without the caller calling [`Matcher::forget`]).
     pub fn with_limit(limit: usize) -> Self {
         Matcher {
             pending: HashMap::new(),
+            count: 0,
             limit: limit.max(1),
         }
     }
 
-    /// A thread enters a call. Returns what this completes: an older pending call of the
-    /// same thread, and the new call itself if it never returns.
-    pub fn enter(&mut self, thread: K, call: RawCall, payload: P) -> Vec<Completed<K, P>> {
-        let mut done = Vec::new();
-        if let Some((old, p)) = self.pending.remove(&thread) {
-            let exec = call_info(&old).is_some_and(|i| i.is_exec());
-            done.push(Completed {
-                thread: thread.clone(),
-                call: old,
-                payload: p,
-                outcome: if exec {
-                    Outcome::Exec
-                } else {
-                    Outcome::Abandoned
-                },
-            });
-        }
-        if call_info(&call).is_some_and(|i| i.never_returns()) {
-            done.push(Completed {
-                thread,
-                call,
-                payload,
-                outcome: Outcome::NoReturn,
-            });
-            return done;
-        }
-        if self.pending.len() >= self.limit
-            && let Some(k) = self.pending.keys().next().cloned()
-            && let Some((c, p)) = self.pending.remove(&k)
-        {
-            done.push(Completed {
-                thread: k,
-                call: c,
-                payload: p,
-                outcome: Outcome::Abandoned,
-            });
-        }
-        self.pending.insert(thread, (call, payload));
-        done
-    }
-
-    /// A thread is at `pc` with result `value`: completes its pending call if `pc` is
-    /// where that call returns to.
-    pub fn ret(&mut self, thread: &K, pc: u64, value: i64) -> Option<Completed<K, P>> {
-        if self.pending.get(thread)?.0.return_pc != pc {
-            return None;
-        }
-        let (call, payload) = self.pending.remove(thread)?;
-        Some(Completed {
+    fn completed(thread: &K, (call, payload): (RawCall, P), outcome: Outcome) -> Completed<K, P> {
+        Completed {
             thread: thread.clone(),
             call,
             payload,
-            outcome: Outcome::Returned(value),
-        })
+            outcome,
+        }
     }
 
-    /// The pending call of a thread, if any.
+    /// A thread enters a call. Returns what this completes, oldest first: calls of the
+    /// same thread that are now known to be over, and the new call itself if it never
+    /// returns.
+    pub fn enter(&mut self, thread: K, call: RawCall, payload: P) -> Vec<Completed<K, P>> {
+        let mut done = Vec::new();
+        let mut stack = self.pending.remove(&thread).unwrap_or_default();
+        let before = stack.len();
+        match stack.last() {
+            // The thread runs a new program: nothing below the exec survives it.
+            Some((top, _)) if call_info(top).is_some_and(|i| i.is_exec()) => {
+                let exec = stack.pop().expect("top exists");
+                done.extend(
+                    stack
+                        .drain(..)
+                        .map(|e| Self::completed(&thread, e, Outcome::Abandoned)),
+                );
+                done.push(Self::completed(&thread, exec, Outcome::Exec));
+            }
+            // The same instruction again: the kernel restarted an interrupted call.
+            Some((top, _)) if top.pc == call.pc => {
+                let old = stack.pop().expect("top exists");
+                done.push(Self::completed(&thread, old, Outcome::Abandoned));
+            }
+            _ => {}
+        }
+        if stack.len() >= MAX_DEPTH {
+            let oldest = stack.remove(0);
+            done.push(Self::completed(&thread, oldest, Outcome::Abandoned));
+        }
+        if call_info(&call).is_some_and(|i| i.never_returns()) {
+            done.push(Self::completed(&thread, (call, payload), Outcome::NoReturn));
+        } else {
+            stack.push((call, payload));
+        }
+        // `before` calls of this thread were counted; `stack` holds what is left of them
+        // and the new call.
+        self.count = self.count - before + stack.len();
+        if !stack.is_empty() {
+            self.pending.insert(thread.clone(), stack);
+        }
+        if self.count > self.limit
+            && let Some(k) = self.pending.keys().find(|k| **k != thread).cloned()
+            && let Some(dropped) = self.pending.remove(&k)
+        {
+            self.count -= dropped.len();
+            done.extend(
+                dropped
+                    .into_iter()
+                    .map(|e| Self::completed(&k, e, Outcome::Abandoned)),
+            );
+        }
+        done
+    }
+
+    /// A thread is at `pc` with result `value`: completes the topmost pending call of that
+    /// thread that returns to `pc` (last in the result), abandoning any above it (first).
+    /// Empty when the thread has no call returning here.
+    pub fn ret(&mut self, thread: &K, pc: u64, value: i64) -> Vec<Completed<K, P>> {
+        let Some(stack) = self.pending.get_mut(thread) else {
+            return Vec::new();
+        };
+        let Some(at) = stack.iter().rposition(|(c, _)| c.return_pc == pc) else {
+            return Vec::new();
+        };
+        let above: Vec<_> = stack.drain(at + 1..).collect();
+        let returned = stack.pop().expect("position exists");
+        if stack.is_empty() {
+            self.pending.remove(thread);
+        }
+        self.count = self.count.saturating_sub(above.len() + 1);
+        let mut done: Vec<_> = above
+            .into_iter()
+            .rev()
+            .map(|e| Self::completed(thread, e, Outcome::Abandoned))
+            .collect();
+        done.push(Self::completed(thread, returned, Outcome::Returned(value)));
+        done
+    }
+
+    /// The innermost pending call of a thread, if any.
     pub fn pending(&self, thread: &K) -> Option<&RawCall> {
-        self.pending.get(thread).map(|(c, _)| c)
+        self.pending.get(thread)?.last().map(|(c, _)| c)
+    }
+
+    /// The pending call of a thread that returns to `pc`, if any.
+    pub fn pending_at(&self, thread: &K, pc: u64) -> Option<&RawCall> {
+        self.pending
+            .get(thread)?
+            .iter()
+            .rev()
+            .map(|(c, _)| c)
+            .find(|c| c.return_pc == pc)
     }
 
     /// Where any thread with a pending call resumes (to place return probes).
     pub fn return_pcs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.pending.values().map(|(c, _)| c.return_pc)
+        self.pending.values().flatten().map(|(c, _)| c.return_pc)
     }
 
     /// The thread now runs a new program (the caller saw the exec happen): completes a
-    /// pending `execve`/`execveat` as [`Outcome::Exec`].
-    pub fn exec_succeeded(&mut self, thread: &K) -> Option<Completed<K, P>> {
-        if !call_info(&self.pending.get(thread)?.0).is_some_and(|i| i.is_exec()) {
-            return None;
+    /// pending `execve`/`execveat` as [`Outcome::Exec`], abandoning anything below it.
+    pub fn exec_succeeded(&mut self, thread: &K) -> Vec<Completed<K, P>> {
+        let is_exec = self
+            .pending(thread)
+            .is_some_and(|c| call_info(c).is_some_and(|i| i.is_exec()));
+        if !is_exec {
+            return Vec::new();
         }
-        let (call, payload) = self.pending.remove(thread)?;
-        Some(Completed {
-            thread: thread.clone(),
-            call,
-            payload,
-            outcome: Outcome::Exec,
-        })
+        let mut stack = self.pending.remove(thread).unwrap_or_default();
+        self.count = self.count.saturating_sub(stack.len());
+        let exec = stack.pop().expect("exec on top");
+        let mut done: Vec<_> = stack
+            .into_iter()
+            .map(|e| Self::completed(thread, e, Outcome::Abandoned))
+            .collect();
+        done.push(Self::completed(thread, exec, Outcome::Exec));
+        done
     }
 
-    /// The thread is gone: completes its pending call as [`Outcome::Abandoned`].
-    pub fn forget(&mut self, thread: &K) -> Option<Completed<K, P>> {
-        let (call, payload) = self.pending.remove(thread)?;
-        Some(Completed {
-            thread: thread.clone(),
-            call,
-            payload,
-            outcome: Outcome::Abandoned,
-        })
+    /// The thread is gone: completes its pending calls as [`Outcome::Abandoned`].
+    pub fn forget(&mut self, thread: &K) -> Vec<Completed<K, P>> {
+        let stack = self.pending.remove(thread).unwrap_or_default();
+        self.count = self.count.saturating_sub(stack.len());
+        stack
+            .into_iter()
+            .map(|e| Self::completed(thread, e, Outcome::Abandoned))
+            .collect()
     }
 
     /// How many calls are pending.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.count
     }
 
     /// Whether no call is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.count == 0
     }
 }
 

@@ -402,7 +402,7 @@ fn openat_record_matches_the_json_contract() {
     let args = decode_args(info, &c, &mem, When::Enter);
     let mut m: Matcher<u64, Args> = Matcher::new();
     assert!(m.enter(7, c, args).is_empty());
-    let done = m.ret(&7, 0x1002, 3).unwrap();
+    let done = m.ret(&7, 0x1002, 3).pop().unwrap();
     let rec = SyscallRecord::new(thread(), &done, done.payload.clone(), &mem);
     assert_eq!(
         serde_json::to_string(&rec).unwrap(),
@@ -513,13 +513,13 @@ fn matcher_cases() {
     assert!(m.enter((1, 10), x64(0), ()).is_empty());
     assert!(m.enter((1, 11), x64(0), ()).is_empty());
     assert_eq!(m.len(), 2);
-    let b = m.ret(&(1, 11), 0x1002, 5).unwrap();
+    let b = m.ret(&(1, 11), 0x1002, 5).pop().unwrap();
     assert_eq!((b.thread, b.outcome), ((1, 11), Outcome::Returned(5)));
-    assert!(m.ret(&(1, 11), 0x1002, 5).is_none(), "returned once only");
+    assert!(m.ret(&(1, 11), 0x1002, 5).is_empty(), "returned once only");
     // A thread elsewhere is not returning.
-    assert!(m.ret(&(1, 10), 0x9999, 0).is_none());
+    assert!(m.ret(&(1, 10), 0x9999, 0).is_empty());
     assert_eq!(
-        m.ret(&(1, 10), 0x1002, 7).unwrap().outcome,
+        m.ret(&(1, 10), 0x1002, 7).pop().unwrap().outcome,
         Outcome::Returned(7)
     );
     // exit_group completes at entry.
@@ -536,23 +536,63 @@ fn matcher_cases() {
     // A failed execve returns; a successful one is closed by the next call.
     m.enter((1, 10), x64(59), ());
     assert_eq!(
-        m.ret(&(1, 10), 0x1002, -2).unwrap().outcome,
+        m.ret(&(1, 10), 0x1002, -2).pop().unwrap().outcome,
         Outcome::Returned(-2)
     );
     m.enter((1, 10), x64(59), ());
     let done = m.enter((1, 10), x64(12), ());
     assert_eq!(done.len(), 1);
     assert_eq!((done[0].call.nr, done[0].outcome), (59, Outcome::Exec));
-    // A new call while one is pending abandons the old one.
+    // The same instruction again while its call is pending: a restarted call.
     let done = m.enter((1, 10), x64(0), ());
     assert_eq!((done[0].call.nr, done[0].outcome), (12, Outcome::Abandoned));
     // The child of a fork returns with nothing pending: ignored.
-    assert!(m.ret(&(1, 99), 0x1002, 0).is_none());
+    assert!(m.ret(&(1, 99), 0x1002, 0).is_empty());
     // Told of an exec / a thread's end.
     m.enter((2, 1), x64(322), ());
-    assert_eq!(m.exec_succeeded(&(2, 1)).unwrap().outcome, Outcome::Exec);
-    assert_eq!(m.forget(&(1, 10)).unwrap().outcome, Outcome::Abandoned);
+    assert_eq!(
+        m.exec_succeeded(&(2, 1)).pop().unwrap().outcome,
+        Outcome::Exec
+    );
+    assert_eq!(
+        m.forget(&(1, 10)).pop().unwrap().outcome,
+        Outcome::Abandoned
+    );
     assert!(m.is_empty());
+}
+
+#[test]
+fn matcher_keeps_a_call_interrupted_by_a_signal_handler() {
+    let at = |nr, pc: u64| RawCall {
+        pc,
+        return_pc: pc + 2,
+        ..call(Abi::X64Syscall, nr, [0; 6])
+    };
+    let mut m: Matcher<u32> = Matcher::new();
+    // wait4 completes in the kernel, but a SIGCHLD handler runs before it returns.
+    assert!(m.enter(1, at(61, 0x1000), ()).is_empty());
+    assert!(
+        m.enter(1, at(1, 0x2000), ()).is_empty(),
+        "the handler's write nests"
+    );
+    assert_eq!(m.ret(&1, 0x2002, 5).pop().unwrap().call.nr, 1);
+    assert_eq!(m.enter(1, at(15, 0x3000), ())[0].outcome, Outcome::NoReturn);
+    // After rt_sigreturn, wait4 returns where it would have, with its own value.
+    let done = m.ret(&1, 0x1002, 87);
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].call.nr, done[0].outcome),
+        (61, Outcome::Returned(87))
+    );
+    assert!(m.is_empty());
+    // A handler that never returns to its call: the return below abandons it.
+    m.enter(1, at(61, 0x1000), ());
+    m.enter(1, at(0, 0x2000), ());
+    let done = m.ret(&1, 0x1002, 3);
+    assert_eq!(done.len(), 2);
+    assert_eq!((done[0].call.nr, done[0].outcome), (0, Outcome::Abandoned));
+    assert_eq!(done[1].outcome, Outcome::Returned(3));
+    assert_eq!(m.len(), 0);
 }
 
 #[test]

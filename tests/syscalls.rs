@@ -1,0 +1,312 @@
+//! System call records on real guests, checked against `strace` run by the guest itself
+//! on the same workload in the same run: for every process strace followed, the plugin's
+//! calls (names, decodable arguments, return values) must be strace's, in order.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Boot, Run, boot, lab_available};
+use serde_json::Value;
+
+/// One call as strace printed it.
+#[derive(Debug, Clone)]
+struct Traced {
+    pid: u32,
+    name: String,
+    args: Vec<String>,
+    ret: String,
+    line: String,
+}
+
+/// Splits `name(args) = ret` at the top level, honouring quotes and brackets.
+fn parse_call(pid: u32, text: &str) -> Option<Traced> {
+    let open = text.find('(')?;
+    let name = text[..open].to_string();
+    let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut close = None;
+    for (i, c) in text[open + 1..].char_indices() {
+        if quoted {
+            cur.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                cur.push(c);
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ')' if depth == 0 => {
+                close = Some(open + 1 + i);
+                break;
+            }
+            ')' | ']' | '}' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            ',' if depth == 0 => args.push(std::mem::take(&mut cur).trim().to_string()),
+            _ => cur.push(c),
+        }
+    }
+    let close = close?;
+    if !cur.trim().is_empty() {
+        args.push(cur.trim().to_string());
+    }
+    let ret = text[close + 1..]
+        .trim()
+        .strip_prefix("= ")?
+        .trim()
+        .to_string();
+    Some(Traced {
+        pid,
+        name,
+        args,
+        ret,
+        line: text.to_string(),
+    })
+}
+
+/// strace's `-f -o` output, with `<unfinished ...>` / `<... resumed>` pairs joined and
+/// signal and exit notes dropped.
+fn strace_calls(run: &Run) -> Vec<Traced> {
+    let mut partial: BTreeMap<u32, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in run.console.lines() {
+        let Some(at) = line.find("@@VMI strace ") else {
+            continue;
+        };
+        let rest = line[at + 13..].trim_end_matches('\r');
+        let (pid, text) = rest.split_once(' ').unwrap();
+        let pid: u32 = pid.parse().unwrap();
+        let text = text.trim_start();
+        if text.starts_with("---") || text.starts_with("+++") {
+            continue;
+        }
+        if let Some(head) = text.strip_suffix("<unfinished ...>") {
+            partial.insert(pid, head.trim_end().to_string());
+            continue;
+        }
+        let text = match text.strip_prefix("<... ") {
+            Some(resumed) => {
+                let tail = &resumed[resumed.find("resumed>").expect("resumed") + 8..];
+                format!(
+                    "{}{}",
+                    partial.remove(&pid).expect("unfinished before resumed"),
+                    tail
+                )
+            }
+            None => text.to_string(),
+        };
+        out.push(parse_call(pid, &text).unwrap_or_else(|| panic!("unparsed strace line: {text}")));
+    }
+    out
+}
+
+fn errno(name: &str) -> Option<i64> {
+    Some(match name {
+        "EPERM" => 1,
+        "ENOENT" => 2,
+        "EINTR" => 4,
+        "EBADF" => 9,
+        "ECHILD" => 10,
+        "EAGAIN" => 11,
+        "EACCES" => 13,
+        "EEXIST" => 17,
+        "ENOTDIR" => 20,
+        "EINVAL" => 22,
+        "ENOTTY" => 25,
+        "ESPIPE" => 29,
+        "ERANGE" => 34,
+        "ENOSYS" => 38,
+        _ => return None,
+    })
+}
+
+fn number(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t == "NULL" {
+        return Some(0);
+    }
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let v = if let Some(h) = t.strip_prefix("0x") {
+        u64::from_str_radix(h, 16).ok()?
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8).ok()?
+    } else {
+        t.parse().ok()?
+    };
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+fn our_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_i64().map(|i| i as u64)),
+        Value::String(s) => number(s),
+        Value::Null => Some(0),
+        _ => None,
+    }
+}
+
+fn our_string(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) => Some(s),
+        Value::Object(o) => o.get("str").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Whether our record says what strace's line says. Returns the reason when not.
+fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
+    let name = ours["name"].as_str().unwrap_or("?");
+    // Our names are the kernel functions' (PANDA's prototypes): sys_newstat is strace's
+    // stat, sys_sendfile64 its sendfile, sys_nanosleep_time32 (i386) its nanosleep.
+    let t = &theirs.name;
+    let aliases = [format!("new{t}"), format!("{t}64"), format!("{t}_time32")];
+    if name != t && !aliases.iter().any(|a| a == name) {
+        return Err(format!("name {name} vs {}", theirs.name));
+    }
+    let outcome = ours["outcome"].as_str();
+    let ret = &theirs.ret;
+    let ret_ok = match (outcome, ours["ret"].as_i64()) {
+        (Some("exec"), _) => ret == "0",
+        (Some("no_return"), _) => ret == "?" || theirs.name.contains("sigreturn"),
+        (Some("abandoned"), _) => ret.starts_with('?'),
+        (None, Some(r)) => match ret.strip_prefix("-1 ") {
+            Some(e) => {
+                errno(e.split_whitespace().next().unwrap_or("")).is_none_or(|n| r == -n) && r < 0
+            }
+            None => {
+                number(ret.split_whitespace().next().unwrap_or("")).map(|v| v as i64) == Some(r)
+            }
+        },
+        _ => false,
+    };
+    if !ret_ok {
+        return Err(format!("return {} / {:?} vs {ret}", ours["ret"], outcome));
+    }
+    let args = ours["args"].as_object().ok_or("no args")?;
+    for (i, (key, value)) in args.iter().enumerate() {
+        let Some(t) = theirs.args.get(i) else { break };
+        if let Some(quoted) = t.strip_prefix('"') {
+            // strace shows strings C-escaped and cut with "..."; so do we, escaped alike.
+            let text = quoted.trim_end_matches("...").trim_end_matches('"');
+            if let Some(s) = our_string(value)
+                && !(s == text || (t.ends_with("...") && s.starts_with(text)))
+            {
+                return Err(format!("arg {key}: {s:?} vs {t}"));
+            }
+        } else if let (Some(want), Some(got)) = (number(t), our_number(value)) {
+            if want != got && (want as u32 as u64) != (got & 0xffff_ffff) {
+                return Err(format!("arg {key}: {value} vs {t}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_against_strace(run: &Run) {
+    let where_ = run.dir.display();
+    assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
+    assert!(run.truth.complete, "scenario did not finish: {where_}");
+    let traced = strace_calls(run);
+    assert!(
+        traced.len() > 100,
+        "strace saw only {} calls: {where_}",
+        traced.len()
+    );
+    let mut by_pid: BTreeMap<u32, Vec<&Traced>> = BTreeMap::new();
+    for t in &traced {
+        by_pid.entry(t.pid).or_default().push(t);
+    }
+    let records = run.of_type("syscall");
+    let first_pid = traced[0].pid;
+    for (pid, theirs) in &by_pid {
+        let mut ours: Vec<&Value> = records
+            .iter()
+            .copied()
+            .filter(|r| r["tid"].as_u64() == Some(u64::from(*pid)))
+            .collect();
+        // Records come at completion; strace lists calls in entry order.
+        ours.sort_by_key(|r| r["seq"].as_u64());
+        if *pid == first_pid {
+            // Before its execve, strace's first child is strace itself.
+            let exec = ours
+                .iter()
+                .position(|r| r["name"] == "execve" && r["outcome"] == "exec")
+                .expect("the traced execve");
+            ours.drain(..exec);
+        }
+        assert!(
+            ours.len() >= theirs.len(),
+            "pid {pid}: {} records for {} strace lines: {where_}",
+            ours.len(),
+            theirs.len()
+        );
+        for (i, t) in theirs.iter().enumerate() {
+            if let Err(why) = same_call(ours[i], t) {
+                panic!(
+                    "pid {pid}, call {i}: {why}\n  ours:   {}\n  strace: {}\n  run: {where_}",
+                    ours[i], t.line
+                );
+            }
+        }
+    }
+    assert!(by_pid.len() >= 4, "the workload forks: {where_}");
+}
+
+#[test]
+fn amd64_61_matches_strace() {
+    if !lab_available("amd64_61_matches_strace") {
+        return;
+    }
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "syscalls",
+        ..Boot::default()
+    });
+    check_against_strace(&run);
+}
+
+#[test]
+fn amd64_612_matches_strace() {
+    if !lab_available("amd64_612_matches_strace") {
+        return;
+    }
+    let run = boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "syscalls",
+        kaslr: true,
+        ..Boot::default()
+    });
+    check_against_strace(&run);
+}
+
+#[test]
+fn strace_lines_parse() {
+    let t = parse_call(1, r#"openat(-100, "/a, b)", 0x241, 0666) = 3"#).unwrap();
+    assert_eq!(t.name, "openat");
+    assert_eq!(t.args, vec!["-100", "\"/a, b)\"", "0x241", "0666"]);
+    assert_eq!(t.ret, "3");
+    let t = parse_call(
+        1,
+        "wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 87",
+    )
+    .unwrap();
+    assert_eq!(t.args.len(), 4);
+    assert_eq!(number("0666"), Some(0o666));
+    assert_eq!(number("-100"), Some((-100i64) as u64));
+}
