@@ -209,10 +209,11 @@ fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
             {
                 return Err(format!("arg {key}: {s:?} vs {t}"));
             }
-        } else if let (Some(want), Some(got)) = (number(t), our_number(value)) {
-            if want != got && (want as u32 as u64) != (got & 0xffff_ffff) {
-                return Err(format!("arg {key}: {value} vs {t}"));
-            }
+        } else if let (Some(want), Some(got)) = (number(t), our_number(value))
+            && want != got
+            && (want as u32 as u64) != (got & 0xffff_ffff)
+        {
+            return Err(format!("arg {key}: {value} vs {t}"));
         }
     }
     Ok(())

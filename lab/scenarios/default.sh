@@ -7,6 +7,8 @@ sleep 600 </dev/null >/tmp/sleep.out 2>&1 3</init &
 bg=$!
 threads 3 &
 mt=$!
+vmi_wait_for $bg sleep 1
+vmi_wait_for $mt threads 4
 ls -l / >/dev/null
 cat /proc/version >/dev/null
 echo hello >/tmp/hello && cat /tmp/hello >/dev/null

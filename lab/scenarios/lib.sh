@@ -37,3 +37,15 @@ vmi_kallsyms() {
         echo "@@VMI kallsyms $a $t $n"
     done
 }
+
+# Waits (with builtins) until process $1 runs program $2 (its comm) and has at least $3
+# threads, so that a snapshot taken next sees it settled.
+vmi_wait_for() {
+    local stat
+    while :; do
+        read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+        case $stat in *"($2)"*) ;; *) continue ;; esac
+        set -- "$1" "$2" "${3:-1}" /proc/"$1"/task/*
+        [ $(($# - 3)) -ge "$3" ] && return 0
+    done
+}
