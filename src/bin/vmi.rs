@@ -7,6 +7,9 @@ const USAGE: &str = "\
 usage: vmi <command> [args]
 
 commands:
+  report <log.jsonl> summarise an event log (processes, syscalls, files, modules);
+                     --json, --perfetto <trace.json>, --html <report.html>:
+                     run 'vmi report --help' for all options
   version            print the version
   help               print this help
 
@@ -20,6 +23,7 @@ fn main() -> ExitCode {
             println!("vmi {}", vmi::VERSION);
             ExitCode::SUCCESS
         }
+        Some("report") => report(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -31,6 +35,23 @@ fn main() -> ExitCode {
         None => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `vmi report`: all the work is in [`vmi::report`]; errors are rendered here, once.
+fn report(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", vmi::report::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let result = vmi::report::Options::parse(args)
+        .and_then(|opts| vmi::report::run(&opts, &mut std::io::stdout().lock()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmi report: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
