@@ -326,3 +326,163 @@ fn without_icount_or_process_events_lines_and_execve_calls_stand_in() {
     assert_eq!(p["files"][2]["path"], "/y");
     assert_eq!(s["programs"][0]["path"], "/bin/true");
 }
+
+/// Checks a trace against the rules of the trace-event format that viewers rely on, and
+/// returns the events by phase.
+fn validate_trace(trace: &Value) -> std::collections::HashMap<String, Vec<Value>> {
+    use std::collections::{HashMap, HashSet};
+    let events = trace["traceEvents"].as_array().expect("traceEvents array");
+    let mut by_ph: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut process_names: HashSet<u64> = HashSet::new();
+    let mut thread_names: HashSet<(u64, u64)> = HashSet::new();
+    let mut used: HashSet<(u64, u64)> = HashSet::new();
+    // Per track: last timestamp, end of the last complete slice, open B/E slices.
+    let mut last_ts: HashMap<String, f64> = HashMap::new();
+    let mut slice_end: HashMap<(u64, u64), f64> = HashMap::new();
+    let mut open: HashMap<(u64, u64), Vec<String>> = HashMap::new();
+    for e in events {
+        let ph = e["ph"].as_str().unwrap_or_else(|| panic!("no ph: {e}"));
+        let pid = e["pid"].as_u64().unwrap_or_else(|| panic!("no pid: {e}"));
+        let tid = e["tid"].as_u64().unwrap_or_else(|| panic!("no tid: {e}"));
+        let name = e["name"].as_str().unwrap_or_else(|| panic!("no name: {e}"));
+        by_ph.entry(ph.to_string()).or_default().push(e.clone());
+        if ph == "M" {
+            let n = e["args"]["name"].as_str();
+            assert!(
+                n.is_some_and(|n| !n.is_empty()),
+                "metadata without a name: {e}"
+            );
+            match name {
+                "process_name" => process_names.insert(pid),
+                "thread_name" => thread_names.insert((pid, tid)),
+                other => panic!("unexpected metadata {other}: {e}"),
+            };
+            continue;
+        }
+        let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("no ts: {e}"));
+        assert!(ts >= 0.0, "{e}");
+        used.insert((pid, tid));
+        let track = match (ph, e["s"].as_str()) {
+            ("i", Some("g")) => "global".to_string(),
+            ("i", Some("p")) => format!("{pid}"),
+            _ => format!("{pid}/{tid}"),
+        };
+        let prev = last_ts.insert(track.clone(), ts).unwrap_or(f64::MIN);
+        assert!(
+            ts >= prev,
+            "timestamps go back on track {track}: {prev} then {e}"
+        );
+        match ph {
+            "X" => {
+                let dur = e["dur"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("X without dur: {e}"));
+                assert!(dur >= 0.0, "{e}");
+                let end = slice_end.entry((pid, tid)).or_insert(f64::MIN);
+                assert!(
+                    ts >= *end,
+                    "slices overlap on {pid}/{tid}: ends {end}, then {e}"
+                );
+                *end = ts + dur;
+            }
+            "B" => open.entry((pid, tid)).or_default().push(name.to_string()),
+            "E" => {
+                let top = open.get_mut(&(pid, tid)).and_then(Vec::pop);
+                assert!(top.is_some(), "E without B: {e}");
+            }
+            "i" | "I" => {
+                let s = e["s"].as_str().unwrap_or("t");
+                assert!(["t", "p", "g"].contains(&s), "{e}");
+            }
+            other => panic!("unexpected phase {other}: {e}"),
+        }
+    }
+    for (k, v) in &open {
+        assert!(v.is_empty(), "unbalanced B/E on {k:?}: {v:?}");
+    }
+    for (pid, tid) in &used {
+        assert!(process_names.contains(pid), "no process_name for pid {pid}");
+        assert!(
+            thread_names.contains(&(*pid, *tid)),
+            "no thread_name for {pid}/{tid}"
+        );
+    }
+    by_ph
+}
+
+#[test]
+fn perfetto_trace_follows_the_format_rules() {
+    let dir = scratch("perfetto");
+    let out = dir.join("trace.json");
+    let o = vmi(&["report", FIXTURE, "--perfetto", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("JSON");
+    let by_ph = validate_trace(&trace);
+    assert_eq!(by_ph["X"].len(), 20, "one slice per syscall record");
+    // 11 process events and one module_load
+    assert_eq!(by_ph["i"].len(), 12);
+    assert_eq!(trace["otherData"]["position_unit"], "icount");
+
+    let open = by_ph["X"]
+        .iter()
+        .find(|e| e["args"]["filename"] == "/etc/nonexistent")
+        .unwrap();
+    assert_eq!(open["name"], "openat");
+    assert_eq!(open["ts"], 13000);
+    assert_eq!(open["args"]["errno"], "ENOENT");
+    assert_eq!(open["args"]["ret"], -2);
+    let exec = by_ph["i"]
+        .iter()
+        .find(|e| e["name"] == "exec /bin/ls")
+        .unwrap();
+    assert_eq!(
+        exec["args"]["argv"],
+        serde_json::json!(["ls", "-l", "/tmp"])
+    );
+    let names: Vec<&str> = by_ph["M"]
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "bash (100)",
+        "ls (101)",
+        "python3 (102)",
+        "cron (200)",
+        "sleep (101)",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+}
+
+#[test]
+fn perfetto_tracks_stay_well_formed_when_positions_go_back() {
+    let dir = scratch("perfetto-back");
+    let log = write(
+        &dir,
+        "back.jsonl",
+        concat!(
+            r#"{"type":"syscall","pid":5,"tid":5,"comm":"a","nr":0,"name":"read","args":{},"ret":0,"icount":100}"#,
+            "\n",
+            r#"{"type":"syscall","pid":5,"tid":5,"comm":"a","nr":0,"name":"read","args":{},"ret":0,"icount":100}"#,
+            "\n",
+            r#"{"type":"process_end","pid":5,"tid":5,"comm":"a","exit_code":0,"icount":50}"#,
+            "\n",
+            r#"{"type":"syscall","pid":6,"tid":7,"comm":"b","nr":0,"name":"read","args":{},"ret":0}"#,
+            "\n",
+        ),
+    );
+    let out = dir.join("trace.json");
+    let o = vmi(&[
+        "report",
+        log.to_str().unwrap(),
+        "--perfetto",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let by_ph = validate_trace(&trace);
+    assert_eq!(by_ph["X"][1]["ts"], 101);
+    assert_eq!(by_ph["X"][1]["args"]["position_clamped"], true);
+    assert_eq!(by_ph["i"][0]["ts"], 102);
+}
