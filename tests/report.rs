@@ -486,3 +486,173 @@ fn perfetto_tracks_stay_well_formed_when_positions_go_back() {
     assert_eq!(by_ph["X"][1]["args"]["position_clamped"], true);
     assert_eq!(by_ph["i"][0]["ts"], 102);
 }
+
+/// Chromium, if installed (`VMI_CHROMIUM` names another binary).
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("VMI_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Runs headless Chromium with `args` and the flags that keep it offline and quiet, with
+/// a time limit; returns (success, stdout, stderr).
+fn run_chromium(browser: &Path, args: &[String]) -> (bool, String, String) {
+    let profile = scratch(&format!("chromium-profile-{}", args.len()));
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,800",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish in 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn console_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&png[12..16], b"IHDR");
+    let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+    (be(&png[16..20]), be(&png[20..24]))
+}
+
+#[test]
+fn html_is_one_self_contained_file_that_renders_in_a_browser() {
+    let dir = scratch("html");
+    // The fixture, plus a process whose strings try to break out of the page's script.
+    let mut log = std::fs::read_to_string(FIXTURE).unwrap();
+    log.push('\n');
+    log.push_str(concat!(
+        r#"{"type":"process_start","pid":300,"tid":300,"ppid":1,"comm":"</script><b>x","icount":70000}"#,
+        "\n",
+        r#"{"type":"syscall","pid":300,"tid":300,"comm":"</script><b>x","nr":257,"name":"openat","args":{"dfd":-100,"filename":"<!--</script><img src=x onerror=alert(1)>","flags":0,"mode":0},"ret":-2,"icount":71000}"#,
+        "\n",
+    ));
+    let log = write(&dir, "html.jsonl", &log);
+    let html = dir.join("report.html");
+    let o = vmi(&[
+        "report",
+        log.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--keep",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+
+    // Self-contained: nothing is fetched. (The SVG namespace URI is a name, not a fetch.)
+    for bad in [
+        "<link", "src=\"", "src='", "@import", "url(", "https://", "<iframe",
+    ] {
+        assert!(!page.contains(bad), "page contains {bad:?}");
+    }
+    assert_eq!(page.matches("http://").count(), 1, "only the SVG namespace");
+    assert_eq!(page.matches("</script>").count(), 2, "guest text escaped");
+    assert!(!page.contains("<img"));
+
+    let Some(browser) = chromium() else {
+        if std::env::var_os("VMI_REQUIRE_BROWSER").is_some_and(|v| v == "1") {
+            panic!("VMI_REQUIRE_BROWSER=1 but chromium is not installed");
+        }
+        // Straight to stderr: the test harness captures eprintln! of passing tests.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "html test: browser part skipped, chromium not found (apt-get install chromium)"
+        );
+        return;
+    };
+    let url = format!("file://{}", html.display());
+
+    // The screenshot: right size, and not a blank page.
+    let shot = dir.join("shot.png");
+    let (ok, _, err) = run_chromium(
+        &browser,
+        &[format!("--screenshot={}", shot.display()), url.clone()],
+    );
+    assert!(ok, "chromium failed:\n{err}");
+    assert!(
+        console_errors(&err).is_empty(),
+        "{:#?}",
+        console_errors(&err)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(png_size(&png), (1280, 800));
+    // A uniform 1280x800 screenshot compresses to a few KB; this page is text and lanes.
+    assert!(
+        png.len() > 30_000,
+        "screenshot looks blank: {} bytes",
+        png.len()
+    );
+
+    // The DOM after the script ran, with pid 101 selected as if clicked: its lane is
+    // highlighted and its calls are listed (the last 3 of 6 kept, and said so).
+    let (ok, dom, err) = run_chromium(
+        &browser,
+        &["--dump-dom".to_string(), format!("{url}#pid=101")],
+    );
+    assert!(ok, "chromium failed:\n{err}");
+    assert!(
+        console_errors(&err).is_empty(),
+        "{:#?}",
+        console_errors(&err)
+    );
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the script did not finish:\n{dom}"
+    );
+    assert_eq!(
+        dom.matches(" data-pid=").count(),
+        10,
+        "one lane per process:\n{dom}"
+    );
+    assert!(
+        dom.contains("class=\"row selected\" data-id=\"3\" data-pid=\"101\""),
+        "{dom}"
+    );
+    assert!(dom.contains("the last 3 of 6 calls"), "{dom}");
+    assert_eq!(dom.matches("<tr class=\"call\">").count(), 3);
+    assert!(dom.contains("EACCES"), "{dom}");
+    assert!(dom.contains("ls -l /tmp  (/bin/ls)"), "{dom}");
+    // The hostile strings are text, not markup.
+    assert!(dom.contains("&lt;/script&gt;&lt;b&gt;x"), "{dom}");
+    assert!(!dom.contains("<img"), "{dom}");
+}
