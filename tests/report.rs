@@ -116,7 +116,7 @@ fn broken_input_is_warned_about_with_line_numbers_not_fatal() {
     for w in [
         "warning: line 30: unknown record type 'cpu_hotplug'",
         "warning: line 31: unknown field 'extra_field' in 'syscall' records",
-        "warning: line 32: not JSON",
+        "warning: line 32: not a JSON object",
         "warning: line 33: unusable record: no \"type\"",
         "warning: line 40: the last line is incomplete",
     ] {

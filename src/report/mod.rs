@@ -168,8 +168,12 @@ pub fn analyse<W: Write>(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let value: serde_json::Value = match serde_json::from_slice(&buf) {
-            Ok(v) => v,
+        let parsed = match record::parse_line(&buf) {
+            Ok(Ok(p)) => p,
+            Ok(Err(why)) => {
+                warnings.warn(format!("line {line_no}: unusable record: {why}, skipped"));
+                continue;
+            }
             Err(e) if kind == Line::Unterminated => {
                 truncated_last_line = true;
                 warnings.warn(format!(
@@ -178,22 +182,11 @@ pub fn analyse<W: Write>(
                 continue;
             }
             Err(e) => {
-                warnings.warn(format!("line {line_no}: not JSON ({e}), skipped"));
+                warnings.warn(format!("line {line_no}: not a JSON object ({e}), skipped"));
                 continue;
             }
         };
-        let ty = value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .map(str::to_string);
-        let parsed = match record::parse(value) {
-            Ok(p) => p,
-            Err(why) => {
-                warnings.warn(format!("line {line_no}: unusable record: {why}, skipped"));
-                continue;
-            }
-        };
-        let ty = ty.unwrap_or_default();
+        let ty = parsed.type_name.clone();
         let count = types.entry(ty.clone()).or_default();
         *count += 1;
         if let record::Record::Unknown(t) = &parsed.record {

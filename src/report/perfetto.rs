@@ -16,10 +16,11 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::errno;
-use super::record::{ProcessKind, Record};
+use super::record::{Ordered, ProcessKind, Record};
 use super::summary::Summary;
 
 /// Duration of a syscall slice, in positions (µs on the trace).
@@ -27,6 +28,19 @@ const SLICE: u64 = 1;
 
 /// The track of global events (modules): pid 0, tid 0.
 const GLOBAL: (u32, u32) = (0, 0);
+
+/// A complete slice; a struct rather than `json!` so that the arguments keep their order.
+#[derive(Serialize)]
+struct Slice<'a> {
+    ph: &'static str,
+    cat: &'static str,
+    name: String,
+    pid: u32,
+    tid: u32,
+    ts: u64,
+    dur: u64,
+    args: &'a Ordered,
+}
 
 /// Writes a trace while the log is read; [`TraceWriter::finish`] closes the document.
 #[derive(Debug)]
@@ -51,7 +65,7 @@ impl<W: Write> TraceWriter<W> {
         })
     }
 
-    fn emit(&mut self, event: &Value) -> io::Result<()> {
+    fn emit(&mut self, event: &impl Serialize) -> io::Result<()> {
         if !self.first {
             self.out.write_all(b",\n")?;
         }
@@ -101,23 +115,31 @@ impl<W: Write> TraceWriter<W> {
             Record::Syscall(c) => {
                 let end = self.track(c.pid, c.tid, c.comm.as_deref())?;
                 let ts = pos.max(end);
-                let mut args: Map<String, Value> = c.args.clone();
-                args.insert("ret".into(), json!(c.ret));
+                let mut args: Ordered = c.args.clone();
+                args.push("ret", json!(c.ret));
                 if let Some(e) = c.ret.and_then(errno::of_ret) {
-                    args.insert("errno".into(), json!(errno::name(e)));
+                    args.push("errno", json!(errno::name(e)));
                 }
                 if let Some(o) = &c.outcome {
-                    args.insert("outcome".into(), json!(o));
+                    args.push("outcome", json!(o));
                 }
                 if let Some(nr) = c.nr {
-                    args.insert("nr".into(), json!(nr));
+                    args.push("nr", json!(nr));
                 }
-                args.insert("position".into(), json!(pos));
+                args.push("position", json!(pos));
                 if ts != pos {
-                    args.insert("position_clamped".into(), json!(true));
+                    args.push("position_clamped", json!(true));
                 }
-                self.emit(&json!({"ph":"X","cat":"syscall","name":c.display_name(),
-                    "pid":c.pid,"tid":c.tid,"ts":ts,"dur":SLICE,"args":args}))?;
+                self.emit(&Slice {
+                    ph: "X",
+                    cat: "syscall",
+                    name: c.display_name(),
+                    pid: c.pid,
+                    tid: c.tid,
+                    ts,
+                    dur: SLICE,
+                    args: &args,
+                })?;
                 self.set_end(c.pid, c.tid, ts + SLICE);
             }
             Record::Process(e) => {

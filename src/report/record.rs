@@ -5,7 +5,115 @@
 //! record unusable, and fields this reader does not know are reported back so that the
 //! caller can warn about them once.
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
+
+/// A JSON object whose members keep their order. serde_json's `Map` sorts its keys (the
+/// crate does not enable `preserve_order`), and a call's arguments read best in prototype
+/// order, as the plugin wrote them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl Ordered {
+    /// The member called `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Adds a member at the end.
+    pub fn push(&mut self, key: &str, value: Value) {
+        self.0.push((key.to_string(), value));
+    }
+}
+
+impl Serialize for Ordered {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `"args"`: an object (a syscall's arguments, kept in order) or anything else (the
+/// `run_start` record's argument list).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ArgsField {
+    Object(Ordered),
+    Other(Value),
+}
+
+/// One line's top-level object, with a syscall's `"args"` kept in order.
+struct LineObject {
+    fields: Map<String, Value>,
+    args: Option<Ordered>,
+}
+
+impl<'de> Deserialize<'de> for LineObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LineObject, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LineObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LineObject, A::Error> {
+                let mut fields = Map::new();
+                let mut args = None;
+                while let Some(k) = a.next_key::<String>()? {
+                    if k == "args" {
+                        match a.next_value::<ArgsField>()? {
+                            ArgsField::Object(o) => {
+                                args = Some(o);
+                                fields.insert(k, Value::Null);
+                            }
+                            ArgsField::Other(v) => {
+                                fields.insert(k, v);
+                            }
+                        }
+                    } else {
+                        let v = a.next_value::<Value>()?;
+                        fields.insert(k, v);
+                    }
+                }
+                Ok(LineObject { fields, args })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses one line of the log: `Err` when it is not a JSON object (the message says
+/// where), else the record or why it is unusable.
+pub fn parse_line(bytes: &[u8]) -> Result<Result<Parsed, String>, serde_json::Error> {
+    let line: LineObject = serde_json::from_slice(bytes)?;
+    Ok(parse_object(line.fields, line.args))
+}
 
 /// The kinds of process event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +179,8 @@ pub struct Syscall {
     pub nr: Option<u64>,
     /// Name; `None` for numbers the plugin's table does not know.
     pub name: Option<String>,
-    /// Decoded arguments as written.
-    pub args: Map<String, Value>,
+    /// Decoded arguments as written, in order.
+    pub args: Ordered,
     /// Result, if a return was seen.
     pub ret: Option<i64>,
     /// Why there is no result (`no_return`, `exec`, `abandoned`).
@@ -156,6 +264,8 @@ pub enum Record {
 pub struct Parsed {
     /// The record.
     pub record: Record,
+    /// Its `"type"`.
+    pub type_name: String,
     /// Its `icount`.
     pub icount: Option<u64>,
     /// Unknown top-level fields, for a warning.
@@ -284,11 +394,25 @@ pub fn arg_display(v: &Value) -> String {
     }
 }
 
-/// Parses one record. `Err` says why the record cannot be used.
+/// Parses one record from a JSON value. `Err` says why the record cannot be used.
 pub fn parse(value: Value) -> Result<Parsed, String> {
     let Value::Object(mut m) = value else {
         return Err("not a JSON object".to_string());
     };
+    let args = match m.get("args") {
+        Some(Value::Object(_)) => match m.remove("args") {
+            Some(Value::Object(a)) => {
+                m.insert("args".into(), Value::Null);
+                Some(Ordered(a.into_iter().collect()))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    parse_object(m, args)
+}
+
+fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Parsed, String> {
     let ty = match m.remove("type") {
         Some(Value::String(t)) => t,
         Some(_) => return Err("\"type\" is not a string".to_string()),
@@ -316,7 +440,7 @@ pub fn parse(value: Value) -> Result<Parsed, String> {
         unknown(&m, known)
     };
     let record = match ty.as_str() {
-        "syscall" => Record::Syscall(syscall(m)?),
+        "syscall" => Record::Syscall(syscall(m, args)?),
         "process_start" => Record::Process(process(ProcessKind::ProcessStart, m)?),
         "process_exec" => Record::Process(process(ProcessKind::ProcessExec, m)?),
         "process_end" => Record::Process(process(ProcessKind::ProcessEnd, m)?),
@@ -327,16 +451,17 @@ pub fn parse(value: Value) -> Result<Parsed, String> {
         "run_end" => Record::RunEnd(m),
         "kernel_ready" => Record::KernelReady(m),
         "module_load" => Record::ModuleLoad(module(m).ok_or("module_load without \"name\"")?),
-        _ => Record::Unknown(ty),
+        _ => Record::Unknown(ty.clone()),
     };
     Ok(Parsed {
         record,
+        type_name: ty,
         icount,
         unknown_fields,
     })
 }
 
-fn syscall(mut m: Map<String, Value>) -> Result<Syscall, String> {
+fn syscall(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Syscall, String> {
     let pid = u32_of(m.get("pid")).ok_or("syscall without a numeric \"pid\"")?;
     let tid = u32_of(m.get("tid")).unwrap_or(pid);
     let ret = match m.get("ret") {
@@ -349,10 +474,7 @@ fn syscall(mut m: Map<String, Value>) -> Result<Syscall, String> {
         nr: m.get("nr").and_then(Value::as_u64),
         comm: str_of(m.remove("comm")),
         name: str_of(m.remove("name")),
-        args: match m.remove("args") {
-            Some(Value::Object(a)) => a,
-            _ => Map::new(),
-        },
+        args: args.unwrap_or_default(),
         ret,
         outcome: str_of(m.remove("outcome")),
     })
@@ -424,5 +546,52 @@ fn snapshot(mut m: Map<String, Value>) -> Snapshot {
         reason: str_of(m.remove("reason")),
         processes,
         modules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_arguments_keep_their_order() {
+        let line = br#"{"type":"syscall","pid":1,"tid":2,"comm":"c","nr":257,"name":"openat","args":{"dfd":-100,"filename":{"str":"/a","truncated":true},"flags":0,"mode":0},"ret":-2,"icount":7}"#;
+        let p = parse_line(line).unwrap().unwrap();
+        assert_eq!(p.icount, Some(7));
+        assert!(p.unknown_fields.is_empty());
+        let Record::Syscall(c) = p.record else {
+            panic!("{:?}", p.record)
+        };
+        let names: Vec<&str> = c.args.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["dfd", "filename", "flags", "mode"]);
+        assert_eq!(arg_str(c.args.get("filename").unwrap()), Some(("/a", true)));
+        assert_eq!(c.ret, Some(-2));
+        assert_eq!(
+            serde_json::to_string(&c.args).unwrap(),
+            r#"{"dfd":-100,"filename":{"str":"/a","truncated":true},"flags":0,"mode":0}"#
+        );
+    }
+
+    #[test]
+    fn run_start_args_are_a_list_and_other_shapes_are_errors() {
+        let p = parse_line(br#"{"type":"run_start","args":["a=b"],"new":1}"#)
+            .unwrap()
+            .unwrap();
+        let Record::RunStart(m) = p.record else {
+            panic!()
+        };
+        assert_eq!(m["args"], serde_json::json!(["a=b"]));
+        assert_eq!(p.unknown_fields, ["new"]);
+        assert!(parse_line(b"[1,2]").is_err());
+        assert!(
+            parse_line(br#"{"type":"syscall","tid":1}"#)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            parse_line(br#"{"type":"syscall","pid":1,"icount":"x"}"#)
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -713,6 +713,7 @@ impl Aggregator {
             }
             let args = c
                 .args
+                .0
                 .iter()
                 .map(|(k, v)| format!("{k}={}", record::arg_display(v)))
                 .collect::<Vec<_>>()
