@@ -656,3 +656,66 @@ fn html_is_one_self_contained_file_that_renders_in_a_browser() {
     assert!(dom.contains("&lt;/script&gt;&lt;b&gt;x"), "{dom}");
     assert!(!dom.contains("<img"), "{dom}");
 }
+
+#[test]
+fn memory_stays_bounded_on_a_long_log() {
+    use vmi::report::{analyse, perfetto::TraceWriter, reader::Warnings, summary::Limits};
+    // 60000 calls over 3 processes, a garbage line every 1000 lines, positions spread
+    // far beyond the density buckets' first width.
+    let mut log = String::new();
+    for i in 0..60_000u64 {
+        let pid = 10 + i % 3;
+        log.push_str(&format!(
+            r#"{{"type":"syscall","pid":{pid},"tid":{pid},"comm":"p{pid}","nr":0,"name":"read","args":{{"fd":{i}}},"ret":{r},"icount":{ic}}}"#,
+            r = if i % 7 == 0 { -11 } else { 1 },
+            ic = 1_000 + i * 977
+        ));
+        log.push('\n');
+        if i % 1000 == 999 {
+            log.push_str("garbage\n");
+        }
+    }
+    let limits = Limits {
+        recent_per_process: 5,
+        density_buckets: 50,
+        warnings: 10,
+        ..Limits::default()
+    };
+    let mut warnings = Warnings::new(limits.warnings, false);
+    let mut trace = TraceWriter::new(Vec::new()).unwrap();
+    let s = analyse(
+        log.as_bytes(),
+        "long",
+        limits,
+        &mut warnings,
+        Some(&mut trace),
+    )
+    .unwrap();
+    assert_eq!(s.syscalls.total, 60_000);
+    assert_eq!(s.warnings.count, 60);
+    assert_eq!(s.warnings.first.len(), 10);
+    assert_eq!(s.processes.len(), 3);
+    for p in &s.processes {
+        assert_eq!(p.recent.len(), 5, "recent calls capped");
+        assert_eq!(p.recent.back().unwrap().position, p.last_seen);
+        assert_eq!(p.density.len(), 50, "density buckets fixed");
+        assert_eq!(
+            p.density.iter().map(|&d| u64::from(d)).sum::<u64>(),
+            p.syscalls
+        );
+        assert_eq!(p.top_syscalls[0].failed, p.failed_syscalls);
+    }
+    let last = s.last_position.unwrap();
+    let d = s.density;
+    assert!(
+        d.origin + d.width * d.buckets as u64 > last,
+        "buckets cover the run: {d:?}"
+    );
+    assert!(
+        d.origin + d.width * (d.buckets as u64) / 2 <= last,
+        "and not twice over: {d:?}"
+    );
+    assert_eq!(s.syscalls.errors[0].name, "EAGAIN");
+    let trace: Value = serde_json::from_slice(&trace.finish(&s).unwrap()).unwrap();
+    assert_eq!(validate_trace(&trace)["X"].len(), 60_000);
+}
