@@ -24,6 +24,7 @@ pub mod mem;
 pub mod osi;
 pub mod output;
 pub mod plugin;
+pub mod report;
 pub mod syscalls;
 
 // The QEMU entry points reference `qemu_plugin_*` symbols that exist only inside QEMU, so

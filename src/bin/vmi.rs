@@ -13,6 +13,9 @@ commands:
                      vmlinux with .BTF); --symbols: System.map or ELF symbol table
                      whose addresses win over the image's kallsyms; --dwarf: ELF
                      with DWARF (the -dbg vmlinux) read instead of .BTF
+  report <log.jsonl> summarise an event log (processes, syscalls, files, modules);
+                     --json, --perfetto <trace.json>, --html <report.html>:
+                     run 'vmi report --help' for all options
   version            print the version
   help               print this help
 
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("kernelinfo") => kernelinfo(&args[1..]),
+        Some("report") => report(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -98,6 +102,23 @@ fn kernelinfo(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!("vmi kernelinfo: {}: {e}", image.display());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vmi report`: all the work is in [`vmi::report`]; errors are rendered here, once.
+fn report(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", vmi::report::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let result = vmi::report::Options::parse(args)
+        .and_then(|opts| vmi::report::run(&opts, &mut std::io::stdout().lock()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmi report: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
