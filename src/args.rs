@@ -35,6 +35,8 @@ pub struct Options {
     pub log: log::LevelFilter,
     /// `syscalls=`: which system calls become `syscall` records.
     pub syscalls: SyscallFilter,
+    /// `events=`: whether process and thread events are tracked and logged.
+    pub events: bool,
     /// `snapshot=`: when a process executes a program of this name, the plugin writes a
     /// `snapshot` record (processes, threads, modules).
     pub snapshot: String,
@@ -52,6 +54,7 @@ impl Default for Options {
             log: log::LevelFilter::Warn,
             snapshot: "vmi-snapshot".to_string(),
             syscalls: SyscallFilter::All,
+            events: true,
             probe: None,
         }
     }
@@ -114,6 +117,13 @@ impl Options {
                 "group" if !value.is_empty() => options.group = Some(value.to_string()),
                 "out" if !value.is_empty() => options.out = PathBuf::from(value),
                 "syscalls" => options.syscalls = SyscallFilter::parse(value).map_err(&bad)?,
+                "events" => {
+                    options.events = match value {
+                        "on" | "all" | "true" => true,
+                        "off" | "none" | "false" => false,
+                        _ => return Err(bad("on or off")),
+                    }
+                }
                 "snapshot" if !value.is_empty() && !value.contains('/') => {
                     options.snapshot = value.to_string()
                 }

@@ -18,6 +18,7 @@ pub mod args;
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod events;
 pub mod generate;
 pub mod linux;
 pub mod mem;

@@ -330,6 +330,8 @@ key_struct! {
         env_start_offset: opt off = "mm.env_start_offset",
         /// `env_end`.
         env_end_offset: opt off = "mm.env_end_offset",
+        /// `exe_file` (the program the process runs, as `/proc/<pid>/exe`).
+        exe_file_offset: opt off = "mm.exe_file_offset",
         /// `mm_mt` (maple tree of VMAs, 6.1+).
         mm_mt_offset: opt off = "mm.mm_mt_offset",
         /// `map_count`.

@@ -439,7 +439,7 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         &["__state", "state"],
         true,
     );
-    for f in ["arg_end", "env_start", "env_end"] {
+    for f in ["arg_end", "env_start", "env_end", "exe_file"] {
         b.off(&format!("mm.{f}_offset"), "mm_struct", &[f], true);
     }
     b.off("mm.mm_mt_offset", "mm_struct", &["mm_mt"], false);

@@ -244,8 +244,13 @@ pub fn process(linux: &Linux<'_>, task: u64) -> Result<Process, OsiError> {
         None => mm == 0,
     };
     let m = &linux.info.mm;
-    let (mut asid, mut brk, mut start_brk, mut args) = (None, 0, 0, None);
+    let (mut asid, mut brk, mut start_brk, mut args, mut exe) = (None, 0, 0, None, None);
     if mm != 0 {
+        exe = m
+            .exe_file_offset
+            .and_then(|off| linux.read_ptr_at(mm, off).ok())
+            .filter(|&f| f != 0)
+            .and_then(|file| super::path::file_path(linux, file).ok());
         asid = linux
             .read_ptr_at(mm, m.pgd_offset)
             .ok()
@@ -273,5 +278,6 @@ pub fn process(linux: &Linux<'_>, task: u64) -> Result<Process, OsiError> {
         brk,
         start_brk,
         threads,
+        exe,
     })
 }

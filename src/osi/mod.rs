@@ -47,6 +47,9 @@ pub struct Process {
     pub start_brk: u64,
     /// Thread ids of the group, leader first; may be partial (see [`Introspect::threads`]).
     pub threads: Vec<u32>,
+    /// The program it runs (`mm->exe_file`, as `/proc/<pid>/exe`); `None` for kernel
+    /// threads or when the kernelinfo lacks `mm.exe_file_offset`.
+    pub exe: Option<String>,
 }
 
 /// A thread: a `task_struct`.

@@ -76,6 +76,8 @@ pub struct SnapshotProcess {
     pub egid: Option<u32>,
     /// Command line, when readable.
     pub argv: Option<Vec<String>>,
+    /// The program it runs (`/proc/<pid>/exe`).
+    pub exe: Option<String>,
     /// `mm->brk`.
     pub brk: String,
     /// `mm->start_brk`.
@@ -155,6 +157,8 @@ pub struct RunEnd {
     pub snapshots: u64,
     /// `syscall` records written.
     pub syscall_records: u64,
+    /// Process and thread event records written.
+    pub event_records: u64,
     /// Records that could not be written (I/O errors on the log).
     pub dropped_records: u64,
     /// What the `probe=` diagnostics saw, when requested.

@@ -7,6 +7,7 @@
 //! module decides what to instrument and what to record. It never sees a raw pointer.
 
 pub mod kernel;
+pub mod lifecycle;
 pub mod snapshot;
 pub mod tracer;
 
@@ -23,8 +24,10 @@ use crate::cpu::Vcpu;
 use crate::error::Error;
 use crate::linux::Linux;
 use crate::mem::GuestMemory;
+use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
 
+use crate::events::{Caller, Event, Tracker};
 use crate::output::{JsonlSink, Record};
 use kernel::KernelView;
 use snapshot::Reason;
@@ -97,9 +100,11 @@ pub struct Plugin {
     probe: Option<Mutex<ProbeState>>,
     kernel: Option<KernelView>,
     tracer: Tracer,
+    events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
     snapshots: AtomicU64,
     syscall_records: AtomicU64,
+    event_records: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -171,9 +176,11 @@ impl Plugin {
             probe,
             kernel,
             tracer: Tracer::new(arch, options.syscalls.clone()),
+            events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
             snapshots: AtomicU64::new(0),
             syscall_records: AtomicU64::new(0),
+            event_records: AtomicU64::new(0),
             options,
         };
         plugin.sink.write(&Record::RunStart(RunStart {
@@ -272,7 +279,29 @@ impl Plugin {
                 page_offset: records::hex(ctx.page_offset),
                 banner_matches: kernel.banner_matches(cpu),
             }));
+            if let Some(events) = &self.events {
+                let linux = Linux::new(cpu, kernel.info(), *ctx);
+                match linux.processes() {
+                    Ok(list) => self.track(events, |t| t.already_running(&list.items)),
+                    Err(e) => {
+                        log::warn!("process events wait: the process list is unreadable ({e})")
+                    }
+                }
+            }
         }
+    }
+
+    /// Updates the lifecycle state and writes the events it yields, under the tracker's
+    /// lock, so that events reach the log in the order the tracker decided them even when
+    /// vCPUs race (a child on one vCPU exiting while its parent returns from `clone`).
+    fn track(&self, events: &Mutex<Tracker>, f: impl FnOnce(&mut Tracker) -> Vec<Event>) {
+        let mut tracker = events.lock();
+        let happened = f(&mut tracker);
+        for e in &happened {
+            self.sink.write(e);
+        }
+        self.event_records
+            .fetch_add(happened.len() as u64, Ordering::Relaxed);
     }
 
     fn asid(&self, cpu: &dyn Vcpu) -> u64 {
@@ -289,14 +318,25 @@ impl Plugin {
         let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
         let who = self.tracer.who(cpu, linux.as_ref(), self.asid(cpu), sp);
         for done in self.tracer.ret(cpu, who.key, pc) {
-            self.emit(done);
+            self.emit(done, cpu, linux.as_ref());
         }
     }
 
-    fn emit(&self, done: tracer::Finished) {
+    /// Logs a completed call, then the lifecycle events it causes.
+    fn emit(&self, done: tracer::Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) {
         if let Some(record) = &done.record {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
             self.sink.write(record);
+        }
+        if let (Some(events), Some(linux)) = (&self.events, linux)
+            && let Some(what) = lifecycle::of(&done, cpu, linux)
+        {
+            let caller = Caller {
+                pid: done.thread.pid,
+                tid: done.thread.tid,
+                comm: done.thread.comm.clone(),
+            };
+            self.track(events, |t| t.call(&caller, what));
         }
     }
 
@@ -312,8 +352,16 @@ impl Plugin {
         let who = self
             .tracer
             .who(cpu, linux.as_ref(), self.asid(cpu), regs.rsp);
+        if let (Some(events), Some(linux)) = (&self.events, linux.as_ref()) {
+            let caller = Caller {
+                pid: who.thread.pid,
+                tid: who.thread.tid,
+                comm: who.thread.comm.clone(),
+            };
+            self.track(events, |t| t.seen(&caller, || linux.current_process().ok()));
+        }
         for done in self.tracer.enter(cpu, who, call) {
-            self.emit(done);
+            self.emit(done, cpu, linux.as_ref());
         }
     }
 
@@ -396,6 +444,7 @@ impl Plugin {
             translations: self.translations.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
             syscall_records: self.syscall_records.load(Ordering::Relaxed),
+            event_records: self.event_records.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
             probe: self.probe.as_ref().map(|p| p.lock().report.clone()),
         });

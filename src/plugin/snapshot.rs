@@ -93,6 +93,7 @@ pub fn take(linux: &Linux<'_>, reason: &Reason) -> SnapshotRecord {
                     euid: p.euid,
                     egid: p.egid,
                     argv: p.argv,
+                    exe: p.exe,
                     brk: hex(p.brk),
                     start_brk: hex(p.start_brk),
                     maps,

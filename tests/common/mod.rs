@@ -242,8 +242,10 @@ pub struct Truth {
     pub kallsyms: BTreeMap<String, u64>,
     /// Whether the scenario reached its end marker.
     pub complete: bool,
-    /// Other marks: `@@VMI <name> <value>` (e.g. `chosen 89`).
+    /// Other marks: `@@VMI <name> <value>` (e.g. `chosen 89`), the last of each name.
     pub marks: BTreeMap<String, String>,
+    /// Every mark, in console order: (name, value).
+    pub all_marks: Vec<(String, String)>,
 }
 
 impl Truth {
@@ -299,6 +301,7 @@ impl Truth {
                 "end" => t.complete = true,
                 other => {
                     t.marks.insert(other.to_string(), body.to_string());
+                    t.all_marks.push((other.to_string(), body.to_string()));
                 }
             }
         }

@@ -1,0 +1,73 @@
+//! From a completed system call to what it means for the process lifecycle, reading from
+//! the guest the facts the event needs (the child, the new image, the wait status).
+
+use crate::cpu::Vcpu;
+use crate::events::Lifecycle;
+use crate::linux::Linux;
+use crate::osi::{Introspect, Process};
+use crate::syscalls::{Outcome, decode::mask};
+
+use super::tracer::Finished;
+
+/// The lifecycle meaning of `done`, if it has one. `linux` reads the kernel (absent while
+/// it cannot be read; the events then wait).
+pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycle> {
+    let call = &done.done.call;
+    let name = call.profile().lookup(call.nr)?.name;
+    let bits = call.profile().word_bits();
+    let arg = |i: usize| mask(call.args[i], bits);
+    let signed = |v: u64| mask(v, 32) as u32 as i32;
+    match (name, done.done.outcome) {
+        ("clone" | "clone3" | "fork" | "vfork", Outcome::Returned(child)) if child > 0 => {
+            let flags = match name {
+                "clone" => arg(0),
+                // clone3(struct clone_args *args, size_t size): flags come first.
+                "clone3" => cpu.read_u64(arg(0)).unwrap_or(0),
+                _ => 0,
+            };
+            let child = child as u32;
+            Some(Lifecycle::Cloned {
+                child,
+                flags,
+                process: find(linux, child),
+            })
+        }
+        ("execve" | "execveat", Outcome::Exec) => {
+            let filename = match name {
+                "execve" => arg(0),
+                _ => arg(1),
+            };
+            Some(Lifecycle::Execed {
+                process: linux.current_process().ok(),
+                filename: cpu
+                    .read_cstr(filename, 4096)
+                    .ok()
+                    .map(|(b, _)| String::from_utf8_lossy(&b).into_owned()),
+            })
+        }
+        ("exit_group", Outcome::NoReturn) => Some(Lifecycle::ExitGroup(signed(arg(0)))),
+        ("exit", Outcome::NoReturn) => Some(Lifecycle::Exit(signed(arg(0)))),
+        ("wait4" | "waitpid", Outcome::Returned(child)) if child > 0 => {
+            let status_at = arg(1);
+            let status = (status_at != 0)
+                .then(|| cpu.read_u32(status_at).ok())
+                .flatten()
+                .map(|s| s as i32);
+            Some(Lifecycle::Reaped {
+                child: child as u32,
+                status,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The process `pid`, from the task list.
+pub fn find(linux: &Linux<'_>, pid: u32) -> Option<Process> {
+    linux
+        .processes()
+        .ok()?
+        .items
+        .into_iter()
+        .find(|p| p.pid == pid)
+}

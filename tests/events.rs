@@ -1,0 +1,167 @@
+//! Process and thread events on real guests, checked one for one against the guest's own
+//! account of the same run (pids from `$!`, exit statuses from `wait`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Boot, Run, boot, lab_available};
+use serde_json::Value;
+
+fn pid(v: &Value) -> u32 {
+    v["pid"].as_u64().expect("pid") as u32
+}
+
+fn marks<'a>(run: &'a Run, name: &str) -> Vec<Vec<&'a str>> {
+    run.truth
+        .all_marks
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.split_whitespace().collect())
+        .collect()
+}
+
+fn check_events(run: &Run) {
+    let where_ = run.dir.display();
+    assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
+    assert!(run.truth.complete, "scenario did not finish: {where_}");
+    let of = |ty: &str| run.of_type(ty);
+    let (starts, ends, execs) = (of("process_start"), of("process_end"), of("process_exec"));
+    assert!(!starts.is_empty(), "no process_start: {where_}");
+
+    // Each process starts once and ends at most once, and only after it started.
+    let mut started = BTreeMap::new();
+    let mut ended = BTreeMap::new();
+    for (i, e) in run.events.iter().enumerate() {
+        match e["type"].as_str() {
+            Some("process_start") => {
+                assert!(started.insert(pid(e), i).is_none(), "started twice: {e}");
+            }
+            Some("process_end") => {
+                assert!(ended.insert(pid(e), i).is_none(), "ended twice: {e}");
+                let s = started
+                    .get(&pid(e))
+                    .unwrap_or_else(|| panic!("end without start: {e}"));
+                assert!(*s < i, "end before start: {e}");
+            }
+            _ => {}
+        }
+    }
+    // Every start has its end, or the process is alive in the last snapshot.
+    let last = run.of_type("snapshot").last().copied().expect("a snapshot");
+    let alive: BTreeSet<u32> = last["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pid)
+        .collect();
+    for (p, _) in &started {
+        assert!(
+            ended.contains_key(p) || alive.contains(p),
+            "pid {p} started, never ended, not alive: {where_}"
+        );
+    }
+    // No event for a process that never existed: each started pid made system calls or
+    // was in a snapshot.
+    let mut existed: BTreeSet<u32> = run.of_type("syscall").iter().map(|r| pid(r)).collect();
+    for s in run.of_type("snapshot") {
+        existed.extend(s["processes"].as_array().unwrap().iter().map(pid));
+    }
+    for (p, _) in &started {
+        assert!(
+            existed.contains(p),
+            "event for pid {p} that never ran: {where_}"
+        );
+    }
+    // Processes that were there before the plugin could read the kernel are marked.
+    assert!(
+        starts
+            .iter()
+            .any(|s| s["already_running"] == true && pid(s) == 1)
+    );
+
+    // Exit statuses as the guest's wait saw them.
+    let end_of = |p: u32| {
+        ends.iter()
+            .find(|e| pid(e) == p)
+            .unwrap_or_else(|| panic!("no process_end for {p}: {where_}"))
+    };
+    let exited = marks(run, "exited");
+    assert_eq!(exited.len(), 5);
+    for m in &exited {
+        let (p, status): (u32, i64) = (m[0].parse().unwrap(), m[1].parse().unwrap());
+        let e = end_of(p);
+        if status >= 128 {
+            assert_eq!(e["signal"].as_i64(), Some(status - 128), "{e}");
+        } else {
+            assert_eq!(e["exit_code"].as_i64(), Some(status), "{e}");
+        }
+    }
+    // Execs: the new comm and argv.
+    for m in marks(run, "execd") {
+        let p: u32 = m[0].parse().unwrap();
+        let e = execs
+            .iter()
+            .find(|e| pid(e) == p)
+            .unwrap_or_else(|| panic!("no exec of {p}"));
+        assert_eq!(e["argv"][0], m[1], "{e}");
+        assert_eq!(e["comm"], m[1], "{e}");
+    }
+    let pipeline: Vec<&&Value> = execs
+        .iter()
+        .filter(|e| e["argv"][0] == "passthru" && e["path"] == "/bin/passthru")
+        .collect();
+    assert_eq!(pipeline.len(), 2, "the pipeline's two stages: {where_}");
+    for e in pipeline {
+        assert_eq!(end_of(pid(e))["exit_code"], 0, "{e}");
+    }
+    // Threads of the threaded process.
+    let m = &marks(run, "threaded")[0];
+    let p: u32 = m[0].parse().unwrap();
+    let n = |ty: &str| run.of_type(ty).iter().filter(|e| pid(e) == p).count();
+    assert_eq!(
+        n("thread_start"),
+        m[1].parse::<usize>().unwrap() - 1,
+        "{where_}"
+    );
+    assert_eq!(n("thread_end"), n("thread_start"), "{where_}");
+    // The fork storm: 500 processes, each started and ended once, with status 7.
+    let storm: Vec<u32> = marks(run, "storm")
+        .iter()
+        .map(|m| m[0].parse().unwrap())
+        .collect();
+    assert_eq!(storm.len(), 500);
+    for p in storm {
+        assert!(
+            started.contains_key(&p),
+            "storm child {p} never started: {where_}"
+        );
+        assert_eq!(end_of(p)["exit_code"], 7, "storm child {p}");
+    }
+}
+
+#[test]
+fn amd64_61_events_match_the_guest() {
+    if !lab_available("amd64_61_events_match_the_guest") {
+        return;
+    }
+    check_events(&boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "events",
+        ..Boot::default()
+    }));
+}
+
+#[test]
+fn amd64_612_smp2_events_match_the_guest() {
+    if !lab_available("amd64_612_smp2_events_match_the_guest") {
+        return;
+    }
+    check_events(&boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "events",
+        kaslr: true,
+        smp: 2,
+        ..Boot::default()
+    }));
+}
