@@ -55,7 +55,7 @@ fn check_events(run: &Run) {
         .iter()
         .map(pid)
         .collect();
-    for (p, _) in &started {
+    for p in started.keys() {
         assert!(
             ended.contains_key(p) || alive.contains(p),
             "pid {p} started, never ended, not alive: {where_}"
@@ -67,7 +67,7 @@ fn check_events(run: &Run) {
     for s in run.of_type("snapshot") {
         existed.extend(s["processes"].as_array().unwrap().iter().map(pid));
     }
-    for (p, _) in &started {
+    for p in started.keys() {
         assert!(
             existed.contains(p),
             "event for pid {p} that never ran: {where_}"

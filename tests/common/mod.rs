@@ -10,6 +10,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+pub mod checks;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -172,6 +174,105 @@ pub fn boot(spec: &Boot) -> Run {
     }
 }
 
+/// A recording made by `lab/lab record` (QEMU record/replay, without the plugin).
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// The recording directory (cmdline, console.log, meta, replay.bin, kernel, initrd).
+    pub dir: PathBuf,
+    /// Its `meta` file, key by key.
+    pub meta: BTreeMap<String, String>,
+    /// The recorded console: the guest's own account, ground truth for every replay.
+    pub console: String,
+}
+
+/// Records `spec.kernel`/`spec.scenario` once, cached under `$VMI_CACHE/recordings/`
+/// (keyed by kernel package, initramfs, QEMU version and command line). Only `kernel`,
+/// `scenario` and `kaslr` of `spec` apply: recordings have one vCPU and no plugin.
+pub fn record(spec: &Boot) -> Recording {
+    let mut cmd = Command::new(root().join("lab/lab"));
+    cmd.args(["record", spec.kernel, spec.scenario]);
+    if spec.kaslr {
+        cmd.arg("--kaslr");
+    }
+    let out = cmd.output().expect("run lab/lab record");
+    assert!(
+        out.status.success(),
+        "lab/lab record failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let meta = read_lossy(&dir.join("meta"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let console = read_lossy(&dir.join("console.log"));
+    Recording { dir, meta, console }
+}
+
+/// How a replay ended, as `lab/lab replay` judged it.
+#[derive(Debug)]
+pub struct Replay {
+    /// The run; its `truth` comes from the recording's console.
+    pub run: Run,
+    /// `ok`, or why not (`diverged: ...`, `timed out ...`).
+    pub verdict: String,
+    /// Wall-clock seconds of the replay.
+    pub seconds: f64,
+}
+
+/// Replays `rec` with the plugin (and `extra` lab options before `--`, e.g. `--stall 5`).
+/// Does not assert success: the caller looks at `verdict`.
+pub fn replay(rec: &Recording, extra: &[&str], plugin_args: &[String]) -> Replay {
+    let dir = tempdir(&format!(
+        "replay-{}",
+        rec.dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let mut cmd = Command::new(root().join("lab/lab"));
+    cmd.arg("replay")
+        .arg(&rec.dir)
+        .arg("--out")
+        .arg(&dir)
+        .args(extra)
+        .arg("--")
+        .args(plugin_args)
+        .env("VMI_PLUGIN", plugin_path());
+    let out = cmd.output().expect("run lab/lab replay");
+    let verdict = read_lossy(&dir.join("verdict")).trim().to_string();
+    assert!(
+        !verdict.is_empty(),
+        "lab/lab replay gave no verdict: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.success(),
+        verdict == "ok",
+        "lab/lab replay status vs verdict {verdict:?}"
+    );
+    let console = read_lossy(&dir.join("console.log"));
+    let status = std::fs::read_to_string(dir.join("exit-status"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1);
+    let seconds = std::fs::read_to_string(dir.join("seconds"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let events = parse_jsonl(&dir.join("vmi.jsonl"));
+    let truth = Truth::parse(&rec.console);
+    Replay {
+        run: Run {
+            dir,
+            console,
+            status,
+            events,
+            truth,
+        },
+        verdict,
+        seconds,
+    }
+}
+
 /// A fresh directory for one run, kept after the test for inspection.
 pub fn tempdir(label: &str) -> PathBuf {
     let base = std::env::var_os("VMI_TEST_RUNS")
@@ -187,7 +288,7 @@ pub fn tempdir(label: &str) -> PathBuf {
     unreachable!()
 }
 
-fn read_lossy(path: &Path) -> String {
+pub fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
 

@@ -1,0 +1,217 @@
+//! Record once, analyse many times: a guest run recorded with QEMU's record/replay
+//! (`lab/lab record`, without the plugin) and replayed with the plugin
+//! (`lab/lab replay`). Two replays of one recording must write the same event log, and
+//! what a replay sees must agree with the guest's own `/proc` printed during the
+//! recording exactly as a live run's log agrees with its own console.
+//!
+//! The recording is made once and cached under `$VMI_CACHE/recordings/`; a test run then
+//! costs two replays (in parallel) and one short diverging replay.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::checks::{check_against_proc, check_kernel_ready};
+use common::{Boot, Recording, lab_available, read_lossy, record, replay, tempdir};
+use serde_json::Value;
+
+/// Fields that count QEMU's work rather than the guest's and so may differ between
+/// replays of one recording, as (record type, field). Everything else must be identical.
+///
+/// `run_end.translations`: the blocks QEMU translated. Under icount QEMU refills the
+/// vCPU's 16-bit instruction budget in chunks and translates a one-off shortened block
+/// where a chunk ends; where chunks start depends on when other host threads kick the
+/// vCPU out of its loop (host timing), so a replay translates a few dozen blocks more or
+/// fewer (e.g. 108424 vs 108492) while executing exactly the same instructions.
+const HOST_DEPENDENT: &[(&str, &str)] = &[("run_end", "translations")];
+
+/// The amd64-6.1 default-scenario recording, made (or found in the cache) once for all
+/// the tests of this file.
+fn recording_61() -> &'static Recording {
+    static REC: OnceLock<Recording> = OnceLock::new();
+    REC.get_or_init(|| {
+        record(&Boot {
+            kernel: "amd64-6.1",
+            scenario: "default",
+            ..Boot::default()
+        })
+    })
+}
+
+/// Every file the recorded command line names is in the recording directory, and the
+/// metadata says what was recorded with what.
+fn check_recording(rec: &Recording) {
+    for key in [
+        "kernel",
+        "scenario",
+        "package",
+        "initramfs_sha256",
+        "scenario_sha256",
+        "qemu",
+        "icount",
+        "key",
+    ] {
+        assert!(
+            rec.meta.get(key).is_some_and(|v| !v.is_empty()),
+            "no {key} in {}/meta",
+            rec.dir.display()
+        );
+    }
+    let cmdline = read_lossy(&rec.dir.join("cmdline"));
+    let args: Vec<&str> = cmdline.lines().collect();
+    for opt in ["-kernel", "-initrd"] {
+        let at = args.iter().position(|a| *a == opt).expect(opt);
+        assert!(
+            rec.dir.join(args[at + 1]).is_file(),
+            "{opt} {}",
+            args[at + 1]
+        );
+    }
+    assert!(
+        args.iter()
+            .any(|a| a.contains("rr=record,rrfile=replay.bin")),
+        "{cmdline}"
+    );
+    assert!(!args.contains(&"-plugin"), "recorded with a plugin");
+    assert!(rec.dir.join("replay.bin").is_file());
+    assert!(rec.console.contains("@@VMI end"), "scenario incomplete");
+}
+
+/// The two logs are byte-identical, or differ only in [`HOST_DEPENDENT`] fields (which
+/// the test reports).
+fn assert_same_log(a: &Path, b: &Path) {
+    let (ta, tb) = (read_lossy(a), read_lossy(b));
+    assert!(!ta.is_empty(), "empty log {}", a.display());
+    if ta == tb {
+        return;
+    }
+    let (la, lb): (Vec<&str>, Vec<&str>) = (ta.lines().collect(), tb.lines().collect());
+    assert_eq!(
+        la.len(),
+        lb.len(),
+        "replays wrote different numbers of records: {} {}",
+        a.display(),
+        b.display()
+    );
+    for (i, (x, y)) in la.iter().zip(&lb).enumerate() {
+        if x == y {
+            continue;
+        }
+        let (mut vx, mut vy): (Value, Value) = (
+            serde_json::from_str(x).unwrap(),
+            serde_json::from_str(y).unwrap(),
+        );
+        let ty = vx["type"].as_str().unwrap_or("").to_string();
+        let mut dropped = vec![];
+        for (t, field) in HOST_DEPENDENT {
+            if *t == ty {
+                dropped.push(format!("{t}.{field}: {} vs {}", vx[field], vy[field]));
+                vx.as_object_mut().unwrap().remove(*field);
+                vy.as_object_mut().unwrap().remove(*field);
+            }
+        }
+        assert_eq!(
+            vx,
+            vy,
+            "record {} differs between replays of one recording: {} {}",
+            i + 1,
+            a.display(),
+            b.display()
+        );
+        eprintln!(
+            "notice: replays differ only in host-dependent fields: {}",
+            dropped.join(", ")
+        );
+    }
+}
+
+/// With an `icount` field (a deterministic position, when the plugin has one), records
+/// come in execution order: per vCPU, positions never go back.
+fn check_positions(events: &[Value]) {
+    let mut last = std::collections::BTreeMap::<u64, u64>::new();
+    for e in events {
+        let Some(pos) = e.get("icount").and_then(Value::as_u64) else {
+            continue;
+        };
+        let vcpu = e.get("vcpu").and_then(Value::as_u64).unwrap_or(0);
+        let prev = last.insert(vcpu, pos).unwrap_or(0);
+        assert!(pos >= prev, "icount goes back on vCPU {vcpu}: {e}");
+    }
+}
+
+#[test]
+fn amd64_61_replays_agree_with_each_other_and_with_proc() {
+    let name = "replay amd64-6.1";
+    if !lab_available(name) {
+        return;
+    }
+    let rec = recording_61();
+    check_recording(rec);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| replay(rec, &[], &[]));
+        let b = s.spawn(|| replay(rec, &[], &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for r in [&a, &b] {
+        assert_eq!(r.verdict, "ok", "{}", r.run.dir.display());
+        assert_eq!(r.run.console, rec.console, "replay console");
+    }
+    eprintln!(
+        "{name}: recorded in {}s ({} bytes of events), replays took {}s and {}s",
+        rec.meta.get("record_seconds").map_or("?", String::as_str),
+        rec.meta.get("replay_bytes").map_or("?", String::as_str),
+        a.seconds,
+        b.seconds
+    );
+    assert_same_log(&a.run.dir.join("vmi.jsonl"), &b.run.dir.join("vmi.jsonl"));
+    check_positions(&a.run.events);
+    // The same checks as a live run, against the recording's console.
+    check_kernel_ready(&a.run, false);
+    check_against_proc(&a.run);
+}
+
+/// A replay whose command line differs from the recording's does not hang: it is stopped
+/// and reported as diverged.
+#[test]
+fn amd64_61_diverging_replay_is_reported() {
+    let name = "diverging replay amd64-6.1";
+    if !lab_available(name) {
+        return;
+    }
+    let rec = recording_61();
+    // A copy of the recording with one more word on the kernel command line.
+    let dir = tempdir("bad-recording");
+    for f in std::fs::read_dir(&rec.dir).unwrap() {
+        let f = f.unwrap().path();
+        let to = dir.join(f.file_name().unwrap());
+        std::fs::hard_link(&f, &to)
+            .or_else(|_| std::fs::copy(&f, &to).map(|_| ()))
+            .unwrap();
+    }
+    let cmdline = read_lossy(&rec.dir.join("cmdline"));
+    let changed: Vec<String> = cmdline
+        .lines()
+        .map(|l| {
+            if l.starts_with("console=") {
+                format!("{l} vmi.diverge=1")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::remove_file(dir.join("cmdline")).unwrap();
+    std::fs::write(dir.join("cmdline"), changed.join("\n") + "\n").unwrap();
+    let bad = Recording {
+        dir: PathBuf::from(&dir),
+        ..rec.clone()
+    };
+    let r = replay(&bad, &["--stall", "5", "--timeout", "120"], &[]);
+    assert!(
+        r.verdict.starts_with("diverged"),
+        "verdict {:?}: {}",
+        r.verdict,
+        r.run.dir.display()
+    );
+    assert!(r.seconds < 100.0, "took {}s to notice", r.seconds);
+}
