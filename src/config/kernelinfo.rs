@@ -487,6 +487,12 @@ key_struct! {
         page_offset: opt addr = "vmi.page_offset",
         /// `&modules`.
         modules_addr: opt addr = "vmi.modules_addr",
+        /// `&do_syscall_64` (x86_64): every 64-bit system call, kernel page tables active.
+        do_syscall_64_addr: opt addr = "vmi.do_syscall_64_addr",
+        /// `&do_int80_emulation` or `&do_int80_syscall_32`: every `int 0x80`.
+        do_int80_addr: opt addr = "vmi.do_int80_addr",
+        /// `&do_fast_syscall_32`: every `sysenter` (and 32-bit `syscall`).
+        do_fast_syscall_32_addr: opt addr = "vmi.do_fast_syscall_32_addr",
     }
 }
 

@@ -177,6 +177,7 @@ unsafe extern "C" fn on_hook(vcpu: c_uint, userdata: *mut c_void) {
         match Hook::unpack(userdata as usize as u64) {
             Some((Hook::SyscallInsn(kind), pc)) => plugin.on_syscall_insn(kind, &cpu, pc),
             Some((Hook::ReturnPoint, pc)) => plugin.on_return_point(&cpu, pc),
+            Some((Hook::KernelDispatch, _)) => plugin.on_kernel_dispatch(&cpu),
             None => {}
         }
     });

@@ -418,6 +418,21 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         }
     }
     b.sym("vmi.modules_addr", &["modules"], true);
+    // The C functions every system call path reaches with the kernel's page tables
+    // active (after the KPTI CR3 switch), where the plugin reads kernel memory.
+    if x86_64 {
+        b.sym("vmi.do_syscall_64_addr", &["do_syscall_64"], false);
+    }
+    b.sym(
+        "vmi.do_int80_addr",
+        &["do_int80_emulation", "do_int80_syscall_32"],
+        false,
+    );
+    b.sym(
+        "vmi.do_fast_syscall_32_addr",
+        &["do_fast_syscall_32"],
+        false,
+    );
     b.off(
         "task.thread_node_offset",
         "task_struct",

@@ -26,6 +26,9 @@ pub struct KernelReady {
     pub kaslr_slide: String,
     /// Start of the kernel's direct map.
     pub page_offset: String,
+    /// Whether user page tables leave the kernel out (KPTI): the plugin then reads the
+    /// kernel at system call dispatch instead of at the system call instruction.
+    pub kpti: bool,
     /// Whether the banner read from the guest matches the kernelinfo; absent when the
     /// kernelinfo has no banner.
     #[serde(skip_serializing_if = "Option::is_none")]

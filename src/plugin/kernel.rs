@@ -58,6 +58,7 @@ pub struct KernelView {
     arch: Arch,
     slide: OnceCell<u64>,
     page_offset: OnceCell<u64>,
+    user_readable: OnceCell<bool>,
 }
 
 impl KernelView {
@@ -69,6 +70,7 @@ impl KernelView {
             arch,
             slide: OnceCell::new(),
             page_offset: OnceCell::new(),
+            user_readable: OnceCell::new(),
         };
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
@@ -139,8 +141,56 @@ impl KernelView {
         Some(slide)
     }
 
+    /// Run-time addresses of the functions every system call reaches with the kernel's
+    /// page tables active; empty until the slide is known.
+    pub fn dispatch_addrs(&self) -> [Option<u64>; 3] {
+        let v = &self.info.vmi;
+        let slid = |a: Option<u64>| Some(a?.wrapping_add(self.slide()?));
+        [
+            slid(v.do_syscall_64_addr),
+            slid(v.do_int80_addr),
+            slid(v.do_fast_syscall_32_addr),
+        ]
+    }
+
+    /// Whether the kernel can be read from a user-mode callback. It cannot under KPTI
+    /// (user page tables map only the entry code): then the plugin reads the kernel at the
+    /// dispatch functions instead. Decided once, at the first user-mode callback after the
+    /// slide is known, by reading `init_task`; `None` until then.
+    pub fn readable_from_user(&self, cpu: &dyn Vcpu) -> Option<bool> {
+        if let Some(&known) = self.user_readable.get() {
+            return Some(known);
+        }
+        let slide = self.slide()?;
+        let init = self.info.task.init_addr.wrapping_add(slide);
+        let readable = cpu.read_u32(init).is_ok();
+        if !readable {
+            let hooks = self.dispatch_addrs().iter().any(Option::is_some);
+            if hooks {
+                log::info!(
+                    "kernel memory is not mapped in user mode (KPTI): reading it at system call dispatch"
+                );
+            } else {
+                log::warn!(
+                    "kernel memory is not mapped in user mode (KPTI) and kernelinfo group [{}] has no vmi.do_*_addr dispatch symbols: regenerate it with 'vmi kernelinfo'; introspection is unavailable",
+                    self.group
+                );
+            }
+        }
+        let _ = self.user_readable.set(readable);
+        Some(readable)
+    }
+
     /// Everything the Linux provider needs to read the kernel from `cpu` now.
     pub fn context(&self, cpu: &dyn Vcpu) -> Result<KernelContext, NotReady> {
+        let in_kernel = cpu
+            .reg(Reg::Rip)
+            .is_some_and(|rip| self.arch.is_kernel_address(rip));
+        self.context_at(cpu, in_kernel)
+    }
+
+    /// [`KernelView::context`] for a vCPU known to be in kernel mode or not.
+    pub fn context_at(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
         let slide = self.slide().ok_or(NotReady::Slide)?;
         let page_offset = self.page_offset(cpu, slide)?;
         let mut ctx = KernelContext {
@@ -153,9 +203,6 @@ impl KernelView {
         ctx.per_cpu_base = match self.arch {
             Arch::X86_64 => {
                 // In user mode the kernel's GS base waits in KERNEL_GS_BASE until swapgs.
-                let in_kernel = cpu
-                    .reg(Reg::Rip)
-                    .is_some_and(|rip| self.arch.is_kernel_address(rip));
                 cpu.reg(if in_kernel {
                     Reg::GsBase
                 } else {

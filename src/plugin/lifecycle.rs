@@ -62,6 +62,42 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
     }
 }
 
+/// What a completed call means when only user memory can be read (a user-mode return
+/// under KPTI): a child appears (its details are the caller's until it runs), a process
+/// is reaped.
+pub fn of_user(done: &Finished, cpu: &dyn Vcpu) -> Option<Lifecycle> {
+    let call = &done.done.call;
+    let name = call.profile().lookup(call.nr)?.name;
+    let bits = call.profile().word_bits();
+    let arg = |i: usize| mask(call.args[i], bits);
+    match (name, done.done.outcome) {
+        ("clone" | "clone3" | "fork" | "vfork", Outcome::Returned(child)) if child > 0 => {
+            let flags = match name {
+                "clone" => arg(0),
+                "clone3" => cpu.read_u64(arg(0)).unwrap_or(0),
+                _ => 0,
+            };
+            Some(Lifecycle::Cloned {
+                child: child as u32,
+                flags,
+                process: None,
+            })
+        }
+        ("wait4" | "waitpid", Outcome::Returned(child)) if child > 0 => {
+            let status_at = arg(1);
+            let status = (status_at != 0)
+                .then(|| cpu.read_u32(status_at).ok())
+                .flatten()
+                .map(|s| s as i32);
+            Some(Lifecycle::Reaped {
+                child: child as u32,
+                status,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The process `pid`, from the task list.
 pub fn find(linux: &Linux<'_>, pid: u32) -> Option<Process> {
     linux

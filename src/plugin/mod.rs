@@ -8,9 +8,11 @@
 
 pub mod kernel;
 pub mod lifecycle;
+pub mod probe;
 pub mod snapshot;
 pub mod tracer;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -25,16 +27,15 @@ use crate::error::Error;
 use crate::linux::Linux;
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
-use crate::output::records::{self, KernelReady, ProbeReport, RunEnd, RunStart, SyscallInsnCounts};
+use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
 
 use crate::events::{Caller, Event, Tracker};
 use crate::output::{JsonlSink, Record};
+use crate::syscalls::RawCall;
 use kernel::KernelView;
+use probe::Probe;
 use snapshot::Reason;
 use tracer::Tracer;
-
-/// Longest string the `probe=` diagnostics reads.
-const PROBE_MAX: usize = 256;
 
 /// What QEMU told the plugin about the machine at install time.
 #[derive(Debug, Clone)]
@@ -56,20 +57,42 @@ pub enum Hook {
     SyscallInsn(SyscallInsn),
     /// Call [`Plugin::on_return_point`]: a system call may return here.
     ReturnPoint,
+    /// Call [`Plugin::on_kernel_dispatch`]: a kernel function every system call reaches
+    /// with the kernel's page tables active.
+    KernelDispatch,
 }
 
 /// Bits of [`Hook::pack`]'s word that hold the hook; the address sits above them.
 const HOOK_BITS: u32 = 3;
+/// Codes of the hooks that are not system call instructions.
+const RETURN_POINT: u64 = SyscallInsn::ALL.len() as u64;
+const KERNEL_DISPATCH: u64 = RETURN_POINT + 1;
+
+/// A system call seen at its user-mode instruction, waiting for the kernel's dispatch
+/// function, where the kernel can be read even under KPTI.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    call: RawCall,
+    asid: u64,
+    sp: u64,
+}
+
+thread_local! {
+    /// The call this vCPU thread is making, between its instruction and the dispatch.
+    static DEFERRED: Cell<Option<Deferred>> = const { Cell::new(None) };
+}
 
 impl Hook {
     /// Packs the hook and the instruction's address into one word, so that both travel as
     /// a callback's user data (nothing is allocated per translation, and the callback
     /// knows the exact address: QEMU's `rip` is only synced at block boundaries). `None`
-    /// for an address too high to pack (no user-space address is).
+    /// for a user-space hook whose address is too high to pack (no user address is); a
+    /// kernel dispatch hook needs no address and packs as its code alone.
     pub fn pack(self, va: u64) -> Option<u64> {
         let code = match self {
             Hook::SyscallInsn(kind) => kind.index() as u64,
-            Hook::ReturnPoint => SyscallInsn::ALL.len() as u64,
+            Hook::ReturnPoint => RETURN_POINT,
+            Hook::KernelDispatch => return Some(KERNEL_DISPATCH),
         };
         (va >> (64 - HOOK_BITS) == 0).then_some(va << HOOK_BITS | code)
     }
@@ -79,7 +102,8 @@ impl Hook {
         let code = (word & ((1 << HOOK_BITS) - 1)) as usize;
         let hook = match SyscallInsn::from_index(code) {
             Some(kind) => Hook::SyscallInsn(kind),
-            None if code == SyscallInsn::ALL.len() => Hook::ReturnPoint,
+            None if code as u64 == RETURN_POINT => Hook::ReturnPoint,
+            None if code as u64 == KERNEL_DISPATCH => Hook::KernelDispatch,
             None => return None,
         };
         Some((hook, word >> HOOK_BITS))
@@ -97,7 +121,7 @@ pub struct Plugin {
     sink: JsonlSink,
     syscall_insns: [AtomicU64; 3],
     translations: AtomicU64,
-    probe: Option<Mutex<ProbeState>>,
+    probe: Option<Probe>,
     kernel: Option<KernelView>,
     tracer: Tracer,
     events: Option<Mutex<Tracker>>,
@@ -105,12 +129,6 @@ pub struct Plugin {
     snapshots: AtomicU64,
     syscall_records: AtomicU64,
     event_records: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct ProbeState {
-    first: Option<Vec<u8>>,
-    report: ProbeReport,
 }
 
 impl Plugin {
@@ -157,15 +175,7 @@ impl Plugin {
             ));
         }
         let sink = JsonlSink::create(&options.out)?;
-        let probe = options.probe.map(|address| {
-            Mutex::new(ProbeState {
-                first: None,
-                report: ProbeReport {
-                    address: records::hex(address),
-                    ..ProbeReport::default()
-                },
-            })
-        });
+        let probe = options.probe.map(Probe::new);
         let plugin = Plugin {
             args,
             arch,
@@ -236,8 +246,15 @@ impl Plugin {
         if let Some(kind) = SyscallInsn::classify(insn) {
             return Some(Hook::SyscallInsn(kind));
         }
-        if !first || self.arch.is_kernel_address(va) {
+        if !first {
             return None;
+        }
+        if self.arch.is_kernel_address(va) {
+            let dispatch = self
+                .kernel
+                .as_ref()
+                .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)));
+            return dispatch.then_some(Hook::KernelDispatch);
         }
         if self.tracer.is_return_pc(va) {
             return Some(Hook::ReturnPoint);
@@ -257,10 +274,11 @@ impl Plugin {
         (after_syscall || after_fast_path()).then_some(Hook::ReturnPoint)
     }
 
-    /// A Linux provider for `cpu`, once the kernel can be read.
-    fn linux<'a>(&'a self, cpu: &'a dyn Vcpu) -> Option<Linux<'a>> {
+    /// A Linux provider for `cpu`, once the kernel can be read; `in_kernel` says whether
+    /// the vCPU runs kernel code (it decides where the per-CPU base is).
+    fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, in_kernel: bool) -> Option<Linux<'a>> {
         let kernel = self.kernel.as_ref()?;
-        let ctx = kernel.context(cpu).ok()?;
+        let ctx = kernel.context_at(cpu, in_kernel).ok()?;
         self.announce_kernel(kernel, cpu, &ctx);
         Some(Linux::new(cpu, kernel.info(), ctx))
     }
@@ -277,6 +295,7 @@ impl Plugin {
                 group: kernel.group().to_string(),
                 kaslr_slide: records::hex(ctx.kaslr_slide),
                 page_offset: records::hex(ctx.page_offset),
+                kpti: kernel.readable_from_user(cpu) == Some(false),
                 banner_matches: kernel.banner_matches(cpu),
             }));
             if let Some(events) = &self.events {
@@ -312,11 +331,88 @@ impl Plugin {
         }
     }
 
+    /// Whether the kernel must be read at the dispatch functions (KPTI) rather than at
+    /// the user-mode instruction.
+    fn deferred_to_kernel(&self, cpu: &dyn Vcpu) -> bool {
+        self.kernel.as_ref().and_then(|k| k.readable_from_user(cpu)) == Some(false)
+    }
+
+    /// The system call instruction at `pc` is about to execute on `cpu`.
+    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
+        self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(probe) = &self.probe {
+            probe.read(cpu);
+        }
+        if let Some(kernel) = &self.kernel {
+            kernel.syscall_insn_seen(kind);
+        }
+        let Some(abi) = self.tracer.abi(kind, cpu) else {
+            return;
+        };
+        let mut regs = Tracer::regs(cpu);
+        regs.rip = pc;
+        let call = abi.entry(&regs, cpu);
+        let deferred = Deferred {
+            call,
+            asid: self.asid(cpu),
+            sp: regs.rsp,
+        };
+        if self.deferred_to_kernel(cpu) {
+            DEFERRED.with(|d| d.set(Some(deferred)));
+        } else {
+            self.enter(cpu, deferred, false);
+        }
+    }
+
+    /// A kernel dispatch function runs: finish the call its thread's instruction began.
+    pub fn on_kernel_dispatch(&self, cpu: &dyn Vcpu) {
+        if let Some(deferred) = DEFERRED.with(|d| d.take()) {
+            self.enter(cpu, deferred, true);
+        }
+    }
+
+    /// Follows a call as it enters the kernel: snapshot requests, the caller's lifecycle,
+    /// decoding, and whatever this call completes.
+    fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
+        let linux = self.linux(cpu, in_kernel);
+        if let (Some(kernel), Some(linux)) = (&self.kernel, linux.as_ref())
+            && let Some(reason) = self.snapshot_reason(&d.call, cpu)
+        {
+            self.snapshot(kernel, linux, &reason);
+        }
+        // Under KPTI the return point (user mode) cannot read the kernel: key threads by
+        // address space and stack there and here alike.
+        let stack_key = in_kernel;
+        let who = self.tracer.who(
+            linux.as_ref().filter(|_| !stack_key),
+            linux.as_ref(),
+            d.asid,
+            d.sp,
+        );
+        if let (Some(events), Some(linux)) = (&self.events, linux.as_ref()) {
+            let caller = Caller {
+                pid: who.thread.pid,
+                tid: who.thread.tid,
+                comm: who.thread.comm.clone(),
+            };
+            self.track(events, |t| t.seen(&caller, || linux.current_process().ok()));
+        }
+        for done in self.tracer.enter(cpu, who, d.call) {
+            self.emit(done, cpu, linux.as_ref());
+        }
+    }
+
     /// A system call may return at `pc`, the start of this block.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
-        let linux = self.linux(cpu);
+        let linux = if self.deferred_to_kernel(cpu) {
+            None
+        } else {
+            self.linux(cpu, false)
+        };
         let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
-        let who = self.tracer.who(cpu, linux.as_ref(), self.asid(cpu), sp);
+        let who = self
+            .tracer
+            .who(linux.as_ref(), linux.as_ref(), self.asid(cpu), sp);
         for done in self.tracer.ret(cpu, who.key, pc) {
             self.emit(done, cpu, linux.as_ref());
         }
@@ -328,9 +424,13 @@ impl Plugin {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
             self.sink.write(record);
         }
-        if let (Some(events), Some(linux)) = (&self.events, linux)
-            && let Some(what) = lifecycle::of(&done, cpu, linux)
-        {
+        let Some(events) = &self.events else { return };
+        let what = match linux {
+            Some(linux) => lifecycle::of(&done, cpu, linux),
+            // Under KPTI a return cannot read the kernel: what needs no kernel read.
+            None => lifecycle::of_user(&done, cpu),
+        };
+        if let Some(what) = what {
             let caller = Caller {
                 pid: done.thread.pid,
                 tid: done.thread.tid,
@@ -340,92 +440,25 @@ impl Plugin {
         }
     }
 
-    /// Follows the call at a system call instruction: decode, remember, log what completes.
-    fn trace_entry(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
-        let Some(abi) = self.tracer.abi(kind, cpu) else {
-            return;
-        };
-        let mut regs = Tracer::regs(cpu);
-        regs.rip = pc;
-        let call = abi.entry(&regs, cpu);
-        let linux = self.linux(cpu);
-        let who = self
-            .tracer
-            .who(cpu, linux.as_ref(), self.asid(cpu), regs.rsp);
-        if let (Some(events), Some(linux)) = (&self.events, linux.as_ref()) {
-            let caller = Caller {
-                pid: who.thread.pid,
-                tid: who.thread.tid,
-                comm: who.thread.comm.clone(),
-            };
-            self.track(events, |t| t.seen(&caller, || linux.current_process().ok()));
-        }
-        for done in self.tracer.enter(cpu, who, call) {
-            self.emit(done, cpu, linux.as_ref());
-        }
-    }
-
-    /// The system call instruction at `pc` is about to execute on `cpu`.
-    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
-        self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
-        if let Some(kernel) = &self.kernel {
-            kernel.syscall_insn_seen(kind);
-            if let Some(reason) = self.snapshot_reason(kind, cpu) {
-                self.snapshot(kernel, cpu, &reason);
-            }
-        }
-        self.trace_entry(kind, cpu, pc);
-        if let (Some(probe), Some(address)) = (&self.probe, self.options.probe) {
-            let read = cpu.read_cstr(address, PROBE_MAX);
-            let mut state = probe.lock();
-            state.report.reads += 1;
-            match read {
-                Err(_) => state.report.failed += 1,
-                Ok((bytes, _)) => match &state.first {
-                    None => {
-                        state.report.text = Some(String::from_utf8_lossy(&bytes).into_owned());
-                        state.report.matched += 1;
-                        state.first = Some(bytes);
-                    }
-                    Some(first) if *first == bytes => state.report.matched += 1,
-                    Some(_) => state.report.mismatched += 1,
-                },
-            }
-        }
-    }
-
-    /// Whether this system call asks for a snapshot: an `execve`/`execveat` of the
-    /// `snapshot=` program, or `reboot`.
-    fn snapshot_reason(&self, kind: SyscallInsn, cpu: &dyn Vcpu) -> Option<Reason> {
-        let nr = cpu.reg(Reg::Rax)? & 0xffff_ffff;
-        // (execve, execveat, reboot) numbers and the filename's register per ABI.
-        let (execve, execveat, reboot, file_reg, at_file_reg) = match kind {
-            SyscallInsn::Syscall => (59, 322, 169, Reg::Rdi, Reg::Rsi),
-            SyscallInsn::Int80 | SyscallInsn::Sysenter => (11, 358, 88, Reg::Rbx, Reg::Rcx),
-        };
-        let filename = match nr {
-            n if n == reboot => return Some(Reason::Reboot),
-            n if n == execve => cpu.reg(file_reg)?,
-            n if n == execveat => cpu.reg(at_file_reg)?,
+    /// Whether this call asks for a snapshot: an `execve`/`execveat` of the `snapshot=`
+    /// program, or `reboot`.
+    fn snapshot_reason(&self, call: &RawCall, mem: &dyn GuestMemory) -> Option<Reason> {
+        let name = call.profile().lookup(call.nr)?.name;
+        let filename = match name {
+            "reboot" => return Some(Reason::Reboot),
+            "execve" => call.args[0],
+            "execveat" => call.args[1],
             _ => return None,
         };
-        let (path, _) = cpu.read_cstr(filename, 4096).ok()?;
-        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
-        (name == self.options.snapshot.as_bytes())
-            .then(|| Reason::Exec(self.options.snapshot.clone()))
+        let (path, _) = mem.read_cstr(filename, 4096).ok()?;
+        let base = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
+        let want = &self.options.snapshot;
+        (want == "*" || base == want.as_bytes()).then(|| Reason::Exec(want.clone()))
     }
 
-    fn snapshot(&self, kernel: &KernelView, cpu: &dyn Vcpu, reason: &Reason) {
-        let ctx = match kernel.context(cpu) {
-            Ok(ctx) => ctx,
-            Err(why) => {
-                log::warn!("no snapshot ({reason:?}): {why}");
-                return;
-            }
-        };
-        self.announce_kernel(kernel, cpu, &ctx);
-        let linux = Linux::new(cpu, kernel.info(), ctx);
-        let record = snapshot::take(&linux, reason);
+    fn snapshot(&self, kernel: &KernelView, linux: &Linux<'_>, reason: &Reason) {
+        let _ = kernel;
+        let record = snapshot::take(linux, reason);
         self.snapshots.fetch_add(1, Ordering::Relaxed);
         self.sink.write(&Record::Snapshot(record));
     }
@@ -446,7 +479,7 @@ impl Plugin {
             syscall_records: self.syscall_records.load(Ordering::Relaxed),
             event_records: self.event_records.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
-            probe: self.probe.as_ref().map(|p| p.lock().report.clone()),
+            probe: self.probe.as_ref().map(Probe::report),
         });
         self.sink.write(&record);
     }

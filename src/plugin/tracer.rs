@@ -122,31 +122,39 @@ impl Tracer {
         Abi::detect(kind, code64)
     }
 
-    /// Who runs on `cpu`; `linux` is `None` while the kernel cannot be read.
-    pub fn who(&self, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>, asid: u64, sp: u64) -> Who {
-        let found = linux.and_then(|l| {
+    /// Who runs now. `info` reads the kernel for pid, tid and comm (`None` while it
+    /// cannot be read); `keyed` is the same provider when the thread may be keyed by its
+    /// `task_struct`, `None` to key it by address space and user stack (`asid`, `sp`),
+    /// which is what a user-mode return point under KPTI can compute too.
+    pub fn who(
+        &self,
+        keyed: Option<&Linux<'_>>,
+        info: Option<&Linux<'_>>,
+        asid: u64,
+        sp: u64,
+    ) -> Who {
+        let found = info.and_then(|l| {
             let t = task::current_task(l).ok()?;
             let th = task::thread(l, t).ok()?;
             let comm = task::comm(l, t).unwrap_or_default();
             Some((t, th, comm))
         });
-        let _ = cpu;
-        match found {
-            Some((t, th, comm)) => Who {
-                key: ThreadKey::Task(t),
-                thread: ThreadInfo {
+        let (thread, task) = match found {
+            Some((t, th, comm)) => (
+                ThreadInfo {
                     pid: th.pid,
                     tid: th.tid,
                     comm,
                 },
-                task: Some(t),
-            },
-            None => Who {
-                key: ThreadKey::Stack(asid, sp),
-                thread: ThreadInfo::default(),
-                task: None,
-            },
-        }
+                Some(t),
+            ),
+            None => (ThreadInfo::default(), None),
+        };
+        let key = match (keyed, task) {
+            (Some(_), Some(t)) => ThreadKey::Task(t),
+            _ => ThreadKey::Stack(asid, sp),
+        };
+        Who { key, thread, task }
     }
 
     /// A call enters the kernel. Returns the calls this completes (an older call of

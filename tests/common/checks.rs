@@ -222,10 +222,15 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
     } else {
         assert_eq!(slide, 0);
     }
-    // Debian links the x86_64 kernel at 0xffffffff81000000.
+    // Debian links the x86_64 kernel at 0xffffffff81000000, the i386 one at 0xc1000000.
+    let link = if run.events[0]["target"] == "i386" {
+        0xc100_0000
+    } else {
+        0xffff_ffff_8100_0000
+    };
     assert_eq!(
         text.wrapping_sub(slide),
-        0xffff_ffff_8100_0000,
+        link,
         "slide vs /proc/kallsyms _text"
     );
 }
