@@ -256,6 +256,9 @@ impl Plugin {
                 .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)));
             return dispatch.then_some(Hook::KernelDispatch);
         }
+        if self.kernel.is_none() && !self.tracer.logs_anything() {
+            return None;
+        }
         if self.tracer.is_return_pc(va) {
             return Some(Hook::ReturnPoint);
         }
@@ -346,10 +349,14 @@ impl Plugin {
         if let Some(kernel) = &self.kernel {
             kernel.syscall_insn_seen(kind);
         }
+        if self.kernel.is_none() && !self.tracer.logs_anything() {
+            // Loaded without introspection and without logging: counting is all.
+            return;
+        }
         let Some(abi) = self.tracer.abi(kind, cpu) else {
             return;
         };
-        let mut regs = Tracer::regs(cpu);
+        let mut regs = Tracer::regs(abi, cpu);
         regs.rip = pc;
         let call = abi.entry(&regs, cpu);
         let deferred = Deferred {
@@ -410,10 +417,10 @@ impl Plugin {
             self.linux(cpu, false)
         };
         let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
-        let who = self
+        let key = self
             .tracer
-            .who(linux.as_ref(), linux.as_ref(), self.asid(cpu), sp);
-        for done in self.tracer.ret(cpu, who.key, pc) {
+            .key_at_return(linux.as_ref(), self.asid(cpu), sp);
+        for done in self.tracer.ret(cpu, key, pc) {
             self.emit(done, cpu, linux.as_ref());
         }
     }

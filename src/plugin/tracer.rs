@@ -83,33 +83,41 @@ impl Tracer {
         }
     }
 
+    /// Whether any call can become a record (`syscalls=` other than `none`).
+    pub fn logs_anything(&self) -> bool {
+        self.filter != SyscallFilter::None
+    }
+
     /// Whether a block starting at `va` is a return point to probe.
     pub fn is_return_pc(&self, va: u64) -> bool {
         self.return_pcs.read().contains(&va)
     }
 
-    /// The registers of the calling convention.
-    pub fn regs(cpu: &dyn Registers) -> Regs {
+    /// The registers `abi` takes the number and arguments from (and the stack pointer),
+    /// read one by one: each read goes through QEMU's register interface, so only these.
+    pub fn regs(abi: Abi, cpu: &dyn Registers) -> Regs {
         let r = |reg| cpu.reg(reg).unwrap_or(0);
-        Regs {
+        let mut regs = Regs {
             rax: r(Reg::Rax),
-            rbx: r(Reg::Rbx),
-            rcx: r(Reg::Rcx),
             rdx: r(Reg::Rdx),
             rsi: r(Reg::Rsi),
             rdi: r(Reg::Rdi),
-            rbp: r(Reg::Rbp),
             rsp: r(Reg::Rsp),
-            r8: r(Reg::R8),
-            r9: r(Reg::R9),
-            r10: r(Reg::R10),
-            r11: r(Reg::R11),
-            r12: r(Reg::R12),
-            r13: r(Reg::R13),
-            r14: r(Reg::R14),
-            r15: r(Reg::R15),
-            rip: r(Reg::Rip),
+            ..Regs::default()
+        };
+        match abi {
+            Abi::X64Syscall => {
+                regs.r10 = r(Reg::R10);
+                regs.r8 = r(Reg::R8);
+                regs.r9 = r(Reg::R9);
+            }
+            Abi::I386Int80 | Abi::I386Sysenter | Abi::I386Syscall => {
+                regs.rbx = r(Reg::Rbx);
+                regs.rcx = r(Reg::Rcx);
+                regs.rbp = r(Reg::Rbp);
+            }
         }
+        regs
     }
 
     /// The convention of a system call instruction on `cpu`: 32-bit code on a 64-bit
@@ -120,6 +128,15 @@ impl Tracer {
             Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
         };
         Abi::detect(kind, code64)
+    }
+
+    /// The key of the thread at a return point: only the `task_struct` address is read
+    /// (pid and comm were kept with the call at entry).
+    pub fn key_at_return(&self, keyed: Option<&Linux<'_>>, asid: u64, sp: u64) -> ThreadKey {
+        match keyed.and_then(|l| task::current_task(l).ok()) {
+            Some(t) => ThreadKey::Task(t),
+            None => ThreadKey::Stack(asid, sp),
+        }
     }
 
     /// Who runs now. `info` reads the kernel for pid, tid and comm (`None` while it
@@ -165,7 +182,10 @@ impl Tracer {
             .filter
             .logs(info.map(|i| i.name))
             .then(|| decode_args(info, &call, cpu, When::Enter));
-        self.return_pcs.write().insert(call.return_pc);
+        // Most calls come back through a known return point: check under the read lock.
+        if !self.is_return_pc(call.return_pc) {
+            self.return_pcs.write().insert(call.return_pc);
+        }
         let done = self.matcher.lock().enter(
             who.key,
             call,
