@@ -72,3 +72,67 @@ fn i386_61_kaslr() {
 fn amd64_61_kpti_kaslr() {
     run_on_cpu("amd64-6.1", true, 1, Some("Skylake-Client"));
 }
+
+/// Without `group=`, the plugin picks the group whose banner the guest holds.
+#[test]
+fn group_chosen_by_banner() {
+    if !lab_available("group_chosen_by_banner") {
+        return;
+    }
+    let all = common::root().join("kernelinfo/kernelinfo.conf");
+    let run = boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "default",
+        kaslr: true,
+        plugin_args: vec![format!("conf={}", all.display())],
+        ..Boot::default()
+    });
+    let ready = run.of_type("kernel_ready");
+    assert!(
+        ready[0]["group"]
+            .as_str()
+            .unwrap()
+            .starts_with("debian:6.12"),
+        "{}",
+        ready[0]
+    );
+    check_kernel_ready(&run, true);
+    check_against_proc(&run);
+}
+
+/// No group matches: one line saying what was read and which groups exist; the plugin
+/// stays passive and the guest runs to the end.
+#[test]
+fn no_matching_group_leaves_the_guest_alone() {
+    if !lab_available("no_matching_group_leaves_the_guest_alone") {
+        return;
+    }
+    let dir = common::tempdir("two-groups");
+    let conf = dir.join("two.conf");
+    let text = ["amd64-6.1", "i386-6.1"]
+        .map(|k| {
+            std::fs::read_to_string(common::root().join(format!("kernelinfo/{k}.conf"))).unwrap()
+        })
+        .join("\n");
+    std::fs::write(&conf, text).unwrap();
+    let run = boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "default",
+        plugin_args: vec![format!("conf={}", conf.display())],
+        ..Boot::default()
+    });
+    assert_eq!(run.status, 0);
+    assert!(run.truth.complete, "{}", run.dir.display());
+    assert!(run.of_type("kernel_ready").is_empty());
+    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no kernelinfo group matches"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("debian:6.1.0") && lines[0].contains("686-pae"),
+        "{}",
+        lines[0]
+    );
+}

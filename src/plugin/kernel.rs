@@ -38,6 +38,23 @@ thread_local! {
     static AWAITING_ENTRY: Cell<Option<SyscallInsn>> = const { Cell::new(None) };
 }
 
+/// A user-mode system call instruction of `kind` is about to run on this thread: the next
+/// kernel block this thread translates is its entry point.
+pub fn await_entry(kind: SyscallInsn) {
+    AWAITING_ENTRY.with(|a| a.set(Some(kind)));
+}
+
+/// This thread translates a block at `va` whose first instructions are `insns`: if it is
+/// the kernel entry a system call instruction just led to, which instruction and where.
+pub fn observed_entry(arch: Arch, va: u64, insns: &[&[u8]]) -> Option<(SyscallInsn, u64)> {
+    let kind = AWAITING_ENTRY.with(|a| a.take())?;
+    if !arch.is_kernel_address(va) {
+        return None;
+    }
+    let looks_right = kind != SyscallInsn::Syscall || insns.iter().take(2).any(|i| *i == SWAPGS);
+    looks_right.then_some((kind, va))
+}
+
 /// Why the kernel cannot be read yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
@@ -111,34 +128,32 @@ impl KernelView {
         }
     }
 
-    /// A user-mode system call instruction of `kind` is about to run on this thread.
-    pub fn syscall_insn_seen(&self, kind: SyscallInsn) {
-        if self.slide.get().is_none() {
-            AWAITING_ENTRY.with(|a| a.set(Some(kind)));
-        }
-    }
-
-    /// This thread translates a block at `va` whose first instructions are `insns`.
-    /// Returns the slide if this block settled it.
-    pub fn block_translated(&self, va: u64, insns: &[&[u8]]) -> Option<u64> {
-        let kind = AWAITING_ENTRY.with(|a| a.take())?;
-        if self.slide.get().is_some() || !self.arch.is_kernel_address(va) {
+    /// The kernel's entry for `kind` was observed at run-time address `va`: sets the
+    /// slide if `va` is this kernel's entry moved by a plausible KASLR slide.
+    pub fn entry_observed(&self, kind: SyscallInsn, va: u64) -> Option<u64> {
+        if self.slide.get().is_some() {
             return None;
         }
         let link = self.entry_link(kind)?;
         let slide = va.wrapping_sub(link);
-        let aligned = slide % KASLR_ALIGN == 0;
-        let looks_right =
-            kind != SyscallInsn::Syscall || insns.iter().take(2).any(|i| *i == SWAPGS);
-        if !aligned || !looks_right {
+        if slide % KASLR_ALIGN != 0 {
             log::debug!(
-                "block at {va:#x} after a {kind:?} is not the kernel entry ({link:#x}); waiting"
+                "[{}] entry {kind:?} at {va:#x} is not {link:#x} moved by a 2 MiB step",
+                self.group
             );
             return None;
         }
         let _ = self.slide.set(slide);
-        log::info!("kernel entry {kind:?} at {va:#x}: KASLR slide {slide:#x}");
+        log::info!(
+            "[{}] kernel entry {kind:?} at {va:#x}: KASLR slide {slide:#x}",
+            self.group
+        );
         Some(slide)
+    }
+
+    /// Whether the slide is still to be found.
+    pub fn needs_slide(&self) -> bool {
+        self.slide.get().is_none()
     }
 
     /// Run-time addresses of the functions every system call reaches with the kernel's
@@ -251,14 +266,16 @@ impl KernelView {
     /// Whether the banner at its slid address reads as the kernelinfo says; `None` when the
     /// kernelinfo lacks the banner or it cannot be read.
     pub fn banner_matches(&self, cpu: &dyn Vcpu) -> Option<bool> {
-        let (addr, want) = (
-            self.info.vmi.linux_banner_addr?,
-            self.info.vmi.banner.as_ref()?,
-        );
+        let want = self.info.vmi.banner.as_ref()?;
+        let found = self.banner_found(cpu)?;
+        Some(found.trim_end() == want.trim_end())
+    }
+
+    /// The string at this kernel's (slid) banner address, if readable.
+    pub fn banner_found(&self, cpu: &dyn Vcpu) -> Option<String> {
+        let addr = self.info.vmi.linux_banner_addr?;
         let slide = self.slide()?;
-        let (bytes, _) = cpu
-            .read_cstr(addr.wrapping_add(slide), want.len() + 1)
-            .ok()?;
-        Some(String::from_utf8_lossy(&bytes).trim_end() == want.trim_end())
+        let (bytes, _) = cpu.read_cstr(addr.wrapping_add(slide), 512).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 }

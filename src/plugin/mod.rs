@@ -13,6 +13,8 @@ pub mod snapshot;
 pub mod tracer;
 
 use std::cell::Cell;
+
+use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -61,6 +63,9 @@ pub enum Hook {
     /// with the kernel's page tables active.
     KernelDispatch,
 }
+
+/// System calls during which the plugin tries to choose a kernelinfo group by banner.
+const DETECT_BUDGET: u64 = 1000;
 
 /// Bits of [`Hook::pack`]'s word that hold the hook; the address sits above them.
 const HOOK_BITS: u32 = 3;
@@ -122,7 +127,13 @@ pub struct Plugin {
     syscall_insns: [AtomicU64; 3],
     translations: AtomicU64,
     probe: Option<Probe>,
-    kernel: Option<KernelView>,
+    /// The kernels the guest may run: the `group=` one, or every group of `conf=` to
+    /// choose from by banner.
+    views: Vec<KernelView>,
+    /// Which of `views` the guest runs, once known.
+    chosen: OnceCell<usize>,
+    /// System calls left to try choosing a group before giving up.
+    detect_budget: AtomicU64,
     tracer: Tracer,
     events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
@@ -148,26 +159,41 @@ impl Plugin {
             ))
         })?;
         log::debug!("guest architecture {arch:?}");
-        let mut kernel = None;
+        let mut views = Vec::new();
+        let chosen = OnceCell::new();
         if let Some(conf) = &options.conf {
             let file = KeyFile::load(conf)?;
             let groups = file.groups();
-            let group = match (&options.group, groups.as_slice()) {
-                (Some(group), _) => Some(group.clone()),
-                (None, [only]) => Some(only.clone()),
-                (None, _) => {
-                    log::warn!(
-                        "{} holds {} groups: pick one with group= (choosing by banner is not supported yet); introspection is off",
-                        conf.display(),
-                        groups.len()
-                    );
-                    None
+            match (&options.group, groups.as_slice()) {
+                (Some(group), _) | (None, [group]) => {
+                    file.require_group(group)?;
+                    let info = KernelInfo::from_keyfile(&file, group)?;
+                    views.push(KernelView::new(info, group.clone(), arch));
+                    let _ = chosen.set(0);
                 }
-            };
-            if let Some(group) = group {
-                file.require_group(&group)?;
-                let info = KernelInfo::from_keyfile(&file, &group)?;
-                kernel = Some(KernelView::new(info, group, arch));
+                (None, _) => {
+                    // Choose at run time: the group whose banner is in the guest's memory.
+                    for group in &groups {
+                        match KernelInfo::from_keyfile(&file, group) {
+                            Ok(info)
+                                if info.vmi.banner.is_some()
+                                    && info.vmi.linux_banner_addr.is_some() =>
+                            {
+                                views.push(KernelView::new(info, group.clone(), arch))
+                            }
+                            Ok(_) => log::debug!(
+                                "group [{group}] has no vmi.banner: it cannot be chosen by banner"
+                            ),
+                            Err(e) => log::debug!("group [{group}] skipped: {e}"),
+                        }
+                    }
+                    if views.is_empty() {
+                        log::warn!(
+                            "{} has no group with vmi.banner and vmi.linux_banner_addr to choose from: pick one with group=; introspection is off",
+                            conf.display()
+                        );
+                    }
+                }
             }
         } else if options.group.is_some() {
             return Err(Error::Unsupported(
@@ -184,7 +210,9 @@ impl Plugin {
             syscall_insns: Default::default(),
             translations: AtomicU64::new(0),
             probe,
-            kernel,
+            views,
+            chosen,
+            detect_budget: AtomicU64::new(DETECT_BUDGET),
             tracer: Tracer::new(arch, options.syscalls.clone()),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
@@ -204,7 +232,7 @@ impl Plugin {
                 .conf
                 .as_ref()
                 .map(|p| p.display().to_string()),
-            group: plugin.kernel.as_ref().map(|k| k.group().to_string()),
+            group: plugin.kernel().map(|k| k.group().to_string()),
         }));
         Ok(plugin)
     }
@@ -223,8 +251,69 @@ impl Plugin {
     /// `insns`; counts translations and lets the kernel view spot the kernel's entry.
     pub fn on_block_translated(&self, va: u64, insns: &[&[u8]]) {
         self.translations.fetch_add(1, Ordering::Relaxed);
-        if let Some(kernel) = &self.kernel {
-            kernel.block_translated(va, insns);
+        if let Some((kind, va)) = kernel::observed_entry(self.arch, va, insns) {
+            for view in &self.views {
+                view.entry_observed(kind, va);
+            }
+        }
+    }
+
+    /// The kernel the guest runs, once known.
+    fn kernel(&self) -> Option<&KernelView> {
+        self.views.get(*self.chosen.get()?)
+    }
+
+    /// Without `group=`: picks the group whose banner the guest's memory holds at that
+    /// group's (slid) banner address. Gives up, saying what it read, after a while.
+    fn choose_group(&self, cpu: &dyn Vcpu) {
+        if self.chosen.get().is_some() || self.views.iter().all(|v| v.slide().is_none()) {
+            return;
+        }
+        let budget = self.detect_budget.load(Ordering::Relaxed);
+        if budget == 0 {
+            return;
+        }
+        let matches: Vec<usize> = (0..self.views.len())
+            .filter(|&i| self.views[i].banner_matches(cpu) == Some(true))
+            .collect();
+        if let [only] = matches[..] {
+            let _ = self.chosen.set(only);
+            log::info!(
+                "kernelinfo group [{}] matches the guest's banner",
+                self.views[only].group()
+            );
+            return;
+        }
+        if self.detect_budget.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let read: Vec<String> = self
+                .views
+                .iter()
+                .filter_map(|v| {
+                    let text: String = v
+                        .banner_found(cpu)?
+                        .chars()
+                        .take(60)
+                        .map(|c| {
+                            if c.is_ascii_graphic() || c == ' ' {
+                                c
+                            } else {
+                                '.'
+                            }
+                        })
+                        .collect();
+                    Some(format!("[{}] reads \"{text}\"", v.group()))
+                })
+                .collect();
+            let groups: Vec<&str> = self.views.iter().map(KernelView::group).collect();
+            log::warn!(
+                "no kernelinfo group matches the guest kernel ({}); groups: {}; pick one with group= or generate one with 'vmi kernelinfo'; introspection is off",
+                if read.is_empty() {
+                    "no banner readable".to_string()
+                } else {
+                    read.join(", ")
+                },
+                groups.join(", ")
+            );
         }
     }
 
@@ -251,12 +340,11 @@ impl Plugin {
         }
         if self.arch.is_kernel_address(va) {
             let dispatch = self
-                .kernel
-                .as_ref()
+                .kernel()
                 .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)));
             return dispatch.then_some(Hook::KernelDispatch);
         }
-        if self.kernel.is_none() && !self.tracer.logs_anything() {
+        if self.kernel().is_none() && !self.tracer.logs_anything() {
             return None;
         }
         if self.tracer.is_return_pc(va) {
@@ -280,7 +368,7 @@ impl Plugin {
     /// A Linux provider for `cpu`, once the kernel can be read; `in_kernel` says whether
     /// the vCPU runs kernel code (it decides where the per-CPU base is).
     fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, in_kernel: bool) -> Option<Linux<'a>> {
-        let kernel = self.kernel.as_ref()?;
+        let kernel = self.kernel()?;
         let ctx = kernel.context_at(cpu, in_kernel).ok()?;
         self.announce_kernel(kernel, cpu, &ctx);
         Some(Linux::new(cpu, kernel.info(), ctx))
@@ -328,7 +416,7 @@ impl Plugin {
 
     fn asid(&self, cpu: &dyn Vcpu) -> u64 {
         let cr3 = cpu.reg(Reg::Cr3).unwrap_or(0);
-        match &self.kernel {
+        match self.kernel() {
             Some(k) => k.asid_of_cr3(cr3),
             None => cr3,
         }
@@ -337,7 +425,7 @@ impl Plugin {
     /// Whether the kernel must be read at the dispatch functions (KPTI) rather than at
     /// the user-mode instruction.
     fn deferred_to_kernel(&self, cpu: &dyn Vcpu) -> bool {
-        self.kernel.as_ref().and_then(|k| k.readable_from_user(cpu)) == Some(false)
+        self.kernel().and_then(|k| k.readable_from_user(cpu)) == Some(false)
     }
 
     /// The system call instruction at `pc` is about to execute on `cpu`.
@@ -346,10 +434,11 @@ impl Plugin {
         if let Some(probe) = &self.probe {
             probe.read(cpu);
         }
-        if let Some(kernel) = &self.kernel {
-            kernel.syscall_insn_seen(kind);
+        if self.views.iter().any(KernelView::needs_slide) {
+            kernel::await_entry(kind);
         }
-        if self.kernel.is_none() && !self.tracer.logs_anything() {
+        self.choose_group(cpu);
+        if self.kernel().is_none() && !self.tracer.logs_anything() {
             // Loaded without introspection and without logging: counting is all.
             return;
         }
@@ -382,7 +471,7 @@ impl Plugin {
     /// decoding, and whatever this call completes.
     fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
         let linux = self.linux(cpu, in_kernel);
-        if let (Some(kernel), Some(linux)) = (&self.kernel, linux.as_ref())
+        if let (Some(kernel), Some(linux)) = (self.kernel(), linux.as_ref())
             && let Some(reason) = self.snapshot_reason(&d.call, cpu)
         {
             self.snapshot(kernel, linux, &reason);
