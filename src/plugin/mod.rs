@@ -578,6 +578,7 @@ impl Plugin {
             probe: self.probe.as_ref().map(Probe::report),
         });
         self.sink.write(&record);
+        self.sink.close();
     }
 }
 
