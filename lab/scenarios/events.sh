@@ -13,6 +13,7 @@ p=$!; vmi_wait_for $p sleep 1; kill $p; wait $p; vmi_mark exited "$p $?"
 threads 2 &
 p=$!; vmi_wait_for $p threads 3; vmi_mark threaded "$p 3"; kill $p; wait $p; vmi_mark exited "$p $?"
 echo pipeline | passthru | passthru >/dev/null
+waiter
 i=0
 while [ $i -lt 500 ]; do
     (exit 7) &

@@ -58,6 +58,7 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
                 status,
             })
         }
+        ("waitid", Outcome::Returned(0)) => waitid_reaped(call, cpu),
         _ => None,
     }
 }
@@ -94,8 +95,36 @@ pub fn of_user(done: &Finished, cpu: &dyn Vcpu) -> Option<Lifecycle> {
                 status,
             })
         }
+        ("waitid", Outcome::Returned(0)) => waitid_reaped(call, cpu),
         _ => None,
     }
+}
+
+/// `waitid(which, id, infop, options, ru)` that reaped a child: its pid and a wait status
+/// rebuilt from `infop`'s `si_code`/`si_status` (none with `WNOHANG` and nothing ready, or
+/// with `WNOWAIT`, which leaves the child waitable).
+fn waitid_reaped(call: &crate::syscalls::RawCall, mem: &dyn Vcpu) -> Option<Lifecycle> {
+    const WNOWAIT: u64 = 0x0100_0000;
+    const CLD_EXITED: u32 = 1;
+    let bits = call.profile().word_bits();
+    let (infop, options) = (mask(call.args[2], bits), mask(call.args[3], bits));
+    if infop == 0 || options & WNOWAIT != 0 {
+        return None;
+    }
+    // siginfo_t: si_signo, si_errno, si_code, then the union (8-aligned on 64-bit) whose
+    // _sigchld starts with si_pid, si_uid, si_status.
+    let union = infop + if bits == 64 { 16 } else { 12 };
+    let code = mem.read_u32(infop + 8).ok()?;
+    let child = mem.read_u32(union).ok()?;
+    let status = mem.read_u32(union + 8).ok()? as i32;
+    (child != 0).then_some(Lifecycle::Reaped {
+        child,
+        status: Some(if code == CLD_EXITED {
+            (status & 0xff) << 8
+        } else {
+            status & 0x7f
+        }),
+    })
 }
 
 /// The process `pid`, from the task list.

@@ -280,9 +280,14 @@ const PROCESS_FIELDS: &[&str] = &[
     "argv",
     "path",
     "exit_code",
+    "signal",
+    "asid",
+    "kernel_thread",
     "already_running",
 ];
-const SYSCALL_FIELDS: &[&str] = &["pid", "tid", "comm", "nr", "name", "args", "ret", "outcome"];
+const SYSCALL_FIELDS: &[&str] = &[
+    "pid", "tid", "comm", "nr", "name", "args", "ret", "outcome", "seq",
+];
 const SNAPSHOT_FIELDS: &[&str] = &["reason", "current", "processes", "modules", "incomplete"];
 const RUN_START_FIELDS: &[&str] = &[
     "version",
@@ -298,10 +303,18 @@ const RUN_END_FIELDS: &[&str] = &[
     "syscall_insns",
     "translations",
     "snapshots",
+    "syscall_records",
+    "event_records",
     "dropped_records",
     "probe",
 ];
-const KERNEL_READY_FIELDS: &[&str] = &["group", "kaslr_slide", "page_offset", "banner_matches"];
+const KERNEL_READY_FIELDS: &[&str] = &[
+    "group",
+    "kaslr_slide",
+    "page_offset",
+    "kpti",
+    "banner_matches",
+];
 const MODULE_FIELDS: &[&str] = &["name", "base", "size"];
 
 fn unknown(m: &Map<String, Value>, known: &[&str]) -> Vec<String> {
