@@ -90,7 +90,9 @@ fn strace_calls(run: &Run) -> Vec<Traced> {
         let (pid, text) = rest.split_once(' ').unwrap();
         let pid: u32 = pid.parse().unwrap();
         let text = text.trim_start();
-        if text.starts_with("---") || text.starts_with("+++") {
+        // Signals, exits, and "[ Process PID=.. runs in 32 bit mode. ]" (a 64-bit strace
+        // following a 32-bit process; strace writes it to stderr, but in case it moves).
+        if text.starts_with("---") || text.starts_with("+++") || text.starts_with("[ ") {
             continue;
         }
         if let Some(head) = text.strip_suffix("<unfinished ...>") {
@@ -169,6 +171,80 @@ fn our_string(v: &Value) -> Option<&str> {
     }
 }
 
+/// i386 names strace prints (its syscallent, the table's names) for which our name
+/// (the kernel function, from the prototypes) is neither the same nor covered by the
+/// general `new*`, `*64`, `*_time32` rule. Each pair is one table entry of
+/// arch/x86/entry/syscalls/syscall_32.tbl.
+fn i386_alias(strace: &str, ours: &str) -> bool {
+    matches!(
+        (strace, ours),
+        // 191 ugetrlimit: entry point sys_getrlimit (the "unsigned" getrlimit; 76
+        // getrlimit is sys_old_getrlimit).
+        ("ugetrlimit", "getrlimit")
+            // 192 mmap2: entry point sys_mmap_pgoff (the offset is in pages).
+            | ("mmap2", "mmap_pgoff")
+    ) || time64_alias(strace, ours)
+        || uid32_alias(strace, ours)
+}
+
+/// The 32-bit-id calls 198..=216 of syscall_32.tbl (`getuid32`, `fchown32`, ...) have the
+/// plain entry points (`sys_getuid`); the old numbers have the `sys_*16` ones.
+fn uid32_alias(strace: &str, ours: &str) -> bool {
+    const UID32: [&str; 19] = [
+        "lchown32",
+        "getuid32",
+        "getgid32",
+        "geteuid32",
+        "getegid32",
+        "setreuid32",
+        "setregid32",
+        "getgroups32",
+        "setgroups32",
+        "fchown32",
+        "setresuid32",
+        "getresuid32",
+        "setresgid32",
+        "getresgid32",
+        "chown32",
+        "setuid32",
+        "setgid32",
+        "setfsuid32",
+        "setfsgid32",
+    ];
+    UID32.contains(&strace) && strace.strip_suffix("32") == Some(ours)
+}
+
+/// The y2038 calls 403..=423 of syscall_32.tbl: strace calls them `clock_gettime64`,
+/// `futex_time64`, ...; their entry points are the 64-bit-time functions amd64 uses
+/// (`sys_clock_gettime`, `sys_futex`), while the old 32-bit-time numbers got the
+/// `*_time32` functions (covered by the general rule the other way round).
+fn time64_alias(strace: &str, ours: &str) -> bool {
+    const TIME64: [&str; 20] = [
+        "clock_gettime64",
+        "clock_settime64",
+        "clock_adjtime64",
+        "clock_getres_time64",
+        "clock_nanosleep_time64",
+        "timer_gettime64",
+        "timer_settime64",
+        "timerfd_gettime64",
+        "timerfd_settime64",
+        "utimensat_time64",
+        "pselect6_time64",
+        "ppoll_time64",
+        "io_pgetevents_time64",
+        "recvmmsg_time64",
+        "mq_timedsend_time64",
+        "mq_timedreceive_time64",
+        "semtimedop_time64",
+        "rt_sigtimedwait_time64",
+        "futex_time64",
+        "sched_rr_get_interval_time64",
+    ];
+    TIME64.contains(&strace)
+        && (strace.strip_suffix("_time64") == Some(ours) || strace.strip_suffix("64") == Some(ours))
+}
+
 /// Whether our record says what strace's line says. Returns the reason when not.
 fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
     let name = ours["name"].as_str().unwrap_or("?");
@@ -176,7 +252,7 @@ fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
     // stat, sys_sendfile64 its sendfile, sys_nanosleep_time32 (i386) its nanosleep.
     let t = &theirs.name;
     let aliases = [format!("new{t}"), format!("{t}64"), format!("{t}_time32")];
-    if name != t && !aliases.iter().any(|a| a == name) {
+    if name != t && !aliases.iter().any(|a| a == name) && !i386_alias(t, name) {
         return Err(format!("name {name} vs {}", theirs.name));
     }
     let outcome = ours["outcome"].as_str();
@@ -210,6 +286,12 @@ fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
                 return Err(format!("arg {key}: {s:?} vs {t}"));
             }
         } else if let (Some(want), Some(got)) = (number(t), our_number(value))
+            && let got = if theirs.name == "mmap2" && i == 5 {
+                // strace prints mmap2's page offset in bytes; we log the argument.
+                got.wrapping_mul(4096)
+            } else {
+                got
+            }
             && want != got
             && (want as u32 as u64) != (got & 0xffff_ffff)
         {
@@ -219,13 +301,37 @@ fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
     Ok(())
 }
 
-fn check_against_strace(run: &Run) {
+/// How a guest's trace is compared.
+#[derive(Debug, Clone, Copy, Default)]
+struct Compare {
+    /// Known plugin bug, KPTI guests (i386): threads are keyed by address space and user
+    /// stack there, both of which a successful `execve` replaces, so the pending `execve`
+    /// is never completed and has no record. Its strace line (`execve(...) = 0`) is then
+    /// skipped, counted, and reported; nothing else is.
+    lost_execs_ok: bool,
+    /// At least this many strace lines, and this many processes.
+    min_calls: usize,
+    min_procs: usize,
+}
+
+impl Compare {
+    /// The `syscalls` scenario: a shell workload that forks.
+    const WORKLOAD: Compare = Compare {
+        lost_execs_ok: false,
+        min_calls: 100,
+        min_procs: 4,
+    };
+}
+
+/// Compares the plugin's records with strace's for every process strace followed;
+/// returns the number of calls compared.
+fn check_against_strace(run: &Run, how: Compare) -> usize {
     let where_ = run.dir.display();
     assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
     assert!(run.truth.complete, "scenario did not finish: {where_}");
     let traced = strace_calls(run);
     assert!(
-        traced.len() > 100,
+        traced.len() >= how.min_calls,
         "strace saw only {} calls: {where_}",
         traced.len()
     );
@@ -235,6 +341,7 @@ fn check_against_strace(run: &Run) {
     }
     let records = run.of_type("syscall");
     let first_pid = traced[0].pid;
+    let (mut compared, mut lost_execs) = (0, 0);
     for (pid, theirs) in &by_pid {
         let mut ours: Vec<&Value> = records
             .iter()
@@ -248,25 +355,57 @@ fn check_against_strace(run: &Run) {
             let exec = ours
                 .iter()
                 .position(|r| r["name"] == "execve" && r["outcome"] == "exec")
+                .or_else(|| {
+                    how.lost_execs_ok
+                        .then(|| ours.iter().position(|r| r["comm"] != "strace"))
+                        .flatten()
+                })
                 .expect("the traced execve");
             ours.drain(..exec);
         }
-        assert!(
-            ours.len() >= theirs.len(),
-            "pid {pid}: {} records for {} strace lines: {where_}",
-            ours.len(),
-            theirs.len()
-        );
-        for (i, t) in theirs.iter().enumerate() {
-            if let Err(why) = same_call(ours[i], t) {
+        let mut i = 0;
+        for t in theirs {
+            if how.lost_execs_ok
+                && t.name == "execve"
+                && t.ret == "0"
+                && ours.get(i).is_none_or(|r| r["name"] != "execve")
+            {
+                lost_execs += 1;
+                continue;
+            }
+            let Some(r) = ours.get(i) else {
                 panic!(
-                    "pid {pid}, call {i}: {why}\n  ours:   {}\n  strace: {}\n  run: {where_}",
-                    ours[i], t.line
+                    "pid {pid}: {} records for {} strace lines, none for {}: {where_}",
+                    ours.len(),
+                    theirs.len(),
+                    t.line
+                );
+            };
+            if let Err(why) = same_call(r, t) {
+                panic!(
+                    "pid {pid}, call {i}: {why}\n  ours:   {r}\n  strace: {}\n  run: {where_}",
+                    t.line
                 );
             }
+            i += 1;
+            compared += 1;
         }
     }
-    assert!(by_pid.len() >= 4, "the workload forks: {where_}");
+    assert!(
+        by_pid.len() >= how.min_procs,
+        "strace followed {} processes: {where_}",
+        by_pid.len()
+    );
+    eprintln!(
+        "{where_}: {compared} calls of {} processes equal strace's{}",
+        by_pid.len(),
+        if lost_execs > 0 {
+            format!("; {lost_execs} successful execve without a record (KPTI, plugin bug)")
+        } else {
+            String::new()
+        }
+    );
+    compared
 }
 
 #[test]
@@ -279,7 +418,7 @@ fn amd64_61_matches_strace() {
         scenario: "syscalls",
         ..Boot::default()
     });
-    check_against_strace(&run);
+    check_against_strace(&run, Compare::WORKLOAD);
 }
 
 #[test]
@@ -293,7 +432,157 @@ fn amd64_612_matches_strace() {
         kaslr: true,
         ..Boot::default()
     });
-    check_against_strace(&run);
+    check_against_strace(&run, Compare::WORKLOAD);
+}
+
+/// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
+/// records must equal strace's, and say what the program did: the same 11 calls through
+/// `int 0x80` and through the vDSO, with i386 names, arguments (mmap2's sixth) and
+/// results (errors negative, addresses above 2 GiB positive), then exit_group(7).
+fn check_compat(run: &Run, lost_execs_ok: bool) -> usize {
+    let where_ = run.dir.display();
+    assert_eq!(
+        run.truth.marks.get("compat_status").map(String::as_str),
+        Some("7"),
+        "compat32's exit status: {where_}"
+    );
+    let compared = check_against_strace(
+        run,
+        Compare {
+            lost_execs_ok,
+            min_calls: 30,
+            min_procs: 1,
+        },
+    );
+    let mut ours: Vec<&Value> = run
+        .of_type("syscall")
+        .into_iter()
+        .filter(|r| r["comm"] == "compat32")
+        .collect();
+    ours.sort_by_key(|r| r["seq"].as_u64());
+    let start = ours
+        .iter()
+        .position(|r| r["name"] == "getpid")
+        .unwrap_or_else(|| panic!("no getpid from compat32: {where_}"));
+    let ours = &ours[start..];
+    let round = [
+        "open",
+        "openat",
+        "read",
+        "write",
+        "openat",
+        "mmap_pgoff",
+        "munmap",
+        "close",
+        "close",
+        "close",
+    ];
+    let want: Vec<&str> = std::iter::once("getpid")
+        .chain(round)
+        .chain(std::iter::once("getppid"))
+        .chain(round)
+        .chain(std::iter::once("exit_group"))
+        .collect();
+    let names: Vec<&str> = ours
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(names, want, "compat32's calls: {where_}");
+    for (half, how) in [(&ours[..11], "int 0x80"), (&ours[11..22], "vdso")] {
+        let ctx = format!("{how} calls of compat32: {where_}");
+        assert_eq!(half[1]["args"]["filename"], "/nonexistent", "{ctx}");
+        assert_eq!(half[1]["ret"], -2, "open ENOENT, {ctx}");
+        assert_eq!(half[2]["args"]["filename"], "/lib.sh", "{ctx}");
+        assert_eq!(half[2]["args"]["dfd"], -100, "{ctx}");
+        let fd = half[2]["ret"].as_i64().expect("openat fd");
+        assert_eq!(half[3]["args"]["fd"], fd, "{ctx}");
+        assert_eq!(half[3]["ret"], 16, "{ctx}");
+        assert_eq!(half[3]["args"]["buf"]["data"], "# Helpers for la", "{ctx}");
+        assert_eq!(
+            half[4]["args"]["buf"]["data"],
+            format!("compat: {how}\\n"),
+            "{ctx}"
+        );
+        let big = half[5]["ret"].as_i64().expect("openat fd");
+        let mmap = &half[6]["args"];
+        assert_eq!(
+            [
+                &mmap["len"],
+                &mmap["prot"],
+                &mmap["flags"],
+                &mmap["fd"],
+                &mmap["pgoff"]
+            ],
+            [4096, 1, 2, big, 2],
+            "mmap2's six arguments, {ctx}"
+        );
+        let addr = half[6]["ret"].as_i64().expect("mmap2 address");
+        assert!(
+            addr > 0 && addr < 1 << 32 && addr % 4096 == 0,
+            "mmap2 returned {addr:#x}, {ctx}"
+        );
+        assert_eq!(
+            half[7]["args"]["addr"], addr,
+            "munmap of mmap2's address, {ctx}"
+        );
+        assert_eq!(half[8]["args"]["fd"], big, "{ctx}");
+        assert_eq!(half[9]["args"]["fd"], fd, "{ctx}");
+        assert_eq!(
+            (&half[10]["args"]["fd"], &half[10]["ret"]),
+            (&Value::from(99), &Value::from(-9)),
+            "close(99) EBADF, {ctx}"
+        );
+    }
+    assert_eq!(ours[22]["args"]["error_code"], 7, "exit_group(7): {where_}");
+    assert_eq!(ours[22]["outcome"], "no_return", "{where_}");
+    // Both ways in were taken: int 0x80, and the vDSO's sysenter or 32-bit syscall.
+    let insns = &run.run_end()["syscall_insns"];
+    assert!(insns["int80"].as_u64() >= Some(12), "int 0x80s: {insns}");
+    compared
+}
+
+#[test]
+fn amd64_61_compat_matches_strace() {
+    if !lab_available("amd64_61_compat_matches_strace") {
+        return;
+    }
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "compat",
+        ..Boot::default()
+    });
+    check_compat(&run, false);
+}
+
+#[test]
+fn amd64_612_compat_matches_strace() {
+    if !lab_available("amd64_612_compat_matches_strace") {
+        return;
+    }
+    // CONFIG_IA32_EMULATION=y without IA32_EMULATION_DEFAULT_DISABLED in Debian's 6.12:
+    // 32-bit programs run without ia32_emulation=1.
+    let run = boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "compat",
+        kaslr: true,
+        ..Boot::default()
+    });
+    check_compat(&run, false);
+}
+
+/// The same program natively on i386: the vDSO uses sysenter there (argument 6 at
+/// `[ebp]`); KPTI, so strace's execve of it has no record (see `Compare`).
+#[test]
+fn i386_61_compat_matches_strace() {
+    if !lab_available("i386_61_compat_matches_strace") {
+        return;
+    }
+    let run = boot(&Boot {
+        kernel: "i386-6.1",
+        scenario: "compat",
+        ..Boot::default()
+    });
+    check_compat(&run, true);
 }
 
 #[test]
@@ -310,4 +599,45 @@ fn strace_lines_parse() {
     assert_eq!(t.args.len(), 4);
     assert_eq!(number("0666"), Some(0o666));
     assert_eq!(number("-100"), Some((-100i64) as u64));
+}
+
+#[test]
+fn i386_61_matches_strace() {
+    if !lab_available("i386_61_matches_strace") {
+        return;
+    }
+    let run = boot(&Boot {
+        kernel: "i386-6.1",
+        scenario: "syscalls",
+        ..Boot::default()
+    });
+    check_against_strace(
+        &run,
+        Compare {
+            lost_execs_ok: true,
+            ..Compare::WORKLOAD
+        },
+    );
+}
+
+/// Checks a kept run again without booting, for work on the comparison:
+/// `VMI_RECHECK=DIR [VMI_RECHECK_LOST_EXECS=1] cargo test --release --test syscalls
+/// recheck -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn recheck() {
+    let dir = std::env::var("VMI_RECHECK").expect("VMI_RECHECK=run directory");
+    let run = common::load(std::path::Path::new(&dir));
+    let lost_execs_ok = std::env::var_os("VMI_RECHECK_LOST_EXECS").is_some();
+    if run.truth.marks.contains_key("compat_status") {
+        check_compat(&run, lost_execs_ok);
+    } else {
+        check_against_strace(
+            &run,
+            Compare {
+                lost_execs_ok,
+                ..Compare::WORKLOAD
+            },
+        );
+    }
 }

@@ -176,12 +176,22 @@ impl Abi {
         }
     }
 
-    /// The result at the return point, signed: `rax`, or `eax` sign-extended. Values in
-    /// `-4095..=-1` are `-errno`.
+    /// The result at the return point: `rax` as a signed value, or `eax`. Values in
+    /// `-4095..=-1` are `-errno` (the kernel's `IS_ERR_VALUE`). A 32-bit result outside
+    /// that range is zero-extended, not sign-extended: it is a count or an address, and
+    /// 32-bit addresses at or above 2 GiB (`mmap2` returning `0xf7f82000`, every `mmap`
+    /// of an i386 process under the 3 GiB split) are not negative.
     pub fn return_value(self, regs: &Regs) -> i64 {
         match self {
             Abi::X64Syscall => regs.rax as i64,
-            _ => i64::from(regs.rax as u32 as i32),
+            _ => {
+                let eax = regs.rax as u32;
+                if eax >= (-4095i32) as u32 {
+                    i64::from(eax as i32)
+                } else {
+                    i64::from(eax)
+                }
+            }
         }
     }
 }

@@ -311,6 +311,23 @@ fn abi_i386_int80_uses_low_halves() {
         }),
         -14
     );
+    // An address above 2 GiB is no error: 0xf7f82000, not -134733824.
+    for (eax, want) in [
+        (0xf7f8_2000u64, 0xf7f8_2000i64),
+        (0xffff_f000, 0xffff_f000),
+        (0xffff_f001, -4095),
+        (0xffff_ffff, -1),
+        (0x8000_0000, 0x8000_0000),
+    ] {
+        assert_eq!(
+            abi.return_value(&Regs {
+                rax: 0xffff_ffff_0000_0000 | eax,
+                ..regs
+            }),
+            want,
+            "eax {eax:#x}"
+        );
+    }
 }
 
 #[test]

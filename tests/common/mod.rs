@@ -158,6 +158,11 @@ pub fn boot(spec: &Boot) -> Run {
         "lab/lab boot failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    load(&dir)
+}
+
+/// Reads back the run `lab/lab boot` left in `dir`.
+pub fn load(dir: &Path) -> Run {
     let console = read_lossy(&dir.join("console.log"));
     let status = std::fs::read_to_string(dir.join("exit-status"))
         .ok()
@@ -166,7 +171,7 @@ pub fn boot(spec: &Boot) -> Run {
     let events = parse_jsonl(&dir.join("vmi.jsonl"));
     let truth = Truth::parse(&console);
     Run {
-        dir,
+        dir: dir.to_path_buf(),
         console,
         status,
         events,
