@@ -304,11 +304,6 @@ fn same_call(ours: &Value, theirs: &Traced) -> Result<(), String> {
 /// How a guest's trace is compared.
 #[derive(Debug, Clone, Copy, Default)]
 struct Compare {
-    /// Known plugin bug, KPTI guests (i386): threads are keyed by address space and user
-    /// stack there, both of which a successful `execve` replaces, so the pending `execve`
-    /// is never completed and has no record. Its strace line (`execve(...) = 0`) is then
-    /// skipped, counted, and reported; nothing else is.
-    lost_execs_ok: bool,
     /// At least this many strace lines, and this many processes.
     min_calls: usize,
     min_procs: usize,
@@ -317,7 +312,6 @@ struct Compare {
 impl Compare {
     /// The `syscalls` scenario: a shell workload that forks.
     const WORKLOAD: Compare = Compare {
-        lost_execs_ok: false,
         min_calls: 100,
         min_procs: 4,
     };
@@ -341,7 +335,7 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
     }
     let records = run.of_type("syscall");
     let first_pid = traced[0].pid;
-    let (mut compared, mut lost_execs) = (0, 0);
+    let mut compared = 0;
     for (pid, theirs) in &by_pid {
         let mut ours: Vec<&Value> = records
             .iter()
@@ -355,24 +349,10 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
             let exec = ours
                 .iter()
                 .position(|r| r["name"] == "execve" && r["outcome"] == "exec")
-                .or_else(|| {
-                    how.lost_execs_ok
-                        .then(|| ours.iter().position(|r| r["comm"] != "strace"))
-                        .flatten()
-                })
                 .expect("the traced execve");
             ours.drain(..exec);
         }
-        let mut i = 0;
-        for t in theirs {
-            if how.lost_execs_ok
-                && t.name == "execve"
-                && t.ret == "0"
-                && ours.get(i).is_none_or(|r| r["name"] != "execve")
-            {
-                lost_execs += 1;
-                continue;
-            }
+        for (i, t) in theirs.iter().enumerate() {
             let Some(r) = ours.get(i) else {
                 panic!(
                     "pid {pid}: {} records for {} strace lines, none for {}: {where_}",
@@ -387,7 +367,6 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
                     t.line
                 );
             }
-            i += 1;
             compared += 1;
         }
     }
@@ -397,13 +376,8 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
         by_pid.len()
     );
     eprintln!(
-        "{where_}: {compared} calls of {} processes equal strace's{}",
-        by_pid.len(),
-        if lost_execs > 0 {
-            format!("; {lost_execs} successful execve without a record (KPTI, plugin bug)")
-        } else {
-            String::new()
-        }
+        "{where_}: {compared} calls of {} processes equal strace's",
+        by_pid.len()
     );
     compared
 }
@@ -439,7 +413,7 @@ fn amd64_612_matches_strace() {
 /// records must equal strace's, and say what the program did: the same 11 calls through
 /// `int 0x80` and through the vDSO, with i386 names, arguments (mmap2's sixth) and
 /// results (errors negative, addresses above 2 GiB positive), then exit_group(7).
-fn check_compat(run: &Run, lost_execs_ok: bool) -> usize {
+fn check_compat(run: &Run) -> usize {
     let where_ = run.dir.display();
     assert_eq!(
         run.truth.marks.get("compat_status").map(String::as_str),
@@ -449,7 +423,6 @@ fn check_compat(run: &Run, lost_execs_ok: bool) -> usize {
     let compared = check_against_strace(
         run,
         Compare {
-            lost_execs_ok,
             min_calls: 30,
             min_procs: 1,
         },
@@ -551,7 +524,7 @@ fn amd64_61_compat_matches_strace() {
         scenario: "compat",
         ..Boot::default()
     });
-    check_compat(&run, false);
+    check_compat(&run);
 }
 
 #[test]
@@ -567,7 +540,7 @@ fn amd64_612_compat_matches_strace() {
         kaslr: true,
         ..Boot::default()
     });
-    check_compat(&run, false);
+    check_compat(&run);
 }
 
 /// The same program natively on i386: the vDSO uses sysenter there (argument 6 at
@@ -582,7 +555,7 @@ fn i386_61_compat_matches_strace() {
         scenario: "compat",
         ..Boot::default()
     });
-    check_compat(&run, true);
+    check_compat(&run);
 }
 
 #[test]
@@ -611,33 +584,20 @@ fn i386_61_matches_strace() {
         scenario: "syscalls",
         ..Boot::default()
     });
-    check_against_strace(
-        &run,
-        Compare {
-            lost_execs_ok: true,
-            ..Compare::WORKLOAD
-        },
-    );
+    check_against_strace(&run, Compare::WORKLOAD);
 }
 
 /// Checks a kept run again without booting, for work on the comparison:
-/// `VMI_RECHECK=DIR [VMI_RECHECK_LOST_EXECS=1] cargo test --release --test syscalls
+/// `VMI_RECHECK=DIR cargo test --release --test syscalls
 /// recheck -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn recheck() {
     let dir = std::env::var("VMI_RECHECK").expect("VMI_RECHECK=run directory");
     let run = common::load(std::path::Path::new(&dir));
-    let lost_execs_ok = std::env::var_os("VMI_RECHECK_LOST_EXECS").is_some();
     if run.truth.marks.contains_key("compat_status") {
-        check_compat(&run, lost_execs_ok);
+        check_compat(&run);
     } else {
-        check_against_strace(
-            &run,
-            Compare {
-                lost_execs_ok,
-                ..Compare::WORKLOAD
-            },
-        );
+        check_against_strace(&run, Compare::WORKLOAD);
     }
 }

@@ -53,6 +53,11 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
                 .then(|| cpu.read_u32(status_at).ok())
                 .flatten()
                 .map(|s| s as i32);
+            // A stopped (0x7f in the low byte) or continued (0xffff) child is still alive:
+            // WUNTRACED / WCONTINUED / ptrace report those too.
+            if status.is_some_and(|s| s & 0xff == 0x7f || s == 0xffff) {
+                return None;
+            }
             Some(Lifecycle::Reaped {
                 child: child as u32,
                 status,
@@ -90,6 +95,11 @@ pub fn of_user(done: &Finished, cpu: &dyn Vcpu) -> Option<Lifecycle> {
                 .then(|| cpu.read_u32(status_at).ok())
                 .flatten()
                 .map(|s| s as i32);
+            // A stopped (0x7f in the low byte) or continued (0xffff) child is still alive:
+            // WUNTRACED / WCONTINUED / ptrace report those too.
+            if status.is_some_and(|s| s & 0xff == 0x7f || s == 0xffff) {
+                return None;
+            }
             Some(Lifecycle::Reaped {
                 child: child as u32,
                 status,
@@ -106,6 +116,7 @@ pub fn of_user(done: &Finished, cpu: &dyn Vcpu) -> Option<Lifecycle> {
 fn waitid_reaped(call: &crate::syscalls::RawCall, mem: &dyn Vcpu) -> Option<Lifecycle> {
     const WNOWAIT: u64 = 0x0100_0000;
     const CLD_EXITED: u32 = 1;
+    const CLD_DUMPED: u32 = 3;
     let bits = call.profile().word_bits();
     let (infop, options) = (mask(call.args[2], bits), mask(call.args[3], bits));
     if infop == 0 || options & WNOWAIT != 0 {
@@ -115,6 +126,10 @@ fn waitid_reaped(call: &crate::syscalls::RawCall, mem: &dyn Vcpu) -> Option<Life
     // _sigchld starts with si_pid, si_uid, si_status.
     let union = infop + if bits == 64 { 16 } else { 12 };
     let code = mem.read_u32(infop + 8).ok()?;
+    // CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED: the child lives on.
+    if !(CLD_EXITED..=CLD_DUMPED).contains(&code) {
+        return None;
+    }
     let child = mem.read_u32(union).ok()?;
     let status = mem.read_u32(union + 8).ok()? as i32;
     (child != 0).then_some(Lifecycle::Reaped {

@@ -6,7 +6,7 @@
 //! goes into a set, and a block that starts at one of them gets one callback. Everything
 //! else runs uninstrumented.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
@@ -59,6 +59,8 @@ pub struct Tracer {
     matcher: Mutex<Matcher<ThreadKey, Pending>>,
     return_pcs: RwLock<HashSet<u64>>,
     entries: AtomicU64,
+    /// Under KPTI: the stack key each thread (`task_struct`) last entered a call with.
+    stack_keys: Mutex<HashMap<u64, ThreadKey>>,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -80,6 +82,7 @@ impl Tracer {
             matcher: Mutex::new(Matcher::new()),
             return_pcs: RwLock::new(HashSet::new()),
             entries: AtomicU64::new(0),
+            stack_keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -186,7 +189,22 @@ impl Tracer {
         if !self.is_return_pc(call.return_pc) {
             self.return_pcs.write().insert(call.return_pc);
         }
-        let done = self.matcher.lock().enter(
+        let mut matcher = self.matcher.lock();
+        let mut done = Vec::new();
+        // A thread keyed by its stack (KPTI) gets a new key when exec replaces its address
+        // space and stack: its old key's pending execve succeeded.
+        if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
+            let mut keys = self.stack_keys.lock();
+            if let Some(old) = keys.insert(task, who.key)
+                && old != who.key
+            {
+                done.extend(matcher.exec_succeeded(&old));
+            }
+            if info.is_some_and(|i| i.name == "exit" || i.name == "exit_group") {
+                keys.remove(&task);
+            }
+        }
+        done.extend(matcher.enter(
             who.key,
             call,
             Pending {
@@ -194,7 +212,8 @@ impl Tracer {
                 args,
                 seq: self.entries.fetch_add(1, Ordering::Relaxed),
             },
-        );
+        ));
+        drop(matcher);
         done.into_iter().map(|d| finish(d, cpu)).collect()
     }
 
