@@ -37,6 +37,9 @@ pub struct Options {
     pub syscalls: SyscallFilter,
     /// `events=`: whether process and thread events are tracked and logged.
     pub events: bool,
+    /// `icount=`: count every executed instruction per vCPU (an inline add), so that each
+    /// record carries a position that is identical across replays of one recording.
+    pub icount: bool,
     /// `snapshot=`: when a process executes a program of this name, the plugin writes a
     /// `snapshot` record (processes, threads, modules).
     pub snapshot: String,
@@ -55,6 +58,7 @@ impl Default for Options {
             snapshot: "vmi-snapshot".to_string(),
             syscalls: SyscallFilter::All,
             events: true,
+            icount: false,
             probe: None,
         }
     }
@@ -117,13 +121,8 @@ impl Options {
                 "group" if !value.is_empty() => options.group = Some(value.to_string()),
                 "out" if !value.is_empty() => options.out = PathBuf::from(value),
                 "syscalls" => options.syscalls = SyscallFilter::parse(value).map_err(&bad)?,
-                "events" => {
-                    options.events = match value {
-                        "on" | "all" | "true" => true,
-                        "off" | "none" | "false" => false,
-                        _ => return Err(bad("on or off")),
-                    }
-                }
+                "events" => options.events = on_off(value).ok_or_else(|| bad("on or off"))?,
+                "icount" => options.icount = on_off(value).ok_or_else(|| bad("on or off"))?,
                 "snapshot" if !value.is_empty() && !value.contains('/') => {
                     options.snapshot = value.to_string()
                 }
@@ -188,6 +187,15 @@ impl SyscallFilter {
             SyscallFilter::None => false,
             SyscallFilter::Names(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
         }
+    }
+}
+
+/// `on`/`off` (and the usual synonyms).
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" | "all" | "true" | "yes" => Some(true),
+        "off" | "none" | "false" | "no" => Some(false),
+        _ => None,
     }
 }
 

@@ -9,4 +9,9 @@ use crate::mem::GuestMemory;
 pub trait Vcpu: GuestMemory + Registers {
     /// QEMU's index of this vCPU.
     fn index(&self) -> u32;
+
+    /// Instructions this vCPU has executed, when the plugin counts them (`icount=on`).
+    fn icount(&self) -> Option<u64> {
+        None
+    }
 }

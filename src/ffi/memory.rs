@@ -55,6 +55,10 @@ impl Vcpu for QemuCpu {
     fn index(&self) -> u32 {
         self.vcpu
     }
+
+    fn icount(&self) -> Option<u64> {
+        super::icount::read(self.vcpu)
+    }
 }
 
 impl Registers for QemuCpu {

@@ -4,6 +4,7 @@
 //!
 //! Every trampoline catches panics: unwinding into QEMU's C frames would abort QEMU.
 
+mod icount;
 mod memory;
 mod registers;
 
@@ -80,6 +81,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
         };
         init_logging(&args);
         let plugin = Plugin::install(args, machine).map_err(|err| err.to_string())?;
+        if plugin.options().icount {
+            icount::enable();
+        }
         PLUGIN
             .set(plugin)
             .map_err(|_| "the plugin is already installed".to_string())?;
@@ -146,6 +150,7 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
             plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head);
             for i in 0..n {
                 let (insn, bytes, len) = insn_bytes(i);
+                icount::count(insn);
                 let va = sys::qemu_plugin_insn_vaddr(insn);
                 // Translation runs on the vCPU thread, so its memory can be read here.
                 let code = QemuCpu::current(0);

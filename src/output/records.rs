@@ -197,6 +197,20 @@ pub struct ProbeReport {
     pub mismatched: u64,
 }
 
+/// A record with its position in the guest's execution: the vCPU and the instructions it
+/// had executed when the record was made (`icount=on`). Identical across replays of one
+/// recording, so two analyses of it can be joined on it.
+#[derive(Debug, Serialize)]
+pub struct Positioned<'a, T: Serialize> {
+    /// The record itself; its fields come first.
+    #[serde(flatten)]
+    pub record: &'a T,
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Instructions executed by that vCPU so far.
+    pub icount: u64,
+}
+
 /// Formats a guest address the way every record does: `"0x..."`, lower-case hex.
 pub fn hex(address: u64) -> String {
     format!("{address:#x}")

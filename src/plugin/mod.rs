@@ -382,17 +382,20 @@ impl Plugin {
         ctx: &crate::linux::KernelContext,
     ) {
         if !self.kernel_ready.swap(true, Ordering::Relaxed) {
-            self.sink.write(&Record::KernelReady(KernelReady {
-                group: kernel.group().to_string(),
-                kaslr_slide: records::hex(ctx.kaslr_slide),
-                page_offset: records::hex(ctx.page_offset),
-                kpti: kernel.readable_from_user(cpu) == Some(false),
-                banner_matches: kernel.banner_matches(cpu),
-            }));
+            self.write_at(
+                cpu,
+                &Record::KernelReady(KernelReady {
+                    group: kernel.group().to_string(),
+                    kaslr_slide: records::hex(ctx.kaslr_slide),
+                    page_offset: records::hex(ctx.page_offset),
+                    kpti: kernel.readable_from_user(cpu) == Some(false),
+                    banner_matches: kernel.banner_matches(cpu),
+                }),
+            );
             if let Some(events) = &self.events {
                 let linux = Linux::new(cpu, kernel.info(), *ctx);
                 match linux.processes() {
-                    Ok(list) => self.track(events, |t| t.already_running(&list.items)),
+                    Ok(list) => self.track(cpu, events, |t| t.already_running(&list.items)),
                     Err(e) => {
                         log::warn!("process events wait: the process list is unreadable ({e})")
                     }
@@ -401,14 +404,31 @@ impl Plugin {
         }
     }
 
+    /// Writes a record made on `cpu`, with its position when `icount=on`.
+    fn write_at<T: serde::Serialize>(&self, cpu: &dyn Vcpu, record: &T) {
+        match cpu.icount().filter(|_| self.options.icount) {
+            Some(icount) => self.sink.write(&records::Positioned {
+                record,
+                vcpu: cpu.index(),
+                icount,
+            }),
+            None => self.sink.write(record),
+        }
+    }
+
     /// Updates the lifecycle state and writes the events it yields, under the tracker's
     /// lock, so that events reach the log in the order the tracker decided them even when
     /// vCPUs race (a child on one vCPU exiting while its parent returns from `clone`).
-    fn track(&self, events: &Mutex<Tracker>, f: impl FnOnce(&mut Tracker) -> Vec<Event>) {
+    fn track(
+        &self,
+        cpu: &dyn Vcpu,
+        events: &Mutex<Tracker>,
+        f: impl FnOnce(&mut Tracker) -> Vec<Event>,
+    ) {
         let mut tracker = events.lock();
         let happened = f(&mut tracker);
         for e in &happened {
-            self.sink.write(e);
+            self.write_at(cpu, e);
         }
         self.event_records
             .fetch_add(happened.len() as u64, Ordering::Relaxed);
@@ -471,10 +491,10 @@ impl Plugin {
     /// decoding, and whatever this call completes.
     fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
         let linux = self.linux(cpu, in_kernel);
-        if let (Some(kernel), Some(linux)) = (self.kernel(), linux.as_ref())
+        if let Some(linux) = linux.as_ref()
             && let Some(reason) = self.snapshot_reason(&d.call, cpu)
         {
-            self.snapshot(kernel, linux, &reason);
+            self.snapshot(cpu, linux, &reason);
         }
         // Under KPTI the return point (user mode) cannot read the kernel: key threads by
         // address space and stack there and here alike.
@@ -491,7 +511,9 @@ impl Plugin {
                 tid: who.thread.tid,
                 comm: who.thread.comm.clone(),
             };
-            self.track(events, |t| t.seen(&caller, || linux.current_process().ok()));
+            self.track(cpu, events, |t| {
+                t.seen(&caller, || linux.current_process().ok())
+            });
         }
         for done in self.tracer.enter(cpu, who, d.call) {
             self.emit(done, cpu, linux.as_ref());
@@ -518,7 +540,7 @@ impl Plugin {
     fn emit(&self, done: tracer::Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) {
         if let Some(record) = &done.record {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
-            self.sink.write(record);
+            self.write_at(cpu, record);
         }
         let Some(events) = &self.events else { return };
         let what = match linux {
@@ -532,7 +554,7 @@ impl Plugin {
                 tid: done.thread.tid,
                 comm: done.thread.comm.clone(),
             };
-            self.track(events, |t| t.call(&caller, what));
+            self.track(cpu, events, |t| t.call(&caller, what));
         }
     }
 
@@ -552,11 +574,17 @@ impl Plugin {
         (want == "*" || base == want.as_bytes()).then(|| Reason::Exec(want.clone()))
     }
 
-    fn snapshot(&self, kernel: &KernelView, linux: &Linux<'_>, reason: &Reason) {
-        let _ = kernel;
+    fn snapshot(&self, cpu: &dyn Vcpu, linux: &Linux<'_>, reason: &Reason) {
+        let started = std::time::Instant::now();
         let record = snapshot::take(linux, reason);
+        log::info!(
+            "snapshot ({reason:?}): {} processes, {} modules in {} us",
+            record.processes.len(),
+            record.modules.len(),
+            started.elapsed().as_micros()
+        );
         self.snapshots.fetch_add(1, Ordering::Relaxed);
-        self.sink.write(&Record::Snapshot(record));
+        self.write_at(cpu, &Record::Snapshot(record));
     }
 
     /// QEMU is exiting: write `run_end` with the counters.
