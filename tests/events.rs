@@ -180,3 +180,17 @@ fn amd64_612_smp2_events_match_the_guest() {
         ..Boot::default()
     }));
 }
+
+/// i386 runs with KPTI: the kernel is read at system call dispatch, user-mode returns
+/// key threads by stack.
+#[test]
+fn i386_61_kpti_events_match_the_guest() {
+    if !lab_available("i386_61_kpti_events_match_the_guest") {
+        return;
+    }
+    check_events(&boot(&Boot {
+        kernel: "i386-6.1",
+        scenario: "events",
+        ..Boot::default()
+    }));
+}

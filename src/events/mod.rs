@@ -81,6 +81,10 @@ pub enum Event {
         /// The signal that killed it, when it was killed.
         #[serde(skip_serializing_if = "Option::is_none")]
         signal: Option<i32>,
+        /// It ended without a system call the plugin saw (a kernel thread, or a process
+        /// reaped by no one watched): noticed missing from a complete snapshot.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        noticed_at_snapshot: bool,
     },
     /// A thread joined a process.
     ThreadStart {
@@ -396,7 +400,37 @@ impl Tracker {
             comm: live.comm,
             exit_code,
             signal,
+            noticed_at_snapshot: false,
         });
+        events
+    }
+
+    /// A complete process list (a snapshot): processes believed alive but absent ended
+    /// unseen (kernel threads make no system calls to end with).
+    pub fn reconcile(&mut self, alive: &[u32]) -> Vec<Event> {
+        if !self.ready {
+            return Vec::new();
+        }
+        let alive: BTreeSet<u32> = alive.iter().copied().collect();
+        let gone: Vec<u32> = self
+            .live
+            .keys()
+            .filter(|p| !alive.contains(p))
+            .copied()
+            .collect();
+        let mut events = Vec::new();
+        for pid in gone {
+            for mut e in self.end(pid, pid, None, None) {
+                if let Event::ProcessEnd {
+                    noticed_at_snapshot,
+                    ..
+                } = &mut e
+                {
+                    *noticed_at_snapshot = true;
+                }
+                events.push(e);
+            }
+        }
         events
     }
 }

@@ -216,3 +216,23 @@ fn threads_start_and_end() {
     );
     assert_eq!(types(&ev), ["thread_end", "process_exec"]);
 }
+
+#[test]
+fn a_complete_snapshot_ends_what_vanished_unseen() {
+    let mut t = Tracker::new();
+    let mut kthread = proc_(45, 2, "kpnpbiosd", &[45]);
+    kthread.kernel_thread = true;
+    t.already_running(&[
+        proc_(1, 0, "init", &[1]),
+        proc_(2, 0, "kthreadd", &[2]),
+        kthread,
+    ]);
+    let ev = t.reconcile(&[0, 1, 2]);
+    let j = serde_json::to_value(&ev[0]).unwrap();
+    assert_eq!(
+        (j["type"].as_str(), j["pid"].as_u64()),
+        (Some("process_end"), Some(45))
+    );
+    assert_eq!(j["noticed_at_snapshot"], true);
+    assert!(t.reconcile(&[0, 1, 2]).is_empty(), "once");
+}

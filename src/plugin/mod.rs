@@ -584,7 +584,14 @@ impl Plugin {
             started.elapsed().as_micros()
         );
         self.snapshots.fetch_add(1, Ordering::Relaxed);
+        let complete = record.incomplete.is_empty();
+        let alive: Vec<u32> = record.processes.iter().map(|p| p.pid).collect();
         self.write_at(cpu, &Record::Snapshot(record));
+        if let Some(events) = &self.events
+            && complete
+        {
+            self.track(cpu, events, |t| t.reconcile(&alive));
+        }
     }
 
     /// QEMU is exiting: write `run_end` with the counters.

@@ -281,6 +281,7 @@ const PROCESS_FIELDS: &[&str] = &[
     "path",
     "exit_code",
     "signal",
+    "noticed_at_snapshot",
     "asid",
     "kernel_thread",
     "already_running",
