@@ -62,7 +62,8 @@ fn check_events(run: &Run) {
         );
     }
     // No event for a process that never existed: each started pid made system calls, was
-    // returned by a fork/clone, or was in a snapshot.
+    // returned by a fork/clone, was in a snapshot, or in the kernel's process list when the
+    // plugin first read it (already running).
     let mut existed: BTreeSet<u32> = run.of_type("syscall").iter().map(|r| pid(r)).collect();
     existed.extend(
         run.of_type("syscall")
@@ -78,6 +79,12 @@ fn check_events(run: &Run) {
     for s in run.of_type("snapshot") {
         existed.extend(s["processes"].as_array().unwrap().iter().map(pid));
     }
+    existed.extend(
+        starts
+            .iter()
+            .filter(|s| s["already_running"] == true)
+            .map(|s| pid(s)),
+    );
     for p in started.keys() {
         assert!(
             existed.contains(p),

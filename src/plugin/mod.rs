@@ -26,7 +26,7 @@ use crate::args::Options;
 use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
-use crate::linux::Linux;
+use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
@@ -492,9 +492,12 @@ impl Plugin {
     fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
         let linux = self.linux(cpu, in_kernel);
         if let Some(linux) = linux.as_ref()
-            && let Some(reason) = self.snapshot_reason(&d.call, cpu)
+            && d.call
+                .profile()
+                .lookup(d.call.nr)
+                .is_some_and(|i| i.name == "reboot")
         {
-            self.snapshot(cpu, linux, &reason);
+            self.snapshot(cpu, linux, &Reason::Reboot);
         }
         // Under KPTI the return point (user mode) cannot read the kernel: key threads by
         // address space and stack there and here alike.
@@ -542,6 +545,12 @@ impl Plugin {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
             self.write_at(cpu, record);
         }
+        if done.done.outcome == crate::syscalls::Outcome::Exec
+            && let Some(linux) = linux
+            && let Some(reason) = self.exec_snapshot_reason(linux)
+        {
+            self.snapshot(cpu, linux, &reason);
+        }
         let Some(events) = &self.events else { return };
         let what = match linux {
             Some(linux) => lifecycle::of(&done, cpu, linux),
@@ -558,20 +567,20 @@ impl Plugin {
         }
     }
 
-    /// Whether this call asks for a snapshot: an `execve`/`execveat` of the `snapshot=`
-    /// program, or `reboot`.
-    fn snapshot_reason(&self, call: &RawCall, mem: &dyn GuestMemory) -> Option<Reason> {
-        let name = call.profile().lookup(call.nr)?.name;
-        let filename = match name {
-            "reboot" => return Some(Reason::Reboot),
-            "execve" => call.args[0],
-            "execveat" => call.args[1],
-            _ => return None,
-        };
-        let (path, _) = mem.read_cstr(filename, 4096).ok()?;
-        let base = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
+    /// Whether the program the current process just started is the `snapshot=` one. Asked
+    /// once the new image runs (its first system call), by its name (`comm`, which exec
+    /// sets from the path it was given, symlinks included): at exec entry the path may
+    /// not even be readable, as a fresh child's page tables map its strings lazily.
+    fn exec_snapshot_reason(&self, linux: &Linux<'_>) -> Option<Reason> {
         let want = &self.options.snapshot;
-        (want == "*" || base == want.as_bytes()).then(|| Reason::Exec(want.clone()))
+        if want == "*" {
+            return Some(Reason::Exec(want.clone()));
+        }
+        let comm = linux::task::comm(linux, linux::task::current_task(linux).ok()?).ok()?;
+        // comm holds the first 15 bytes of the name.
+        let limit = want.len().min(15);
+        (comm.len() == limit && want.as_bytes()[..limit] == *comm.as_bytes())
+            .then(|| Reason::Exec(want.clone()))
     }
 
     fn snapshot(&self, cpu: &dyn Vcpu, linux: &Linux<'_>, reason: &Reason) {
