@@ -584,6 +584,17 @@ impl Plugin {
     }
 
     fn snapshot(&self, cpu: &dyn Vcpu, linux: &Linux<'_>, reason: &Reason) {
+        if log::log_enabled!(log::Level::Info) {
+            // The cost of the snapshot's core (processes with threads, and modules) alone,
+            // measured apart from mappings and open files.
+            let started = std::time::Instant::now();
+            let n = linux.processes().map(|l| l.items.len()).unwrap_or(0);
+            let m = linux.modules().map(|l| l.items.len()).unwrap_or(0);
+            log::info!(
+                "process list with threads ({n}) and modules ({m}) in {} us",
+                started.elapsed().as_micros()
+            );
+        }
         let started = std::time::Instant::now();
         let record = snapshot::take(linux, reason);
         log::info!(
