@@ -23,8 +23,7 @@ fn marks<'a>(run: &'a Run, name: &str) -> Vec<Vec<&'a str>> {
 
 fn check_events(run: &Run) {
     let where_ = run.dir.display();
-    assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
-    assert!(run.truth.complete, "scenario did not finish: {where_}");
+    run.assert_finished();
     let of = |ty: &str| run.of_type(ty);
     let (starts, ends, execs) = (of("process_start"), of("process_end"), of("process_exec"));
     assert!(!starts.is_empty(), "no process_start: {where_}");

@@ -60,12 +60,7 @@ fn amd64_guest_runs_with_plugin_and_reads_kernel_memory() {
         plugin_args: vec![format!("probe={:#x}", banners[0])],
         ..Boot::default()
     });
-    assert_eq!(run.status, 0, "QEMU exit status; see {}", run.dir.display());
-    assert!(
-        run.truth.complete,
-        "scenario did not finish: {}",
-        run.dir.display()
-    );
+    run.assert_finished();
     assert_eq!(run.truth.release.as_deref(), Some(release.as_str()));
     // The guest's own kallsyms agrees that `linux_banner` is one of the copies found.
     let linux_banner = run.truth.kallsyms["linux_banner"];
@@ -102,12 +97,7 @@ fn i386_guest_enters_the_kernel_through_sysenter_or_int80() {
         scenario: "default",
         ..Boot::default()
     });
-    assert_eq!(run.status, 0, "QEMU exit status; see {}", run.dir.display());
-    assert!(
-        run.truth.complete,
-        "scenario did not finish: {}",
-        run.dir.display()
-    );
+    run.assert_finished();
     assert_eq!(run.events[0]["target"], "i386");
     let end = run.run_end();
     let insns = &end["syscall_insns"];

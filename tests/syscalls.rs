@@ -321,8 +321,7 @@ impl Compare {
 /// returns the number of calls compared.
 fn check_against_strace(run: &Run, how: Compare) -> usize {
     let where_ = run.dir.display();
-    assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
-    assert!(run.truth.complete, "scenario did not finish: {where_}");
+    run.assert_finished();
     let traced = strace_calls(run);
     assert!(
         traced.len() >= how.min_calls,

@@ -252,22 +252,5 @@ pub fn mappings(linux: &Linux<'_>, task: u64) -> Result<Listing<Mapping>, OsiErr
     if mm == 0 {
         return Ok(Listing::complete(Vec::new()));
     }
-    let vmas = vmas(linux, mm)?;
-    let mut items = Vec::with_capacity(vmas.items.len());
-    for vma in vmas.items {
-        match mapping(linux, vma) {
-            Ok(m) => items.push(m),
-            Err(OsiError::Fault(f)) => {
-                return Ok(Listing {
-                    items,
-                    incomplete: Some(f.into()),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Listing {
-        items,
-        incomplete: vmas.incomplete,
-    })
+    vmas(linux, mm)?.try_map(|vma| mapping(linux, vma))
 }

@@ -144,24 +144,7 @@ fn thread_tasks(linux: &Linux<'_>, task: u64) -> Result<Listing<u64>, OsiError> 
 
 /// The threads of `task`'s group.
 pub fn threads(linux: &Linux<'_>, task: u64) -> Result<Listing<Thread>, OsiError> {
-    let tasks = thread_tasks(linux, task)?;
-    let mut items = Vec::with_capacity(tasks.items.len());
-    for t in tasks.items {
-        match thread(linux, t) {
-            Ok(th) => items.push(th),
-            Err(OsiError::Fault(f)) => {
-                return Ok(Listing {
-                    items,
-                    incomplete: Some(f.into()),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Listing {
-        items,
-        incomplete: tasks.incomplete,
-    })
+    thread_tasks(linux, task)?.try_map(|t| thread(linux, t))
 }
 
 /// Reads `len` bytes at `va` page by page; `None` on any fault.

@@ -164,6 +164,31 @@ impl<T> Listing<T> {
         }
     }
 
+    /// Reads something for each item with `f`; a guest-memory fault ends the listing there,
+    /// flagged, as a fault in the walk itself would (other errors are errors).
+    pub fn try_map<U>(
+        self,
+        mut f: impl FnMut(T) -> Result<U, OsiError>,
+    ) -> Result<Listing<U>, OsiError> {
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            match f(item) {
+                Ok(u) => items.push(u),
+                Err(OsiError::Fault(fault)) => {
+                    return Ok(Listing {
+                        items,
+                        incomplete: Some(fault.into()),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Listing {
+            items,
+            incomplete: self.incomplete,
+        })
+    }
+
     /// Whether the walk reached its natural end.
     pub fn is_complete(&self) -> bool {
         self.incomplete.is_none()

@@ -9,9 +9,10 @@ use crate::syscalls::{Outcome, decode::mask};
 
 use super::tracer::Finished;
 
-/// The lifecycle meaning of `done`, if it has one. `linux` reads the kernel (absent while
-/// it cannot be read; the events then wait).
-pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycle> {
+/// The lifecycle meaning of `done`, if it has one. `linux` reads the kernel; it is absent
+/// at a user-mode return under KPTI, where a new child's details are then the caller's
+/// until the child runs (the process list cannot be read there).
+pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) -> Option<Lifecycle> {
     let call = &done.done.call;
     let name = call.profile().lookup(call.nr)?.name;
     let bits = call.profile().word_bits();
@@ -29,7 +30,7 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
             Some(Lifecycle::Cloned {
                 child,
                 flags,
-                process: find(linux, child),
+                process: linux.and_then(|l| find(l, child)),
             })
         }
         ("execve" | "execveat", Outcome::Exec) => {
@@ -38,7 +39,7 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
                 _ => arg(1),
             };
             Some(Lifecycle::Execed {
-                process: linux.current_process().ok(),
+                process: linux.and_then(|l| l.current_process().ok()),
                 filename: cpu
                     .read_cstr(filename, 4096)
                     .ok()
@@ -47,48 +48,6 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: &Linux<'_>) -> Option<Lifecycl
         }
         ("exit_group", Outcome::NoReturn) => Some(Lifecycle::ExitGroup(signed(arg(0)))),
         ("exit", Outcome::NoReturn) => Some(Lifecycle::Exit(signed(arg(0)))),
-        ("wait4" | "waitpid", Outcome::Returned(child)) if child > 0 => {
-            let status_at = arg(1);
-            let status = (status_at != 0)
-                .then(|| cpu.read_u32(status_at).ok())
-                .flatten()
-                .map(|s| s as i32);
-            // A stopped (0x7f in the low byte) or continued (0xffff) child is still alive:
-            // WUNTRACED / WCONTINUED / ptrace report those too.
-            if status.is_some_and(|s| s & 0xff == 0x7f || s == 0xffff) {
-                return None;
-            }
-            Some(Lifecycle::Reaped {
-                child: child as u32,
-                status,
-            })
-        }
-        ("waitid", Outcome::Returned(0)) => waitid_reaped(call, cpu),
-        _ => None,
-    }
-}
-
-/// What a completed call means when only user memory can be read (a user-mode return
-/// under KPTI): a child appears (its details are the caller's until it runs), a process
-/// is reaped.
-pub fn of_user(done: &Finished, cpu: &dyn Vcpu) -> Option<Lifecycle> {
-    let call = &done.done.call;
-    let name = call.profile().lookup(call.nr)?.name;
-    let bits = call.profile().word_bits();
-    let arg = |i: usize| mask(call.args[i], bits);
-    match (name, done.done.outcome) {
-        ("clone" | "clone3" | "fork" | "vfork", Outcome::Returned(child)) if child > 0 => {
-            let flags = match name {
-                "clone" => arg(0),
-                "clone3" => cpu.read_u64(arg(0)).unwrap_or(0),
-                _ => 0,
-            };
-            Some(Lifecycle::Cloned {
-                child: child as u32,
-                flags,
-                process: None,
-            })
-        }
         ("wait4" | "waitpid", Outcome::Returned(child)) if child > 0 => {
             let status_at = arg(1);
             let status = (status_at != 0)

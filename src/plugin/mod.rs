@@ -552,12 +552,7 @@ impl Plugin {
             self.snapshot(cpu, linux, &reason);
         }
         let Some(events) = &self.events else { return };
-        let what = match linux {
-            Some(linux) => lifecycle::of(&done, cpu, linux),
-            // Under KPTI a return cannot read the kernel: what needs no kernel read.
-            None => lifecycle::of_user(&done, cpu),
-        };
-        if let Some(what) = what {
+        if let Some(what) = lifecycle::of(&done, cpu, linux) {
             let caller = Caller {
                 pid: done.thread.pid,
                 tid: done.thread.tid,

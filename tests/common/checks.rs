@@ -24,8 +24,7 @@ pub fn exec_snapshot(run: &Run) -> &Value {
 /// Everything the issue asks of a snapshot, on one run.
 pub fn check_against_proc(run: &Run) {
     let where_ = run.dir.display();
-    assert_eq!(run.status, 0, "QEMU exit status; see {where_}");
-    assert!(run.truth.complete, "scenario did not finish: {where_}");
+    run.assert_finished();
     let snap = exec_snapshot(run);
     assert_eq!(snap["incomplete"], serde_json::json!([]), "{where_}");
 

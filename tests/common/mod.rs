@@ -127,6 +127,13 @@ impl Run {
         self.events.iter().filter(|e| e["type"] == ty).collect()
     }
 
+    /// QEMU exited normally and the scenario printed its end marker.
+    pub fn assert_finished(&self) {
+        let dir = self.dir.display();
+        assert_eq!(self.status, 0, "QEMU exit status; see {dir}");
+        assert!(self.truth.complete, "scenario did not finish: {dir}");
+    }
+
     /// The single `run_end` record.
     pub fn run_end(&self) -> &Value {
         let ends = self.of_type("run_end");
