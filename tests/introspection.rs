@@ -136,3 +136,29 @@ fn no_matching_group_leaves_the_guest_alone() {
         lines[0]
     );
 }
+
+/// A kernelinfo for another kernel (6.12's group on the 6.1 guest): one warning line, no
+/// introspection, the guest runs to the end, QEMU exits normally.
+#[test]
+fn a_group_for_another_kernel_is_refused_at_run_time() {
+    if !lab_available("a_group_for_another_kernel_is_refused_at_run_time") {
+        return;
+    }
+    let wrong = common::root().join("kernelinfo/amd64-6.12.conf");
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "default",
+        plugin_args: vec![format!("conf={}", wrong.display())],
+        ..Boot::default()
+    });
+    run.assert_finished();
+    assert!(run.of_type("kernel_ready").is_empty());
+    assert!(run.of_type("snapshot").is_empty());
+    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("does not describe the running kernel"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("debian:6.12"), "{}", lines[0]);
+}

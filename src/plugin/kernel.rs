@@ -22,6 +22,9 @@ use crate::linux::{KernelContext, Linux, task};
 /// x86 KASLR moves the kernel in steps of `CONFIG_PHYSICAL_ALIGN` (2 MiB on Debian).
 const KASLR_ALIGN: u64 = 0x20_0000;
 
+/// x86 KASLR moves the kernel up, by less than 1 GiB (`KERNEL_IMAGE_SIZE`).
+const KASLR_MAX: u64 = 0x4000_0000;
+
 /// x86_64's direct map without KASLR (`__PAGE_OFFSET_BASE_L4`).
 const X86_64_PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
 
@@ -61,6 +64,9 @@ pub enum NotReady {
     /// The slide is still unknown: no system call has entered the kernel yet.
     #[error("the KASLR slide is not known yet (no system call seen)")]
     Slide,
+    /// The kernelinfo describes another kernel.
+    #[error("the kernelinfo group does not describe the running kernel")]
+    WrongKernel,
     /// The direct-map base could not be read.
     #[error("the kernel's direct-map base (page_offset_base) is not readable here")]
     PageOffset,
@@ -76,6 +82,8 @@ pub struct KernelView {
     slide: OnceCell<u64>,
     page_offset: OnceCell<u64>,
     user_readable: OnceCell<bool>,
+    /// Whether the running kernel is the one described (its banner where the group says).
+    verified: OnceCell<bool>,
 }
 
 impl KernelView {
@@ -88,6 +96,7 @@ impl KernelView {
             slide: OnceCell::new(),
             page_offset: OnceCell::new(),
             user_readable: OnceCell::new(),
+            verified: OnceCell::new(),
         };
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
@@ -129,26 +138,28 @@ impl KernelView {
     }
 
     /// The kernel's entry for `kind` was observed at run-time address `va`: sets the
-    /// slide if `va` is this kernel's entry moved by a plausible KASLR slide.
-    pub fn entry_observed(&self, kind: SyscallInsn, va: u64) -> Option<u64> {
+    /// slide if `va` is this kernel's entry moved by a plausible KASLR slide. `None` when
+    /// there is nothing to learn (slide known, no entry symbol), `Some(false)` when `va`
+    /// cannot be this kernel's entry (a kernelinfo for another kernel).
+    pub fn entry_observed(&self, kind: SyscallInsn, va: u64) -> Option<bool> {
         if self.slide.get().is_some() {
             return None;
         }
         let link = self.entry_link(kind)?;
         let slide = va.wrapping_sub(link);
-        if slide % KASLR_ALIGN != 0 {
+        if slide % KASLR_ALIGN != 0 || slide >= KASLR_MAX {
             log::debug!(
-                "[{}] entry {kind:?} at {va:#x} is not {link:#x} moved by a 2 MiB step",
+                "[{}] entry {kind:?} at {va:#x} is not {link:#x} moved by KASLR",
                 self.group
             );
-            return None;
+            return Some(false);
         }
         let _ = self.slide.set(slide);
         log::info!(
             "[{}] kernel entry {kind:?} at {va:#x}: KASLR slide {slide:#x}",
             self.group
         );
-        Some(slide)
+        Some(true)
     }
 
     /// Whether the slide is still to be found.
@@ -207,6 +218,9 @@ impl KernelView {
     /// [`KernelView::context`] for a vCPU known to be in kernel mode or not.
     pub fn context_at(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
         let slide = self.slide().ok_or(NotReady::Slide)?;
+        if !self.verify(cpu) {
+            return Err(NotReady::WrongKernel);
+        }
         let page_offset = self.page_offset(cpu, slide)?;
         let mut ctx = KernelContext {
             kaslr_slide: slide,
@@ -261,6 +275,42 @@ impl KernelView {
         let _ = self.page_offset.set(value);
         log::info!("kernel direct map at {value:#x}");
         Ok(value)
+    }
+
+    /// Checks once that the guest runs the kernel this group describes: its banner must be
+    /// where the group says (after the slide). A mismatch (a kernelinfo for another kernel)
+    /// is said once and turns introspection off; an unreadable banner is checked again
+    /// later, and a group without a banner is trusted.
+    fn verify(&self, cpu: &dyn Vcpu) -> bool {
+        if let Some(&ok) = self.verified.get() {
+            return ok;
+        }
+        let ok = match self.banner_matches(cpu) {
+            None if self.info.vmi.banner.is_some() => return true,
+            None | Some(true) => true,
+            Some(false) => {
+                let found: String = self
+                    .banner_found(cpu)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(60)
+                    .map(|c| {
+                        if c.is_ascii_graphic() || c == ' ' {
+                            c
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect();
+                log::warn!(
+                    "kernelinfo group [{}] does not describe the running kernel (its banner address holds \"{found}\"): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
+                    self.group
+                );
+                false
+            }
+        };
+        let _ = self.verified.set(ok);
+        ok
     }
 
     /// Whether the banner at its slid address reads as the kernelinfo says; `None` when the

@@ -134,6 +134,7 @@ pub struct Plugin {
     chosen: OnceCell<usize>,
     /// System calls left to try choosing a group before giving up.
     detect_budget: AtomicU64,
+    wrong_entry_said: AtomicBool,
     tracer: Tracer,
     events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
@@ -213,6 +214,7 @@ impl Plugin {
             views,
             chosen,
             detect_budget: AtomicU64::new(DETECT_BUDGET),
+            wrong_entry_said: AtomicBool::new(false),
             tracer: Tracer::new(arch, options.syscalls.clone()),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
@@ -253,7 +255,17 @@ impl Plugin {
         self.translations.fetch_add(1, Ordering::Relaxed);
         if let Some((kind, va)) = kernel::observed_entry(self.arch, va, insns) {
             for view in &self.views {
-                view.entry_observed(kind, va);
+                let fits = view.entry_observed(kind, va);
+                // With one group named, an entry that cannot be its kernel's is a wrong conf.
+                if fits == Some(false)
+                    && self.chosen.get().is_some()
+                    && !self.wrong_entry_said.swap(true, Ordering::Relaxed)
+                {
+                    log::warn!(
+                        "kernelinfo group [{}] does not describe the running kernel (the kernel entered at {va:#x}, not at the group's {kind:?} entry moved by KASLR): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
+                        view.group()
+                    );
+                }
             }
         }
     }
