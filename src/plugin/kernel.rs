@@ -207,15 +207,8 @@ impl KernelView {
         Some(readable)
     }
 
-    /// Everything the Linux provider needs to read the kernel from `cpu` now.
-    pub fn context(&self, cpu: &dyn Vcpu) -> Result<KernelContext, NotReady> {
-        let in_kernel = cpu
-            .reg(Reg::Rip)
-            .is_some_and(|rip| self.arch.is_kernel_address(rip));
-        self.context_at(cpu, in_kernel)
-    }
-
-    /// [`KernelView::context`] for a vCPU known to be in kernel mode or not.
+    /// Everything the Linux provider needs to read the kernel from `cpu` now; `in_kernel`
+    /// says whether the vCPU runs kernel code (where the per-CPU base is then).
     pub fn context_at(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
         let slide = self.slide().ok_or(NotReady::Slide)?;
         if !self.verify(cpu) {
