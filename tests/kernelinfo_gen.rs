@@ -4,12 +4,15 @@
 //! * struct layouts against `pahole -F btf` reading the same image's BTF;
 //! * addresses against the guest's own `/proc/kallsyms` (nokaslr), recorded by
 //!   `scripts/guest-kallsyms` in `tests/fixtures/guest-kallsyms-NAME.txt`;
-//! * the bzImage and the ELF vmlinux give the same group.
+//! * the bzImage and the ELF vmlinux give the same group;
+//! * where a kernel has both BTF and DWARF (amd64-6.1 and its -dbg package), the two give
+//!   the same group.
 //!
-//! Without the cache (or pahole) the tests print a one-line notice and pass.
+//! Without the cache (or pahole, or the -dbg vmlinux: `lab/lab dbg NAME`) the tests print a
+//! one-line notice and pass; with VMI_REQUIRE_DBG=1 a missing -dbg vmlinux fails them.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vmi::generate::{self as kgen, KernelInfo};
@@ -251,30 +254,36 @@ const SIZES: &[(&str, &str)] = &[
     ("module_memory.size", "module_memory"),
 ];
 
-/// The -dbg package's vmlinux, if fetched into the cache (`scripts/gen-kernelinfo` says how).
-fn debug_vmlinux(dir: &std::path::Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir.join("dbg/usr/lib/debug/boot"))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinux-"))
-        })
+/// The -dbg package's vmlinux of the cached kernel's release, fetched by `lab/lab dbg NAME`;
+/// without it a one-line notice (`what` is skipped), or a failure with VMI_REQUIRE_DBG=1.
+fn debug_vmlinux(name: &str, dir: &Path, what: &str) -> Option<PathBuf> {
+    let release = std::fs::read_to_string(dir.join("release")).unwrap();
+    let path = dir
+        .join("dbg/usr/lib/debug/boot")
+        .join(format!("vmlinux-{}", release.trim()));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("no {} (run lab/lab dbg {name})", path.display());
+    assert!(
+        std::env::var("VMI_REQUIRE_DBG").as_deref() != Ok("1"),
+        "VMI_REQUIRE_DBG=1 but {msg}"
+    );
+    eprintln!("skipping {name} {what}: {msg}");
+    None
 }
 
-fn check_layouts(name: &str) {
+/// The generator's layouts against pahole's, reading the image's BTF or, with `dwarf` (always
+/// for i386: no BTF), the -dbg vmlinux's DWARF.
+fn check_layouts(name: &str, dwarf: bool) {
     let Some(dir) = kernel_dir(name) else { return };
     if Command::new("pahole").arg("--version").output().is_err() {
         eprintln!("skipping {name} layouts: no pahole (Debian package dwarves)");
         return;
     }
-    let (info, mut p) = if name.starts_with("i386") {
-        // No BTF: DWARF and symbols from the -dbg vmlinux.
-        let Some(dbg) = debug_vmlinux(&dir) else {
-            eprintln!(
-                "skipping {name} layouts: no -dbg vmlinux under {}/dbg",
-                dir.display()
-            );
+    let (info, mut p) = if dwarf {
+        // DWARF and symbols from the -dbg vmlinux.
+        let Some(dbg) = debug_vmlinux(name, &dir, "layouts from DWARF") else {
             return;
         };
         let image = std::fs::read(dir.join("vmlinuz")).unwrap();
@@ -322,23 +331,24 @@ fn check_layouts(name: &str) {
         assert_eq!(info.number(key), Some(want), "{name}: {key}");
         checked += 1;
     }
-    eprintln!("{name}: {checked} layout values equal pahole's");
+    let source = if dwarf { "dwarf" } else { "btf" };
+    eprintln!("{name}: {checked} layout values equal pahole -F {source}'s");
     assert!(checked > 60, "{name}: only {checked} values checked");
 }
 
 #[test]
 fn layouts_amd64_6_1() {
-    check_layouts("amd64-6.1");
+    check_layouts("amd64-6.1", false);
 }
 
 #[test]
 fn layouts_amd64_6_12() {
-    check_layouts("amd64-6.12");
+    check_layouts("amd64-6.12", false);
 }
 
 #[test]
 fn layouts_i386_6_1_from_dwarf() {
-    check_layouts("i386-6.1");
+    check_layouts("i386-6.1", true);
 }
 
 // --------------------------------------------------------------- guest kallsyms
@@ -497,11 +507,7 @@ fn symbols_i386_6_1_agree_with_image_kallsyms_and_system_map() {
     let Some(dir) = kernel_dir("i386-6.1") else {
         return;
     };
-    let Some(dbg) = debug_vmlinux(&dir) else {
-        eprintln!(
-            "skipping i386-6.1 symbols: no -dbg vmlinux under {}/dbg",
-            dir.display()
-        );
+    let Some(dbg) = debug_vmlinux("i386-6.1", &dir, "symbols") else {
         return;
     };
     let image = std::fs::read(dir.join("vmlinuz")).unwrap();
@@ -538,4 +544,110 @@ fn symbols_i386_6_1_agree_with_image_kallsyms_and_system_map() {
         }
     }
     eprintln!("i386-6.1: {checked} addresses equal the image's kallsyms / System.map");
+}
+
+// ------------------------------------------------------------------- BTF vs DWARF
+
+/// Key prefixes of struct layouts (offsets, sizes, array lengths).
+const LAYOUT_PREFIXES: &[&str] = &[
+    "task.",
+    "cred.",
+    "mm.",
+    "vma.",
+    "fs.",
+    "qstr.",
+    "path.",
+    "module.",
+    "module_memory.",
+    "maple.",
+    "signal.",
+];
+
+/// Symbols of the `_addr` keys not in [`SYMBOLS`].
+const MORE_SYMBOLS: &[(&str, &str)] = &[
+    ("vmi.do_syscall_64_addr", "do_syscall_64"),
+    (
+        "vmi.do_int80_addr",
+        "do_int80_emulation|do_int80_syscall_32",
+    ),
+    ("vmi.do_fast_syscall_32_addr", "do_fast_syscall_32"),
+];
+
+fn values(info: &KernelInfo) -> BTreeMap<&str, &str> {
+    info.entries
+        .iter()
+        .filter_map(|e| match e {
+            kgen::Entry::Value(k, v) => Some((k.as_str(), v.as_str())),
+            kgen::Entry::Comment(_) => None,
+        })
+        .collect()
+}
+
+/// Where a kernel has both BTF and DWARF they agree: amd64-6.1's group from the image alone
+/// (BTF, kallsyms) equals, key by key, its group from the -dbg vmlinux (`--dwarf` and
+/// `--symbols`: DWARF, ELF symbol table); and every address key's symbol has the same
+/// address in the image's kallsyms and in the symbol table, each read on its own.
+#[test]
+fn btf_and_dwarf_agree_amd64_6_1() {
+    let name = "amd64-6.1";
+    let Some(dir) = kernel_dir(name) else { return };
+    let Some(dbg) = debug_vmlinux(name, &dir, "BTF vs DWARF") else {
+        return;
+    };
+    let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+    let debug = std::fs::read(&dbg).unwrap();
+    let from_btf = kgen::generate(&image, None, None).unwrap();
+    let from_dwarf = kgen::generate(&image, Some((&dbg, &debug)), Some(&debug)).unwrap();
+    let (a, b) = (values(&from_btf), values(&from_dwarf));
+    let mut diffs = Vec::new();
+    if from_btf.group != from_dwarf.group {
+        diffs.push(format!(
+            "group: BTF {}, DWARF {}",
+            from_btf.group, from_dwarf.group
+        ));
+    }
+    let keys: BTreeSet<&str> = a.keys().chain(b.keys()).copied().collect();
+    for key in &keys {
+        match (a.get(key), b.get(key)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => diffs.push(format!("{key}: BTF {x:?}, DWARF {y:?}")),
+        }
+    }
+    let layout = keys
+        .iter()
+        .filter(|k| LAYOUT_PREFIXES.iter().any(|p| k.starts_with(p)) && !k.ends_with("_addr"))
+        .count();
+
+    // The addresses, source by source (the generator would fall back from one to the other).
+    let symtab = kgen::symbols::parse(&dbg, &debug).unwrap();
+    let elf = kgen::image::kernel_elf(&image).unwrap();
+    let kallsyms = kgen::kallsyms::find(&elf, 8).unwrap();
+    let mut symbols = 0;
+    for &(key, names) in SYMBOLS.iter().chain(MORE_SYMBOLS) {
+        let found = names.split('|').find_map(|s| {
+            let pair = (kallsyms.get(s), symtab.get(s));
+            (pair != (None, None)).then_some((s, pair))
+        });
+        match found {
+            Some((_, (Some(x), Some(y)))) if x == y => symbols += 1,
+            Some((s, (x, y))) => diffs.push(format!(
+                "{key} ({s}): kallsyms {x:#x?}, symbol table {y:#x?}"
+            )),
+            None => {}
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{name}: BTF/kallsyms and DWARF/symbol table differ ({} of {} keys):\n{}",
+        diffs.len(),
+        keys.len(),
+        diffs.join("\n")
+    );
+    eprintln!(
+        "{name}: {} keys equal from BTF and DWARF ({layout} layout values), \
+         {symbols} symbols equal in kallsyms and the symbol table",
+        keys.len()
+    );
+    assert!(layout > 60, "{name}: only {layout} layout values compared");
+    assert!(symbols >= 10, "{name}: only {symbols} symbols compared");
 }
