@@ -1,10 +1,19 @@
 //! The plugin's safe state and its reactions to QEMU's callbacks.
 //!
-//! [`kernel`] learns where the running kernel is; [`snapshot`] turns the Linux provider's
-//! answers into records.
-//!
 //! [`ffi`](crate) owns the QEMU entry points and calls in here with plain Rust values; this
-//! module decides what to instrument and what to record. It never sees a raw pointer.
+//! module decides what to instrument ([`hook`]) and what to record. It never sees a raw
+//! pointer. The flow of one system call:
+//!
+//! ```text
+//! syscall instruction ─ on_syscall_insn ─┬─ (kernel readable) ─────────────┐
+//!                                        └─ (KPTI) on_kernel_dispatch ─────┤
+//!                                 enter: snapshot on reboot, lifecycle, tracer.enter
+//! block after the instruction ─ on_return_point ─ tracer.ret ─ emit: record, events
+//! ```
+//!
+//! [`kernel`] learns where the running kernel is (KASLR slide, KPTI, which group);
+//! [`tracer`] pairs entries with returns; [`lifecycle`] turns completed calls into
+//! process events; [`snapshot`] and [`probe`] make their records.
 
 pub mod hook;
 pub mod kernel;
@@ -14,10 +23,9 @@ pub mod snapshot;
 pub mod tracer;
 
 use std::cell::Cell;
-
-use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 
 use crate::arch::Arch;
@@ -27,14 +35,14 @@ use crate::args::Options;
 use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
+use crate::events::{Caller, Event, Tracker};
 use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
-
-use crate::events::{Caller, Event, Tracker};
 use crate::output::{JsonlSink, Record};
 use crate::syscalls::RawCall;
+
 pub use hook::Hook;
 use kernel::KernelView;
 use probe::Probe;
