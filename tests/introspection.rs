@@ -79,7 +79,11 @@ fn group_chosen_by_banner() {
     if !lab_available("group_chosen_by_banner") {
         return;
     }
-    let all = common::root().join("kernelinfo/kernelinfo.conf");
+    let all = common::tempdir("all-groups").join("all.conf");
+    let text = ["amd64-6.1", "amd64-6.12", "i386-6.1"]
+        .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
+        .join("\n");
+    std::fs::write(&all, text).unwrap();
     let run = boot(&Boot {
         kernel: "amd64-6.12",
         scenario: "default",
@@ -110,9 +114,7 @@ fn no_matching_group_leaves_the_guest_alone() {
     let dir = common::tempdir("two-groups");
     let conf = dir.join("two.conf");
     let text = ["amd64-6.1", "i386-6.1"]
-        .map(|k| {
-            std::fs::read_to_string(common::root().join(format!("kernelinfo/{k}.conf"))).unwrap()
-        })
+        .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
         .join("\n");
     std::fs::write(&conf, text).unwrap();
     let run = boot(&Boot {
@@ -144,7 +146,7 @@ fn a_group_for_another_kernel_is_refused_at_run_time() {
     if !lab_available("a_group_for_another_kernel_is_refused_at_run_time") {
         return;
     }
-    let wrong = common::root().join("kernelinfo/amd64-6.12.conf");
+    let wrong = common::lab_conf("amd64-6.12");
     let run = boot(&Boot {
         kernel: "amd64-6.1",
         scenario: "default",

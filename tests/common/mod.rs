@@ -82,6 +82,21 @@ pub fn kernel_release(kernel: &str) -> String {
         .to_string()
 }
 
+/// The kernelinfo file of a lab kernel as apt resolves it now (`lab/lab conf`): the
+/// checked-in one, or one generated for a newer Debian kernel.
+pub fn lab_conf(kernel: &str) -> PathBuf {
+    let out = Command::new(root().join("lab/lab"))
+        .args(["conf", kernel])
+        .output()
+        .expect("run lab/lab conf");
+    assert!(
+        out.status.success(),
+        "lab/lab conf {kernel}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The plugin under test: `$VMI_PLUGIN` or the release build.
 pub fn plugin_path() -> PathBuf {
     std::env::var_os("VMI_PLUGIN")
