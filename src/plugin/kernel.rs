@@ -282,19 +282,7 @@ impl KernelView {
             None if self.info.vmi.banner.is_some() => return true,
             None | Some(true) => true,
             Some(false) => {
-                let found: String = self
-                    .banner_found(cpu)
-                    .unwrap_or_default()
-                    .chars()
-                    .take(60)
-                    .map(|c| {
-                        if c.is_ascii_graphic() || c == ' ' {
-                            c
-                        } else {
-                            '.'
-                        }
-                    })
-                    .collect();
+                let found = self.banner_shown(cpu).unwrap_or_default();
                 log::warn!(
                     "kernelinfo group [{}] does not describe the running kernel (its banner address holds \"{found}\"): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
                     self.group
@@ -312,6 +300,24 @@ impl KernelView {
         let want = self.info.vmi.banner.as_ref()?;
         let found = self.banner_found(cpu)?;
         Some(found.trim_end() == want.trim_end())
+    }
+
+    /// What [`KernelView::banner_found`] reads, cut to 60 characters and made printable,
+    /// for a message: a wrong group's banner address holds arbitrary bytes.
+    pub fn banner_shown(&self, cpu: &dyn Vcpu) -> Option<String> {
+        let text = self.banner_found(cpu)?;
+        Some(
+            text.chars()
+                .take(60)
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '.'
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// The string at this kernel's (slid) banner address, if readable.

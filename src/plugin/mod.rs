@@ -265,19 +265,11 @@ impl Plugin {
                 .views
                 .iter()
                 .filter_map(|v| {
-                    let text: String = v
-                        .banner_found(cpu)?
-                        .chars()
-                        .take(60)
-                        .map(|c| {
-                            if c.is_ascii_graphic() || c == ' ' {
-                                c
-                            } else {
-                                '.'
-                            }
-                        })
-                        .collect();
-                    Some(format!("[{}] reads \"{text}\"", v.group()))
+                    Some(format!(
+                        "[{}] reads \"{}\"",
+                        v.group(),
+                        v.banner_shown(cpu)?
+                    ))
                 })
                 .collect();
             let groups: Vec<&str> = self.views.iter().map(KernelView::group).collect();
