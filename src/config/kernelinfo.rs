@@ -493,6 +493,9 @@ key_struct! {
         do_int80_addr: opt addr = "vmi.do_int80_addr",
         /// `&do_fast_syscall_32`: every `sysenter` (and 32-bit `syscall`).
         do_fast_syscall_32_addr: opt addr = "vmi.do_fast_syscall_32_addr",
+        /// `&__switch_to`: every context switch, with the next task in the second
+        /// argument register; lets the plugin know the current task without reading it.
+        switch_to_addr: opt addr = "vmi.switch_to_addr",
     }
 }
 

@@ -433,6 +433,8 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         &["do_fast_syscall_32"],
         false,
     );
+    // Every context switch, next task in the second argument (rsi; edx on i386).
+    b.sym("vmi.switch_to_addr", &["__switch_to"], false);
     b.off(
         "task.thread_node_offset",
         "task_struct",

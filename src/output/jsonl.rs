@@ -1,7 +1,8 @@
-//! The JSON Lines sink. vCPU threads append whole lines to a shared buffer; a writer
-//! thread moves the buffer to the file every [`FLUSH_EVERY`] (sooner when it fills), so
-//! a vCPU never waits for a `write(2)` per record. Every line reaches the file whole: a
-//! killed QEMU leaves complete lines only, and loses at most the last interval.
+//! The JSON Lines sink. vCPU threads hand over whole records; a writer thread encodes
+//! them and moves them to the file every [`FLUSH_EVERY`] (sooner when many wait), so a
+//! vCPU pays neither the JSON encoding nor a `write(2)` per record. Every line reaches the
+//! file whole: a killed QEMU leaves complete lines only, and loses at most the last
+//! interval.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,29 +20,73 @@ use crate::error::Error;
 /// Longest a record waits in memory before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// Buffered bytes past which the writer is woken at once.
-const WAKE_AT: usize = 256 * 1024;
+/// Records waiting past which the writer is woken at once.
+const WAKE_AT: usize = 4096;
 
-#[derive(Debug)]
+/// Records waiting past which a vCPU waits for the writer: the guest slows down rather
+/// than the log losing records or memory growing without bound.
+const MAX_WAITING: usize = 1 << 18;
+
+/// A record as it waits for the writer thread.
+trait Encode: Send {
+    fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+}
+
+impl<T: Serialize + Send> Encode for T {
+    fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+type Waiting = Vec<Box<dyn Encode>>;
+
 struct Shared {
     path: PathBuf,
-    buffer: Mutex<Vec<u8>>,
+    waiting: Mutex<Waiting>,
+    /// Wakes the writer: many records wait, or the sink closes.
     wake: Condvar,
+    /// Wakes vCPUs held at [`MAX_WAITING`].
+    room: Condvar,
     file: Mutex<File>,
     closed: AtomicBool,
     dropped: AtomicU64,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    /// Writes whatever is buffered; returns whether anything was.
+    /// Encodes and writes whatever waits, in order; returns whether anything did. The
+    /// file's lock is held throughout, so two flushes never interleave their records.
     fn flush(&self) -> bool {
         let mut file = self.file.lock();
-        let lines = std::mem::take(&mut *self.buffer.lock());
-        if lines.is_empty() {
+        let records = std::mem::take(&mut *self.waiting.lock());
+        self.room.notify_all();
+        if records.is_empty() {
             return false;
         }
+        let mut lines = Vec::with_capacity(records.len() * 160);
+        let mut failed = 0u64;
+        for record in &records {
+            let start = lines.len();
+            match record.encode(&mut lines) {
+                Ok(()) => lines.push(b'\n'),
+                Err(err) => {
+                    lines.truncate(start);
+                    if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                        log::error!("cannot encode a record: {err}");
+                    }
+                    failed += 1;
+                }
+            }
+        }
         if let Err(err) = file.write_all(&lines) {
-            let n = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+            let n = records.len() as u64 - failed;
             if self.dropped.fetch_add(n, Ordering::Relaxed) == 0 {
                 log::error!("cannot write to {}: {err}", self.path.display());
             }
@@ -66,8 +111,9 @@ impl JsonlSink {
         })?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
-            buffer: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            waiting: Mutex::new(Vec::with_capacity(WAKE_AT)),
             wake: Condvar::new(),
+            room: Condvar::new(),
             file: Mutex::new(file),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -78,9 +124,9 @@ impl JsonlSink {
             .spawn(move || {
                 while !s.closed.load(Ordering::Acquire) {
                     {
-                        let mut buffer = s.buffer.lock();
-                        if buffer.len() < WAKE_AT {
-                            s.wake.wait_for(&mut buffer, FLUSH_EVERY);
+                        let mut waiting = s.waiting.lock();
+                        if waiting.len() < WAKE_AT && !s.closed.load(Ordering::Acquire) {
+                            s.wake.wait_for(&mut waiting, FLUSH_EVERY);
                         }
                     }
                     s.flush();
@@ -96,29 +142,22 @@ impl JsonlSink {
         })
     }
 
-    /// Appends one record as one line. A record that cannot be serialised or written is
-    /// counted and logged once, never propagated: losing a log line must not stop the
-    /// guest.
-    pub fn write<T: Serialize>(&self, record: &T) {
-        let mut buffer = self.shared.buffer.lock();
-        let start = buffer.len();
-        match serde_json::to_writer(&mut *buffer, record) {
-            Ok(()) => {
-                buffer.push(b'\n');
-                if buffer.len() >= WAKE_AT {
-                    self.shared.wake.notify_one();
-                }
-            }
-            Err(err) => {
-                buffer.truncate(start);
-                if self.shared.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    log::error!("cannot encode a record: {err}");
-                }
-            }
+    /// Appends one record as one line; the writer thread encodes it. A record that cannot
+    /// be encoded or written is counted and logged once, never propagated: losing a log
+    /// line must not stop the guest.
+    pub fn write<T: Serialize + Send + 'static>(&self, record: T) {
+        let mut waiting = self.shared.waiting.lock();
+        while waiting.len() >= MAX_WAITING && !self.shared.closed.load(Ordering::Acquire) {
+            self.shared.wake.notify_one();
+            self.shared.room.wait_for(&mut waiting, FLUSH_EVERY);
+        }
+        waiting.push(Box::new(record));
+        if waiting.len() == WAKE_AT {
+            self.shared.wake.notify_one();
         }
     }
 
-    /// Writes everything buffered now.
+    /// Writes everything waiting now.
     pub fn flush(&self) {
         self.shared.flush();
     }
@@ -154,8 +193,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.jsonl");
         let sink = JsonlSink::create(&path).unwrap();
-        sink.write(&serde_json::json!({"type": "a", "n": 1}));
-        sink.write(&serde_json::json!({"type": "b", "s": "x\ny"}));
+        sink.write(serde_json::json!({"type": "a", "n": 1}));
+        sink.write(serde_json::json!({"type": "b", "s": "x\ny"}));
         sink.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -173,7 +212,7 @@ mod tests {
         let path = dir.join("log.jsonl");
         let sink = JsonlSink::create(&path).unwrap();
         for n in 0..1000 {
-            sink.write(&serde_json::json!({"type": "n", "n": n}));
+            sink.write(serde_json::json!({"type": "n", "n": n}));
         }
         std::thread::sleep(FLUSH_EVERY * 4);
         let text = std::fs::read_to_string(&path).unwrap();

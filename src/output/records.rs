@@ -201,10 +201,10 @@ pub struct ProbeReport {
 /// had executed when the record was made (`icount=on`). Identical across replays of one
 /// recording, so two analyses of it can be joined on it.
 #[derive(Debug, Serialize)]
-pub struct Positioned<'a, T: Serialize> {
+pub struct Positioned<T: Serialize> {
     /// The record itself; its fields come first.
     #[serde(flatten)]
-    pub record: &'a T,
+    pub record: T,
     /// The vCPU.
     pub vcpu: u32,
     /// Instructions executed by that vCPU so far.

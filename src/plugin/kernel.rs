@@ -9,6 +9,7 @@
 //! names it, confirms the slide.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;
 
@@ -84,7 +85,12 @@ pub struct KernelView {
     user_readable: OnceCell<bool>,
     /// Whether the running kernel is the one described (its banner where the group says).
     verified: OnceCell<bool>,
+    /// Slides (in KASLR steps) under which a block was instrumented as `__switch_to`.
+    switch_hooked: [AtomicU64; SLIDES / 64],
 }
+
+/// How many KASLR slides there are.
+const SLIDES: usize = (KASLR_MAX / KASLR_ALIGN) as usize;
 
 impl KernelView {
     /// A view of a kernel described by `group` of a kernelinfo file.
@@ -97,6 +103,7 @@ impl KernelView {
             page_offset: OnceCell::new(),
             user_readable: OnceCell::new(),
             verified: OnceCell::new(),
+            switch_hooked: Default::default(),
         };
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
@@ -162,6 +169,48 @@ impl KernelView {
         Some(true)
     }
 
+    /// Whether the first instruction of a kernel block at `va` may be `__switch_to`; if so,
+    /// the slide under which it is, in units of the KASLR alignment, and the caller
+    /// instruments it. Before the slide is
+    /// known every address the slide could move the function to qualifies: it runs, and
+    /// is translated, long before the first system call reveals the slide, and QEMU does
+    /// not translate it again. The callback then acts only under the real slide
+    /// ([`KernelView::is_switch`]); any other block that qualified costs a callback
+    /// that does nothing.
+    pub fn switch_candidate(&self, va: u64) -> Option<u16> {
+        let slide = va.checked_sub(self.info.vmi.switch_to_addr?)?;
+        let fits = match self.slide() {
+            Some(known) => slide == known,
+            None => slide % KASLR_ALIGN == 0 && slide < KASLR_MAX,
+        };
+        if !fits {
+            return None;
+        }
+        let step = (slide / KASLR_ALIGN) as usize;
+        self.switch_hooked[step / 64].fetch_or(1 << (step % 64), Ordering::Relaxed);
+        Some(step as u16)
+    }
+
+    /// Whether a [`KernelView::switch_candidate`] is `__switch_to` of the running kernel:
+    /// its slide is the real one and the kernel is the described one.
+    pub fn is_switch(&self, candidate: u16) -> bool {
+        self.slide() == Some(u64::from(candidate) * KASLR_ALIGN)
+            && self.verified.get() == Some(&true)
+    }
+
+    /// Whether context switches are followed: `__switch_to` of the running kernel was
+    /// instrumented (the kernelinfo names it, and it was translated while this view could
+    /// recognise it), so the task a vCPU runs is the one the last switch on it went to.
+    pub fn follows_switches(&self) -> bool {
+        let Some(slide) = self.slide() else {
+            return false;
+        };
+        let step = (slide / KASLR_ALIGN) as usize;
+        self.verified.get() == Some(&true)
+            && step < SLIDES
+            && self.switch_hooked[step / 64].load(Ordering::Relaxed) & (1 << (step % 64)) != 0
+    }
+
     /// Whether the slide is still to be found.
     pub fn needs_slide(&self) -> bool {
         self.slide.get().is_none()
@@ -210,6 +259,20 @@ impl KernelView {
     /// Everything the Linux provider needs to read the kernel from `cpu` now; `in_kernel`
     /// says whether the vCPU runs kernel code (where the per-CPU base is then).
     pub fn context_at(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
+        let mut ctx = self.base_context(cpu, in_kernel)?;
+        ctx.current_asid = cpu.reg(Reg::Cr3).map(|cr3| self.asid_of_cr3(cr3));
+        Ok(ctx)
+    }
+
+    /// The `task_struct` running on `cpu`: one register and one pointer read, for the
+    /// per-call path (the rest of [`KernelView::context_at`] is not needed for it).
+    pub fn current_task(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Option<u64> {
+        let ctx = self.base_context(cpu, in_kernel).ok()?;
+        task::current_task(&Linux::new(cpu, &self.info, ctx)).ok()
+    }
+
+    /// [`KernelView::context_at`] without the current address space.
+    fn base_context(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
         let slide = self.slide().ok_or(NotReady::Slide)?;
         if !self.verify(cpu) {
             return Err(NotReady::WrongKernel);
@@ -220,7 +283,7 @@ impl KernelView {
             per_cpu_base: None,
             page_offset,
             pointer_width: self.arch.pointer_size() as u8,
-            current_asid: cpu.reg(Reg::Cr3).map(|cr3| self.asid_of_cr3(cr3)),
+            current_asid: None,
         };
         ctx.per_cpu_base = match self.arch {
             Arch::X86_64 => {

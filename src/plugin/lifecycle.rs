@@ -9,6 +9,21 @@ use crate::syscalls::{Outcome, decode::mask};
 
 use super::tracer::Finished;
 
+/// Whether a call named `name` can mean something to the process lifecycle ([`of`] may
+/// return an event for it): the others need no matching when they are not logged.
+pub fn is_lifecycle_call(name: &str) -> bool {
+    reads_kernel(name) || matches!(name, "exit" | "exit_group" | "wait4" | "waitpid" | "waitid")
+}
+
+/// Whether [`of`] reads the kernel for a call named `name` (a new child's process, a new
+/// image's): only then does the caller need to set up a Linux provider.
+pub fn reads_kernel(name: &str) -> bool {
+    matches!(
+        name,
+        "clone" | "clone3" | "fork" | "vfork" | "execve" | "execveat"
+    )
+}
+
 /// The lifecycle meaning of `done`, if it has one. `linux` reads the kernel; it is absent
 /// at a user-mode return under KPTI, where a new child's details are then the caller's
 /// until the child runs (the process list cannot be read there).

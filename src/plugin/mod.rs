@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod probe;
 pub mod snapshot;
+pub mod threads;
 pub mod tracer;
 
 use std::cell::Cell;
@@ -41,13 +42,13 @@ use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
 use crate::output::{JsonlSink, Record};
-use crate::syscalls::RawCall;
+use crate::syscalls::{Abi, RawCall, ThreadInfo};
 
 pub use hook::Hook;
 use kernel::KernelView;
 use probe::Probe;
 use snapshot::Reason;
-use tracer::Tracer;
+use tracer::{ThreadKey, Tracer};
 
 /// What QEMU told the plugin about the machine at install time.
 #[derive(Debug, Clone)]
@@ -70,8 +71,9 @@ const DETECT_BUDGET: u64 = 1000;
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
     call: RawCall,
-    asid: u64,
-    sp: u64,
+    /// The thread's key by address space and user stack, when the return point will
+    /// need it (under KPTI); made at the instruction, where the user stack is current.
+    stack: Option<ThreadKey>,
 }
 
 thread_local! {
@@ -100,6 +102,9 @@ pub struct Plugin {
     detect_budget: AtomicU64,
     wrong_entry_said: AtomicBool,
     tracer: Tracer,
+    /// The `task_struct` each vCPU runs, as of the last context switch on it (0: not
+    /// known); kept only while [`KernelView::follows_switches`].
+    current: Box<[AtomicU64]>,
     events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
     snapshots: AtomicU64,
@@ -167,6 +172,7 @@ impl Plugin {
         }
         let sink = JsonlSink::create(&options.out)?;
         let probe = options.probe.map(Probe::new);
+        let vcpus = machine.vcpus.max(1);
         let plugin = Plugin {
             args,
             arch,
@@ -179,7 +185,8 @@ impl Plugin {
             chosen,
             detect_budget: AtomicU64::new(DETECT_BUDGET),
             wrong_entry_said: AtomicBool::new(false),
-            tracer: Tracer::new(arch, options.syscalls.clone()),
+            tracer: Tracer::new(options.syscalls.clone()),
+            current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
             snapshots: AtomicU64::new(0),
@@ -187,7 +194,7 @@ impl Plugin {
             event_records: AtomicU64::new(0),
             options,
         };
-        plugin.sink.write(&Record::RunStart(RunStart {
+        plugin.sink.write(Record::RunStart(RunStart {
             version: crate::VERSION.to_string(),
             target: plugin.machine.target.clone(),
             plugin_api: plugin.machine.plugin_api,
@@ -286,31 +293,44 @@ impl Plugin {
     }
 
     /// Decides, at translation time, whether the instruction at `va` with these bytes
-    /// needs a callback; `first` says it starts its block, and `mem` reads the code
-    /// around it. Everything that returns `None` runs at full speed.
+    /// needs a callback; `first` says it starts its block, and `cpu` (the translating
+    /// vCPU) reads the code around it and the mode it runs in. Everything that returns
+    /// `None` runs at full speed.
     ///
     /// A block is a return point when a call announced it, or when the bytes just before
     /// it are a system call instruction (QEMU ends a block at each of them, so the thread
     /// resumes at the start of a block): the latter also covers code first translated
     /// before any call through it was seen.
-    pub fn hook_for(
-        &self,
-        va: u64,
-        insn: &[u8],
-        first: bool,
-        mem: &dyn GuestMemory,
-    ) -> Option<Hook> {
+    pub fn hook_for(&self, va: u64, insn: &[u8], first: bool, cpu: &dyn Vcpu) -> Option<Hook> {
         if let Some(kind) = SyscallInsn::classify(insn) {
-            return Some(Hook::SyscallInsn(kind));
+            // 32-bit code on a 64-bit kernel runs with the compatibility code segment
+            // (`__USER32_CS` = 0x23).
+            let code64 = match self.arch {
+                Arch::I386 => false,
+                Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
+            };
+            return Some(Hook::SyscallInsn(kind, Abi::detect(kind, code64)));
         }
+        let mem: &dyn GuestMemory = cpu;
         if !first {
             return None;
         }
         if self.arch.is_kernel_address(va) {
-            let dispatch = self
+            if self
                 .kernel()
-                .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)));
-            return dispatch.then_some(Hook::KernelDispatch);
+                .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)))
+            {
+                return Some(Hook::KernelDispatch);
+            }
+            // Before a group is chosen, any of them may be the kernel.
+            let candidates = match self.chosen.get() {
+                Some(&i) => i..i + 1,
+                None => 0..self.views.len(),
+            };
+            return candidates.into_iter().find_map(|i| {
+                let slide = self.views[i].switch_candidate(va)?;
+                Some(Hook::TaskSwitch(u16::try_from(i).ok()?, slide))
+            });
         }
         if self.kernel().is_none() && !self.tracer.logs_anything() {
             return None;
@@ -352,7 +372,7 @@ impl Plugin {
         if !self.kernel_ready.swap(true, Ordering::Relaxed) {
             self.write_at(
                 cpu,
-                &Record::KernelReady(KernelReady {
+                Record::KernelReady(KernelReady {
                     group: kernel.group().to_string(),
                     kaslr_slide: records::hex(ctx.kaslr_slide),
                     page_offset: records::hex(ctx.page_offset),
@@ -373,9 +393,9 @@ impl Plugin {
     }
 
     /// Writes a record made on `cpu`, with its position when `icount=on`.
-    fn write_at<T: serde::Serialize>(&self, cpu: &dyn Vcpu, record: &T) {
+    fn write_at<T: serde::Serialize + Send + 'static>(&self, cpu: &dyn Vcpu, record: T) {
         match cpu.icount().filter(|_| self.options.icount) {
-            Some(icount) => self.sink.write(&records::Positioned {
+            Some(icount) => self.sink.write(records::Positioned {
                 record,
                 vcpu: cpu.index(),
                 icount,
@@ -395,11 +415,11 @@ impl Plugin {
     ) {
         let mut tracker = events.lock();
         let happened = f(&mut tracker);
-        for e in &happened {
-            self.write_at(cpu, e);
-        }
         self.event_records
             .fetch_add(happened.len() as u64, Ordering::Relaxed);
+        for e in happened {
+            self.write_at(cpu, e);
+        }
     }
 
     fn asid(&self, cpu: &dyn Vcpu) -> u64 {
@@ -416,8 +436,9 @@ impl Plugin {
         self.kernel().and_then(|k| k.readable_from_user(cpu)) == Some(false)
     }
 
-    /// The system call instruction at `pc` is about to execute on `cpu`.
-    pub fn on_syscall_insn(&self, kind: SyscallInsn, cpu: &dyn Vcpu, pc: u64) {
+    /// The system call instruction at `pc` (of convention `abi`, if it is a Linux system
+    /// call) is about to execute on `cpu`.
+    pub fn on_syscall_insn(&self, kind: SyscallInsn, abi: Option<Abi>, cpu: &dyn Vcpu, pc: u64) {
         self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
         if let Some(probe) = &self.probe {
             probe.read(cpu);
@@ -430,22 +451,60 @@ impl Plugin {
             // Loaded without introspection and without logging: counting is all.
             return;
         }
-        let Some(abi) = self.tracer.abi(kind, cpu) else {
+        let Some(abi) = abi else {
             return;
         };
-        let mut regs = Tracer::regs(abi, cpu);
-        regs.rip = pc;
-        let call = abi.entry(&regs, cpu);
-        let deferred = Deferred {
-            call,
-            asid: self.asid(cpu),
-            sp: regs.rsp,
-        };
+        let call = Tracer::read_call(abi, cpu, pc);
         if self.deferred_to_kernel(cpu) {
-            DEFERRED.with(|d| d.set(Some(deferred)));
+            let stack = Some(self.stack_key(cpu));
+            DEFERRED.with(|d| d.set(Some(Deferred { call, stack })));
         } else {
-            self.enter(cpu, deferred, false);
+            self.enter(cpu, Deferred { call, stack: None }, false);
         }
+    }
+
+    /// The key of the thread on `cpu` by address space and user stack (in user mode).
+    fn stack_key(&self, cpu: &dyn Vcpu) -> ThreadKey {
+        ThreadKey::Stack(self.asid(cpu), cpu.reg(Reg::Rsp).unwrap_or(0))
+    }
+
+    /// A block that may be `__switch_to` of `views[view]` runs (`slide`: under which
+    /// slide): if it is, its second argument is the task this vCPU runs from now on.
+    pub fn on_task_switch(&self, cpu: &dyn Vcpu, view: u16, slide: u16) {
+        if self.chosen.get() != Some(&usize::from(view)) {
+            return;
+        }
+        let Some(kernel) = self.kernel().filter(|k| k.is_switch(slide)) else {
+            return;
+        };
+        let next = match self.arch {
+            Arch::X86_64 => Reg::Rsi,
+            Arch::I386 => Reg::Rdx,
+        };
+        if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next))
+            && kernel.follows_switches()
+        {
+            slot.store(task, Ordering::Relaxed);
+        }
+    }
+
+    /// The `task_struct` running on `cpu`: the one the last context switch went to, when
+    /// switches are followed, else read from the kernel (and remembered until the next
+    /// switch).
+    fn current_task(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Option<u64> {
+        let kernel = self.kernel()?;
+        let slot = self
+            .current
+            .get(cpu.index() as usize)
+            .filter(|_| kernel.follows_switches());
+        if let Some(task) = slot.map(|s| s.load(Ordering::Relaxed)).filter(|&t| t != 0) {
+            return Some(task);
+        }
+        let task = kernel.current_task(cpu, in_kernel)?;
+        if let Some(slot) = slot {
+            slot.store(task, Ordering::Relaxed);
+        }
+        Some(task)
     }
 
     /// A kernel dispatch function runs: finish the call its thread's instruction began.
@@ -456,27 +515,41 @@ impl Plugin {
     }
 
     /// Follows a call as it enters the kernel: snapshot requests, the caller's lifecycle,
-    /// decoding, and whatever this call completes.
+    /// decoding, and whatever this call completes. The kernel is read for the current
+    /// task only; the rest of the provider is set up when something needs it.
     fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
-        let linux = self.linux(cpu, in_kernel);
-        if let Some(linux) = linux.as_ref()
-            && d.call
-                .profile()
-                .lookup(d.call.nr)
-                .is_some_and(|i| i.name == "reboot")
+        let name = d.call.profile().lookup(d.call.nr).map(|i| i.name);
+        if name == Some("reboot")
+            && let Some(linux) = self.linux(cpu, in_kernel)
         {
-            self.snapshot(cpu, linux, &Reason::Reboot);
+            self.snapshot(cpu, &linux, &Reason::Reboot);
         }
-        // Under KPTI the return point (user mode) cannot read the kernel: key threads by
-        // address space and stack there and here alike.
-        let stack_key = in_kernel;
-        let who = self.tracer.who(
-            linux.as_ref().filter(|_| !stack_key),
-            linux.as_ref(),
-            d.asid,
-            d.sp,
+        let task = self.current_task(cpu, in_kernel);
+        // Identities are remembered only once process events can be told of new threads.
+        let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);
+        let (who, fresh) = self.tracer.who(
+            task,
+            // Under KPTI the return point (user mode) cannot read the kernel: key threads
+            // by address space and stack there and here alike.
+            d.stack.is_none(),
+            keep,
+            |t| {
+                let linux = self.linux(cpu, in_kernel)?;
+                let th = linux::task::thread(&linux, t).ok()?;
+                Some(ThreadInfo {
+                    pid: th.pid,
+                    tid: th.tid,
+                    comm: linux::task::comm(&linux, t).unwrap_or_default(),
+                })
+            },
+            || d.stack.unwrap_or_else(|| self.stack_key(cpu)),
         );
-        if let (Some(events), Some(linux)) = (&self.events, linux.as_ref()) {
+        // A thread seen for the first time may be a process that started unseen (a
+        // child running before its parent returns from clone).
+        if fresh
+            && let Some(events) = &self.events
+            && let Some(linux) = self.linux(cpu, in_kernel)
+        {
             let caller = Caller {
                 pid: who.thread.pid,
                 tid: who.thread.tid,
@@ -487,32 +560,41 @@ impl Plugin {
             });
         }
         for done in self.tracer.enter(cpu, who, d.call) {
-            self.emit(done, cpu, linux.as_ref());
+            self.emit(done, cpu, Some(in_kernel));
         }
     }
 
     /// A system call may return at `pc`, the start of this block.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
-        let linux = if self.deferred_to_kernel(cpu) {
-            None
-        } else {
-            self.linux(cpu, false)
+        let readable = !self.deferred_to_kernel(cpu);
+        let key = || {
+            let task = readable.then(|| self.current_task(cpu, false)).flatten();
+            match task {
+                Some(t) => ThreadKey::Task(t),
+                None => self.stack_key(cpu),
+            }
         };
-        let sp = cpu.reg(Reg::Rsp).unwrap_or(0);
-        let key = self
-            .tracer
-            .key_at_return(linux.as_ref(), self.asid(cpu), sp);
-        for done in self.tracer.ret(cpu, key, pc) {
-            self.emit(done, cpu, linux.as_ref());
+        for done in self.tracer.ret(cpu, pc, key) {
+            self.emit(done, cpu, readable.then_some(false));
         }
     }
 
     /// Logs a completed call, then the lifecycle events it causes.
-    fn emit(&self, done: tracer::Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) {
-        if let Some(record) = &done.record {
+    /// `kernel_mode` says whether the kernel can be read here and in which mode the vCPU
+    /// is (`None`: it cannot, a user-mode return under KPTI).
+    fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
+        if let Some(record) = done.record.take() {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
             self.write_at(cpu, record);
         }
+        let call = &done.done.call;
+        let name = call.profile().lookup(call.nr).map_or("", |i| i.name);
+        let needs_kernel = done.done.outcome == crate::syscalls::Outcome::Exec
+            || (self.events.is_some() && lifecycle::reads_kernel(name));
+        let linux = kernel_mode
+            .filter(|_| needs_kernel)
+            .and_then(|in_kernel| self.linux(cpu, in_kernel));
+        let linux = linux.as_ref();
         if done.done.outcome == crate::syscalls::Outcome::Exec
             && let Some(linux) = linux
             && let Some(reason) = self.exec_snapshot_reason(linux)
@@ -569,7 +651,7 @@ impl Plugin {
         self.snapshots.fetch_add(1, Ordering::Relaxed);
         let complete = record.incomplete.is_empty();
         let alive: Vec<u32> = record.processes.iter().map(|p| p.pid).collect();
-        self.write_at(cpu, &Record::Snapshot(record));
+        self.write_at(cpu, Record::Snapshot(record));
         if let Some(events) = &self.events
             && complete
         {
@@ -595,7 +677,7 @@ impl Plugin {
             dropped_records: self.sink.dropped(),
             probe: self.probe.as_ref().map(Probe::report),
         });
-        self.sink.write(&record);
+        self.sink.write(record);
         self.sink.close();
     }
 }
@@ -654,17 +736,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             plugin.hook_for(0x1000, &[0x0f, 0x05], false, &Banner),
-            Some(Hook::SyscallInsn(SyscallInsn::Syscall))
+            Some(Hook::SyscallInsn(
+                SyscallInsn::Syscall,
+                Some(Abi::X64Syscall)
+            ))
         );
         assert_eq!(plugin.hook_for(0x1000, &[0x90], true, &Banner), None);
-        for hook in [Hook::ReturnPoint, Hook::SyscallInsn(SyscallInsn::Int80)] {
-            let word = hook.pack(0x7fff_1234_5678).unwrap();
-            assert_eq!(Hook::unpack(word), Some((hook, 0x7fff_1234_5678)));
-        }
-        assert_eq!(Hook::ReturnPoint.pack(0xffff_ffff_8100_0000), None);
-        assert_eq!(Hook::unpack(7), None);
-        plugin.on_syscall_insn(SyscallInsn::Syscall, &Banner, 0x1000);
-        plugin.on_syscall_insn(SyscallInsn::Int80, &Banner, 0x2000);
+        plugin.on_syscall_insn(SyscallInsn::Syscall, Some(Abi::X64Syscall), &Banner, 0x1000);
+        plugin.on_syscall_insn(SyscallInsn::Int80, Some(Abi::I386Int80), &Banner, 0x2000);
         plugin.on_exit();
         let text = std::fs::read_to_string(&out).unwrap();
         let lines: Vec<serde_json::Value> = text

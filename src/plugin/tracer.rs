@@ -6,20 +6,19 @@
 //! goes into a set, and a block that starts at one of them gets one callback. Everything
 //! else runs uninstrumented.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::arch::Arch;
-use crate::arch::regs::{Reg, Registers};
-use crate::arch::x86::SyscallInsn;
+use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
-use crate::linux::{Linux, task};
 use crate::syscalls::{
     Abi, Args, Completed, Matcher, RawCall, Regs, SyscallRecord, ThreadInfo, When, decode_args,
 };
+
+use super::threads::ThreadCache;
 
 /// Identifies a thread across its entry and return. The kernel's `task_struct` address
 /// when the kernel is readable; otherwise the address space and user stack pointer, which
@@ -54,13 +53,13 @@ pub struct Finished {
 /// Pending calls and the set of return addresses to probe.
 #[derive(Debug)]
 pub struct Tracer {
-    arch: Arch,
     filter: SyscallFilter,
     matcher: Mutex<Matcher<ThreadKey, Pending>>,
-    return_pcs: RwLock<HashSet<u64>>,
+    return_pcs: RwLock<FxHashSet<u64>>,
     entries: AtomicU64,
     /// Under KPTI: the stack key each thread (`task_struct`) last entered a call with.
-    stack_keys: Mutex<HashMap<u64, ThreadKey>>,
+    stack_keys: Mutex<FxHashMap<u64, ThreadKey>>,
+    threads: ThreadCache,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -75,14 +74,14 @@ pub struct Who {
 
 impl Tracer {
     /// A tracer logging what `filter` selects.
-    pub fn new(arch: Arch, filter: SyscallFilter) -> Tracer {
+    pub fn new(filter: SyscallFilter) -> Tracer {
         Tracer {
-            arch,
             filter,
             matcher: Mutex::new(Matcher::new()),
-            return_pcs: RwLock::new(HashSet::new()),
+            return_pcs: RwLock::new(FxHashSet::default()),
             entries: AtomicU64::new(0),
-            stack_keys: Mutex::new(HashMap::new()),
+            stack_keys: Mutex::new(FxHashMap::default()),
+            threads: ThreadCache::default(),
         }
     }
 
@@ -96,95 +95,71 @@ impl Tracer {
         self.return_pcs.read().contains(&va)
     }
 
-    /// The registers `abi` takes the number and arguments from (and the stack pointer),
-    /// read one by one: each read goes through QEMU's register interface, so only these.
-    pub fn regs(abi: Abi, cpu: &dyn Registers) -> Regs {
+    /// The call at the instruction at `pc`: the number first, then only the registers its
+    /// prototype's arguments are in (every read is a trip through QEMU's register
+    /// interface, and most calls take fewer than six arguments).
+    pub fn read_call(abi: Abi, cpu: &dyn Vcpu, pc: u64) -> RawCall {
         let r = |reg| cpu.reg(reg).unwrap_or(0);
         let mut regs = Regs {
             rax: r(Reg::Rax),
-            rdx: r(Reg::Rdx),
-            rsi: r(Reg::Rsi),
-            rdi: r(Reg::Rdi),
-            rsp: r(Reg::Rsp),
+            rip: pc,
             ..Regs::default()
         };
-        match abi {
-            Abi::X64Syscall => {
-                regs.r10 = r(Reg::R10);
-                regs.r8 = r(Reg::R8);
-                regs.r9 = r(Reg::R9);
-            }
-            Abi::I386Int80 | Abi::I386Sysenter | Abi::I386Syscall => {
-                regs.rbx = r(Reg::Rbx);
-                regs.rcx = r(Reg::Rcx);
-                regs.rbp = r(Reg::Rbp);
-            }
+        let nargs = abi.arg_count(regs.rax);
+        for reg in abi.arg_registers(nargs) {
+            regs.set(reg, r(reg));
         }
-        regs
+        abi.entry_with(&regs, cpu, nargs)
     }
 
-    /// The convention of a system call instruction on `cpu`: 32-bit code on a 64-bit
-    /// kernel runs with the compatibility code segment (`__USER32_CS` = 0x23).
-    pub fn abi(&self, kind: SyscallInsn, cpu: &dyn Registers) -> Option<Abi> {
-        let code64 = match self.arch {
-            Arch::I386 => false,
-            Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
-        };
-        Abi::detect(kind, code64)
-    }
-
-    /// The key of the thread at a return point: only the `task_struct` address is read
-    /// (pid and comm were kept with the call at entry).
-    pub fn key_at_return(&self, keyed: Option<&Linux<'_>>, asid: u64, sp: u64) -> ThreadKey {
-        match keyed.and_then(|l| task::current_task(l).ok()) {
-            Some(t) => ThreadKey::Task(t),
-            None => ThreadKey::Stack(asid, sp),
-        }
-    }
-
-    /// Who runs now. `info` reads the kernel for pid, tid and comm (`None` while it
-    /// cannot be read); `keyed` is the same provider when the thread may be keyed by its
-    /// `task_struct`, `None` to key it by address space and user stack (`asid`, `sp`),
-    /// which is what a user-mode return point under KPTI can compute too.
+    /// Who runs now, and the key that finds its pending call again; the flag says the
+    /// thread was not known yet. `task` is the current `task_struct` when the kernel can
+    /// be read; `keyed` says the key may be it (otherwise `stack` makes the key: address
+    /// space and user stack, which a user-mode return point under KPTI can compute too).
+    /// `read` reads pid, tid and comm of a task not seen before; what it reads is kept
+    /// for the next calls when `keep` says so.
     pub fn who(
         &self,
-        keyed: Option<&Linux<'_>>,
-        info: Option<&Linux<'_>>,
-        asid: u64,
-        sp: u64,
-    ) -> Who {
-        let found = info.and_then(|l| {
-            let t = task::current_task(l).ok()?;
-            let th = task::thread(l, t).ok()?;
-            let comm = task::comm(l, t).unwrap_or_default();
-            Some((t, th, comm))
-        });
-        let (thread, task) = match found {
-            Some((t, th, comm)) => (
-                ThreadInfo {
-                    pid: th.pid,
-                    tid: th.tid,
-                    comm,
+        task: Option<u64>,
+        keyed: bool,
+        keep: bool,
+        read: impl FnOnce(u64) -> Option<ThreadInfo>,
+        stack: impl FnOnce() -> ThreadKey,
+    ) -> (Who, bool) {
+        let (thread, fresh) = match task {
+            Some(t) => match self.threads.get(t) {
+                Some(known) => (known, false),
+                None => match read(t) {
+                    Some(info) => {
+                        if keep {
+                            self.threads.insert(t, info.clone());
+                        }
+                        (info, true)
+                    }
+                    None => (ThreadInfo::default(), false),
                 },
-                Some(t),
-            ),
-            None => (ThreadInfo::default(), None),
+            },
+            None => (ThreadInfo::default(), false),
         };
-        let key = match (keyed, task) {
-            (Some(_), Some(t)) => ThreadKey::Task(t),
-            _ => ThreadKey::Stack(asid, sp),
+        let key = match task {
+            Some(t) if keyed => ThreadKey::Task(t),
+            _ => stack(),
         };
-        Who { key, thread, task }
+        (Who { key, thread, task }, fresh)
     }
 
     /// A call enters the kernel. Returns the calls this completes (an older call of
     /// the same thread that never returned, or this one if it never returns).
     pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> Vec<Finished> {
         let info = call.profile().lookup(call.nr);
+        let name = info.map(|i| i.name);
         let args = self
             .filter
-            .logs(info.map(|i| i.name))
+            .logs(name)
             .then(|| decode_args(info, &call, cpu, When::Enter));
+        if let (Some(task), Some(name)) = (who.task, name) {
+            self.threads.entering(task, name);
+        }
         // Most calls come back through a known return point: check under the read lock.
         if !self.is_return_pc(call.return_pc) {
             self.return_pcs.write().insert(call.return_pc);
@@ -204,6 +179,12 @@ impl Tracer {
                 keys.remove(&task);
             }
         }
+        // A call that is not logged and means nothing to process events is left out,
+        // unless the thread has calls pending (its arrival may complete one: an exec).
+        let matters = args.is_some() || name.is_none_or(super::lifecycle::is_lifecycle_call);
+        if !matters && !matcher.has_pending(&who.key) {
+            return done.into_iter().map(|d| finish(d, cpu)).collect();
+        }
         done.extend(matcher.enter(
             who.key,
             call,
@@ -217,10 +198,15 @@ impl Tracer {
         done.into_iter().map(|d| finish(d, cpu)).collect()
     }
 
-    /// `cpu` is at a return point; completes the thread's pending call if it returns here
-    /// (and any nested calls above it that never returned).
-    pub fn ret(&self, cpu: &dyn Vcpu, key: ThreadKey, pc: u64) -> Vec<Finished> {
+    /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
+    /// it returns here (and any nested calls above it that never returned). `key` finds
+    /// out which thread is there, only when some call is pending at `pc` at all.
+    pub fn ret(&self, cpu: &dyn Vcpu, pc: u64, key: impl FnOnce() -> ThreadKey) -> Vec<Finished> {
         let mut matcher = self.matcher.lock();
+        if !matcher.returns_at(pc) {
+            return Vec::new();
+        }
+        let key = key();
         let Some(abi) = matcher.pending_at(&key, pc).map(|c| c.abi) else {
             return Vec::new();
         };

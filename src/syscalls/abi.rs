@@ -32,6 +32,7 @@
 //! `int 0x80` from 64-bit code uses the i386 table and the low 32 bits of the registers.
 //! x32 (`syscall` with bit 30 of `rax` set) is not decoded: its numbers miss the table.
 
+use crate::arch::regs::Reg;
 use crate::arch::x86::SyscallInsn;
 use crate::mem::GuestMemory;
 use serde::Serialize;
@@ -62,6 +63,33 @@ pub struct Regs {
     pub rip: u64,
 }
 
+impl Regs {
+    /// Sets the field of `reg` (`Rax` → `rax`); registers without a field are ignored.
+    pub fn set(&mut self, reg: Reg, value: u64) {
+        let field = match reg {
+            Reg::Rax => &mut self.rax,
+            Reg::Rbx => &mut self.rbx,
+            Reg::Rcx => &mut self.rcx,
+            Reg::Rdx => &mut self.rdx,
+            Reg::Rsi => &mut self.rsi,
+            Reg::Rdi => &mut self.rdi,
+            Reg::Rbp => &mut self.rbp,
+            Reg::Rsp => &mut self.rsp,
+            Reg::R8 => &mut self.r8,
+            Reg::R9 => &mut self.r9,
+            Reg::R10 => &mut self.r10,
+            Reg::R11 => &mut self.r11,
+            Reg::R12 => &mut self.r12,
+            Reg::R13 => &mut self.r13,
+            Reg::R14 => &mut self.r14,
+            Reg::R15 => &mut self.r15,
+            Reg::Rip => &mut self.rip,
+            _ => return,
+        };
+        *field = value;
+    }
+}
+
 /// One of the four ways into the kernel, see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +102,30 @@ pub enum Abi {
     I386Sysenter,
     /// `syscall` from 32-bit (compatibility-mode) code, through the vDSO.
     I386Syscall,
+}
+
+impl Abi {
+    /// Every convention, in a fixed order (see [`Abi::index`]).
+    pub const ALL: [Abi; 4] = [
+        Abi::X64Syscall,
+        Abi::I386Int80,
+        Abi::I386Sysenter,
+        Abi::I386Syscall,
+    ];
+
+    /// Position in [`Abi::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The instruction this convention enters with.
+    pub fn insn(self) -> SyscallInsn {
+        match self {
+            Abi::X64Syscall | Abi::I386Syscall => SyscallInsn::Syscall,
+            Abi::I386Int80 => SyscallInsn::Int80,
+            Abi::I386Sysenter => SyscallInsn::Sysenter,
+        }
+    }
 }
 
 /// A system call as it enters the kernel: raw values, nothing decoded.
@@ -89,7 +141,8 @@ pub struct RawCall {
     pub pc: u64,
     /// Where the thread resumes when the call returns.
     pub return_pc: u64,
-    /// The user stack pointer at entry.
+    /// The user stack pointer at entry, if the caller read `rsp` (0 otherwise: only the
+    /// 32-bit `syscall` path needs it).
     pub sp: u64,
     /// Argument 6 lives on the user stack (`sysenter`, 32-bit `syscall`) and could not be
     /// read: `args[5]` is 0 (the kernel fails such a call with `EFAULT`).
@@ -132,9 +185,40 @@ impl Abi {
         }
     }
 
+    /// How many arguments call number `nr` (the raw `rax`) takes: its prototype's count,
+    /// or all six for a number the table does not know.
+    pub fn arg_count(self, nr: u64) -> usize {
+        let nr = match self {
+            Abi::X64Syscall => nr,
+            _ => nr & 0xffff_ffff,
+        };
+        self.profile().lookup(nr).map_or(6, |i| i.args.len())
+    }
+
+    /// The registers [`Abi::entry_with`] needs, besides `rax`, for a call with `nargs`
+    /// arguments: a caller that pays for every register read fetches only these.
+    pub fn arg_registers(self, nargs: usize) -> impl Iterator<Item = Reg> {
+        // The sixth is where argument 6 is: a register, or the one pointing at it on the
+        // user stack (ebp for sysenter, esp for 32-bit syscall).
+        let regs = match self {
+            Abi::X64Syscall => [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9],
+            Abi::I386Int80 | Abi::I386Sysenter => {
+                [Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rbp]
+            }
+            Abi::I386Syscall => [Reg::Rbx, Reg::Rbp, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rsp],
+        };
+        regs.into_iter().take(nargs.min(6))
+    }
+
     /// Reads the number and arguments at the instruction at `regs.rip`. Only argument 6
     /// of the fast 32-bit paths touches memory (4 bytes of user stack).
     pub fn entry(self, regs: &Regs, mem: &dyn GuestMemory) -> RawCall {
+        self.entry_with(regs, mem, 6)
+    }
+
+    /// [`Abi::entry`] for a call known to take `nargs` arguments: the user stack is read
+    /// for argument 6 only when there is one.
+    pub fn entry_with(self, regs: &Regs, mem: &dyn GuestMemory, nargs: usize) -> RawCall {
         let lo = |v: u64| v & 0xffff_ffff;
         let (nr, mut args, stack_arg6) = match self {
             Abi::X64Syscall => (
@@ -159,7 +243,7 @@ impl Abi {
             ),
         };
         let mut arg6_fault = false;
-        if let Some(at) = stack_arg6 {
+        if let Some(at) = stack_arg6.filter(|_| nargs >= 6) {
             match mem.read_u32(at) {
                 Ok(v) => args[5] = u64::from(v),
                 Err(_) => arg6_fault = true,

@@ -25,8 +25,9 @@
 //!   ones above it (a handler left with `longjmp`, a return that was missed);
 //! - a return with nothing pending (the child side of `fork`/`clone`) is ignored.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
 
 use super::RawCall;
 
@@ -59,7 +60,13 @@ pub struct Completed<K, P> {
 /// Pending calls by thread. `P` is any payload the caller keeps with a call.
 #[derive(Debug)]
 pub struct Matcher<K, P = ()> {
-    pending: HashMap<K, Vec<(RawCall, P)>>,
+    pending: FxHashMap<K, Vec<(RawCall, P)>>,
+    /// How many pending calls return to each address: a return point with none can be
+    /// passed without finding out which thread is there.
+    at_pc: FxHashMap<u64, usize>,
+    /// Emptied stacks, kept for the next thread that enters a call: most threads have
+    /// one call pending at a time, and would otherwise allocate a stack per call.
+    spare: Vec<Vec<(RawCall, P)>>,
     count: usize,
     limit: usize,
 }
@@ -87,10 +94,48 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     /// (threads that died in a call without the caller calling [`Matcher::forget`]).
     pub fn with_limit(limit: usize) -> Self {
         Matcher {
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
+            at_pc: FxHashMap::default(),
+            spare: Vec::new(),
             count: 0,
             limit: limit.max(1),
         }
+    }
+
+    /// Counts `calls` as pending at their return addresses.
+    fn index(at_pc: &mut FxHashMap<u64, usize>, calls: &[(RawCall, P)]) {
+        for (c, _) in calls {
+            *at_pc.entry(c.return_pc).or_default() += 1;
+        }
+    }
+
+    /// Counts `calls` as no longer pending.
+    fn unindex(at_pc: &mut FxHashMap<u64, usize>, calls: &[(RawCall, P)]) {
+        for (c, _) in calls {
+            if let Some(n) = at_pc.get_mut(&c.return_pc) {
+                *n -= 1;
+                if *n == 0 {
+                    at_pc.remove(&c.return_pc);
+                }
+            }
+        }
+    }
+
+    /// Keeps an emptied stack's allocation for reuse.
+    fn recycle(&mut self, stack: Vec<(RawCall, P)>) {
+        if self.spare.len() < 64 && stack.capacity() <= MAX_DEPTH {
+            self.spare.push(stack);
+        }
+    }
+
+    /// Whether any thread has a call pending that returns to `pc`.
+    pub fn returns_at(&self, pc: u64) -> bool {
+        self.at_pc.contains_key(&pc)
+    }
+
+    /// Whether `thread` has any call pending.
+    pub fn has_pending(&self, thread: &K) -> bool {
+        self.pending.contains_key(thread)
     }
 
     fn completed(thread: &K, (call, payload): (RawCall, P), outcome: Outcome) -> Completed<K, P> {
@@ -107,8 +152,12 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     /// returns.
     pub fn enter(&mut self, thread: K, call: RawCall, payload: P) -> Vec<Completed<K, P>> {
         let mut done = Vec::new();
-        let mut stack = self.pending.remove(&thread).unwrap_or_default();
+        let mut stack = match self.pending.remove(&thread) {
+            Some(stack) => stack,
+            None => self.spare.pop().unwrap_or_default(),
+        };
         let before = stack.len();
+        Self::unindex(&mut self.at_pc, &stack);
         match stack.last() {
             // The thread runs a new program: nothing below the exec survives it.
             Some((top, _)) if call_info(top).is_some_and(|i| i.is_exec()) => {
@@ -139,7 +188,10 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         // `before` calls of this thread were counted; `stack` holds what is left of them
         // and the new call.
         self.count = self.count - before + stack.len();
-        if !stack.is_empty() {
+        Self::index(&mut self.at_pc, &stack);
+        if stack.is_empty() {
+            self.recycle(stack);
+        } else {
             self.pending.insert(thread.clone(), stack);
         }
         if self.count > self.limit
@@ -147,6 +199,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
             && let Some(dropped) = self.pending.remove(&k)
         {
             self.count -= dropped.len();
+            Self::unindex(&mut self.at_pc, &dropped);
             done.extend(
                 dropped
                     .into_iter()
@@ -168,9 +221,13 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         };
         let above: Vec<_> = stack.drain(at + 1..).collect();
         let returned = stack.pop().expect("position exists");
-        if stack.is_empty() {
-            self.pending.remove(thread);
+        if stack.is_empty()
+            && let Some(stack) = self.pending.remove(thread)
+        {
+            self.recycle(stack);
         }
+        Self::unindex(&mut self.at_pc, &above);
+        Self::unindex(&mut self.at_pc, std::slice::from_ref(&returned));
         self.count = self.count.saturating_sub(above.len() + 1);
         let mut done: Vec<_> = above
             .into_iter()
@@ -212,6 +269,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         }
         let mut stack = self.pending.remove(thread).unwrap_or_default();
         self.count = self.count.saturating_sub(stack.len());
+        Self::unindex(&mut self.at_pc, &stack);
         let exec = stack.pop().expect("exec on top");
         let mut done: Vec<_> = stack
             .into_iter()
@@ -225,6 +283,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     pub fn forget(&mut self, thread: &K) -> Vec<Completed<K, P>> {
         let stack = self.pending.remove(thread).unwrap_or_default();
         self.count = self.count.saturating_sub(stack.len());
+        Self::unindex(&mut self.at_pc, &stack);
         stack
             .into_iter()
             .map(|e| Self::completed(thread, e, Outcome::Abandoned))

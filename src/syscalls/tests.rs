@@ -624,6 +624,48 @@ fn matcher_limit_drops_a_pending_call() {
     assert_eq!(m.len(), 2);
 }
 
+#[test]
+fn matcher_knows_where_calls_are_pending() {
+    // A pseudo-random mix of entries, returns, execs and forgotten threads; after every
+    // step `returns_at` agrees with the pending calls themselves.
+    let nrs = [0u64, 1, 59, 61, 231, 15, 12];
+    let mut m: Matcher<u32> = Matcher::with_limit(8);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..5000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let thread = (x % 5) as u32;
+        let pc = 0x1000 + (x >> 8) % 4 * 0x10;
+        match (x >> 16) % 5 {
+            0 | 1 => {
+                let c = RawCall {
+                    pc,
+                    return_pc: pc + 2,
+                    ..call(Abi::X64Syscall, nrs[((x >> 24) % 7) as usize], [0; 6])
+                };
+                m.enter(thread, c, ());
+            }
+            2 | 3 => {
+                m.ret(&thread, pc + 2, 0);
+            }
+            _ if x >> 40 & 1 == 0 => {
+                m.exec_succeeded(&thread);
+            }
+            _ => {
+                m.forget(&thread);
+            }
+        }
+        for probe in (0..4).map(|i| 0x1002 + i * 0x10) {
+            assert_eq!(
+                m.returns_at(probe),
+                m.return_pcs().any(|p| p == probe),
+                "at {probe:#x}"
+            );
+        }
+    }
+}
+
 // ---- hooks -------------------------------------------------------------------------
 
 #[test]
