@@ -381,6 +381,17 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
     compared
 }
 
+/// The records were made on the fast path: the current task came from the context
+/// switches the plugin followed, not from reading the kernel at every call.
+fn assert_switches_followed(run: &Run) {
+    let switches = run.run_end()["task_switches"].as_u64().unwrap_or(0);
+    assert!(
+        switches > 100,
+        "{switches} context switches followed: {}",
+        run.dir.display()
+    );
+}
+
 #[test]
 fn amd64_61_matches_strace() {
     if !lab_available("amd64_61_matches_strace") {
@@ -392,6 +403,7 @@ fn amd64_61_matches_strace() {
         ..Boot::default()
     });
     check_against_strace(&run, Compare::WORKLOAD);
+    assert_switches_followed(&run);
 }
 
 #[test]
@@ -406,6 +418,7 @@ fn amd64_612_matches_strace() {
         ..Boot::default()
     });
     check_against_strace(&run, Compare::WORKLOAD);
+    assert_switches_followed(&run);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
@@ -584,6 +597,7 @@ fn i386_61_matches_strace() {
         ..Boot::default()
     });
     check_against_strace(&run, Compare::WORKLOAD);
+    assert_switches_followed(&run);
 }
 
 /// Checks a kept run again without booting, for work on the comparison:

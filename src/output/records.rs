@@ -164,6 +164,10 @@ pub struct RunEnd {
     pub event_records: u64,
     /// Records that could not be written (I/O errors on the log).
     pub dropped_records: u64,
+    /// Context switches seen at `__switch_to`. Zero when the kernelinfo lacks
+    /// `vmi.switch_to_addr`: then every system call reads the current task from the
+    /// kernel instead.
+    pub task_switches: u64,
     /// What the `probe=` diagnostics saw, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeReport>,

@@ -391,3 +391,72 @@ impl KernelView {
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::regs::Registers;
+    use crate::mem::{Fault, GuestMemory};
+
+    /// A vCPU with no registers and no readable memory.
+    struct Blank;
+    impl Vcpu for Blank {
+        fn index(&self) -> u32 {
+            0
+        }
+    }
+    impl Registers for Blank {
+        fn reg(&self, _: Reg) -> Option<u64> {
+            None
+        }
+    }
+    impl GuestMemory for Blank {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            Err(Fault { va, len: buf.len() })
+        }
+    }
+
+    const ENTRY: u64 = 0xffff_ffff_81c0_0080;
+    const SWITCH: u64 = 0xffff_ffff_8103_1080;
+
+    #[test]
+    fn switch_to_is_instrumented_before_the_slide_is_known() {
+        let mut info = KernelInfo::default();
+        info.vmi.entry_syscall_addr = Some(ENTRY);
+        info.vmi.switch_to_addr = Some(SWITCH);
+        let view = KernelView::new(info, "g".into(), Arch::X86_64);
+        // Boot: the slide is unknown, so every place KASLR could put the function is
+        // instrumented, and nothing else.
+        assert_eq!(view.switch_candidate(SWITCH + 3 * KASLR_ALIGN), Some(3));
+        assert_eq!(view.switch_candidate(SWITCH + 2 * KASLR_ALIGN), Some(2));
+        assert_eq!(view.switch_candidate(SWITCH + 0x10), None);
+        assert_eq!(view.switch_candidate(SWITCH - KASLR_ALIGN), None);
+        assert!(!view.follows_switches());
+        // The first system call reveals the slide (3 steps); the kernel is verified.
+        assert_eq!(
+            view.entry_observed(SyscallInsn::Syscall, ENTRY + 3 * KASLR_ALIGN),
+            Some(true)
+        );
+        let _ = view.current_task(&Blank, false);
+        assert!(view.is_switch(3));
+        assert!(
+            !view.is_switch(2),
+            "a block instrumented under another slide"
+        );
+        assert!(view.follows_switches());
+        assert_eq!(view.switch_candidate(SWITCH + 2 * KASLR_ALIGN), None);
+    }
+
+    #[test]
+    fn switches_are_not_followed_when_the_function_was_never_instrumented() {
+        let mut info = KernelInfo::default();
+        info.vmi.entry_syscall_addr = Some(ENTRY);
+        info.vmi.switch_to_addr = Some(SWITCH);
+        let view = KernelView::new(info, "g".into(), Arch::X86_64);
+        view.entry_observed(SyscallInsn::Syscall, ENTRY);
+        let _ = view.current_task(&Blank, false);
+        assert!(!view.follows_switches());
+        assert_eq!(view.switch_candidate(SWITCH), Some(0));
+        assert!(view.follows_switches());
+    }
+}

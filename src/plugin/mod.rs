@@ -110,6 +110,7 @@ pub struct Plugin {
     snapshots: AtomicU64,
     syscall_records: AtomicU64,
     event_records: AtomicU64,
+    task_switches: AtomicU64,
 }
 
 impl Plugin {
@@ -192,6 +193,7 @@ impl Plugin {
             snapshots: AtomicU64::new(0),
             syscall_records: AtomicU64::new(0),
             event_records: AtomicU64::new(0),
+            task_switches: AtomicU64::new(0),
             options,
         };
         plugin.sink.write(Record::RunStart(RunStart {
@@ -485,6 +487,7 @@ impl Plugin {
             && kernel.follows_switches()
         {
             slot.store(task, Ordering::Relaxed);
+            self.task_switches.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -539,7 +542,7 @@ impl Plugin {
                 Some(ThreadInfo {
                     pid: th.pid,
                     tid: th.tid,
-                    comm: linux::task::comm(&linux, t).unwrap_or_default(),
+                    comm: linux::task::comm(&linux, t).unwrap_or_default().into(),
                 })
             },
             || d.stack.unwrap_or_else(|| self.stack_key(cpu)),
@@ -553,7 +556,7 @@ impl Plugin {
             let caller = Caller {
                 pid: who.thread.pid,
                 tid: who.thread.tid,
-                comm: who.thread.comm.clone(),
+                comm: who.thread.comm.to_string(),
             };
             self.track(cpu, events, |t| {
                 t.seen(&caller, || linux.current_process().ok())
@@ -606,7 +609,7 @@ impl Plugin {
             let caller = Caller {
                 pid: done.thread.pid,
                 tid: done.thread.tid,
-                comm: done.thread.comm.clone(),
+                comm: done.thread.comm.to_string(),
             };
             self.track(cpu, events, |t| t.call(&caller, what));
         }
@@ -675,6 +678,7 @@ impl Plugin {
             syscall_records: self.syscall_records.load(Ordering::Relaxed),
             event_records: self.event_records.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
+            task_switches: self.task_switches.load(Ordering::Relaxed),
             probe: self.probe.as_ref().map(Probe::report),
         });
         self.sink.write(record);

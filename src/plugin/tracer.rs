@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
@@ -38,6 +39,9 @@ struct Pending {
     args: Option<Args>,
     seq: u64,
 }
+
+/// The calls one callback finishes: one or none, almost always.
+pub type FinishedCalls = SmallVec<[Finished; 2]>;
 
 /// A finished call, ready to become a record (and to drive process events).
 #[derive(Debug)]
@@ -150,7 +154,7 @@ impl Tracer {
 
     /// A call enters the kernel. Returns the calls this completes (an older call of
     /// the same thread that never returned, or this one if it never returns).
-    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> Vec<Finished> {
+    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> FinishedCalls {
         let info = call.profile().lookup(call.nr);
         let name = info.map(|i| i.name);
         let args = self
@@ -165,7 +169,7 @@ impl Tracer {
             self.return_pcs.write().insert(call.return_pc);
         }
         let mut matcher = self.matcher.lock();
-        let mut done = Vec::new();
+        let mut done = crate::syscalls::Done::new();
         // A thread keyed by its stack (KPTI) gets a new key when exec replaces its address
         // space and stack: its old key's pending execve succeeded.
         if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
@@ -201,17 +205,17 @@ impl Tracer {
     /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
     /// it returns here (and any nested calls above it that never returned). `key` finds
     /// out which thread is there, only when some call is pending at `pc` at all.
-    pub fn ret(&self, cpu: &dyn Vcpu, pc: u64, key: impl FnOnce() -> ThreadKey) -> Vec<Finished> {
+    pub fn ret(&self, cpu: &dyn Vcpu, pc: u64, key: impl FnOnce() -> ThreadKey) -> FinishedCalls {
         let mut matcher = self.matcher.lock();
         if !matcher.returns_at(pc) {
-            return Vec::new();
+            return FinishedCalls::new();
         }
         let key = key();
         let Some(abi) = matcher.pending_at(&key, pc).map(|c| c.abi) else {
-            return Vec::new();
+            return FinishedCalls::new();
         };
         let Some(rax) = cpu.reg(Reg::Rax) else {
-            return Vec::new();
+            return FinishedCalls::new();
         };
         let value = abi.return_value(&Regs {
             rax,

@@ -307,6 +307,7 @@ const RUN_END_FIELDS: &[&str] = &[
     "syscall_records",
     "event_records",
     "dropped_records",
+    "task_switches",
     "probe",
 ];
 const KERNEL_READY_FIELDS: &[&str] = &[

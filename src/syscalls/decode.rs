@@ -346,8 +346,14 @@ pub struct ThreadInfo {
     pub pid: u32,
     /// Thread id (the kernel's `pid`).
     pub tid: u32,
-    /// `task->comm`.
-    pub comm: String,
+    /// `task->comm`. Shared: every record of the thread carries it, and cloning a name
+    /// per call was a measurable part of a traced call's cost.
+    #[serde(serialize_with = "str_of")]
+    pub comm: std::sync::Arc<str>,
+}
+
+fn str_of<S: Serializer>(s: &std::sync::Arc<str>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s)
 }
 
 /// The `{"type":"syscall",...}` record of one completed call.
@@ -418,7 +424,7 @@ impl Serialize for SyscallRecord {
         m.serialize_field("type", "syscall")?;
         m.serialize_field("pid", &self.thread.pid)?;
         m.serialize_field("tid", &self.thread.tid)?;
-        m.serialize_field("comm", &self.thread.comm)?;
+        m.serialize_field("comm", &*self.thread.comm)?;
         m.serialize_field("nr", &self.nr)?;
         m.serialize_field("name", &self.name)?;
         m.serialize_field("args", &self.args)?;

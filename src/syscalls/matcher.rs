@@ -28,6 +28,7 @@
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::RawCall;
 
@@ -56,6 +57,10 @@ pub struct Completed<K, P> {
     /// How it ended.
     pub outcome: Outcome,
 }
+
+/// What one step of the matcher completes: almost always one call or none, so kept
+/// inline (a call costs no allocation for it).
+pub type Done<K, P> = SmallVec<[Completed<K, P>; 2]>;
 
 /// Pending calls by thread. `P` is any payload the caller keeps with a call.
 #[derive(Debug)]
@@ -150,8 +155,8 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     /// A thread enters a call. Returns what this completes, oldest first: calls of the
     /// same thread that are now known to be over, and the new call itself if it never
     /// returns.
-    pub fn enter(&mut self, thread: K, call: RawCall, payload: P) -> Vec<Completed<K, P>> {
-        let mut done = Vec::new();
+    pub fn enter(&mut self, thread: K, call: RawCall, payload: P) -> Done<K, P> {
+        let mut done = Done::new();
         let mut stack = match self.pending.remove(&thread) {
             Some(stack) => stack,
             None => self.spare.pop().unwrap_or_default(),
@@ -212,12 +217,12 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     /// A thread is at `pc` with result `value`: completes the topmost pending call of that
     /// thread that returns to `pc` (last in the result), abandoning any above it (first).
     /// Empty when the thread has no call returning here.
-    pub fn ret(&mut self, thread: &K, pc: u64, value: i64) -> Vec<Completed<K, P>> {
+    pub fn ret(&mut self, thread: &K, pc: u64, value: i64) -> Done<K, P> {
         let Some(stack) = self.pending.get_mut(thread) else {
-            return Vec::new();
+            return Done::new();
         };
         let Some(at) = stack.iter().rposition(|(c, _)| c.return_pc == pc) else {
-            return Vec::new();
+            return Done::new();
         };
         let above: Vec<_> = stack.drain(at + 1..).collect();
         let returned = stack.pop().expect("position exists");
@@ -229,7 +234,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         Self::unindex(&mut self.at_pc, &above);
         Self::unindex(&mut self.at_pc, std::slice::from_ref(&returned));
         self.count = self.count.saturating_sub(above.len() + 1);
-        let mut done: Vec<_> = above
+        let mut done: Done<K, P> = above
             .into_iter()
             .rev()
             .map(|e| Self::completed(thread, e, Outcome::Abandoned))
@@ -260,18 +265,18 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
 
     /// The thread now runs a new program (the caller saw the exec happen): completes a
     /// pending `execve`/`execveat` as [`Outcome::Exec`], abandoning anything below it.
-    pub fn exec_succeeded(&mut self, thread: &K) -> Vec<Completed<K, P>> {
+    pub fn exec_succeeded(&mut self, thread: &K) -> Done<K, P> {
         let is_exec = self
             .pending(thread)
             .is_some_and(|c| call_info(c).is_some_and(|i| i.is_exec()));
         if !is_exec {
-            return Vec::new();
+            return Done::new();
         }
         let mut stack = self.pending.remove(thread).unwrap_or_default();
         self.count = self.count.saturating_sub(stack.len());
         Self::unindex(&mut self.at_pc, &stack);
         let exec = stack.pop().expect("exec on top");
-        let mut done: Vec<_> = stack
+        let mut done: Done<K, P> = stack
             .into_iter()
             .map(|e| Self::completed(thread, e, Outcome::Abandoned))
             .collect();
@@ -280,7 +285,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
     }
 
     /// The thread is gone: completes its pending calls as [`Outcome::Abandoned`].
-    pub fn forget(&mut self, thread: &K) -> Vec<Completed<K, P>> {
+    pub fn forget(&mut self, thread: &K) -> Done<K, P> {
         let stack = self.pending.remove(thread).unwrap_or_default();
         self.count = self.count.saturating_sub(stack.len());
         Self::unindex(&mut self.at_pc, &stack);

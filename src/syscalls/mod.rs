@@ -23,7 +23,7 @@ pub mod proto;
 pub use abi::{Abi, RawCall, Regs};
 pub use decode::{Args, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args};
 pub use hooks::{HookCtx, SyscallHooks};
-pub use matcher::{Completed, Matcher, Outcome};
+pub use matcher::{Completed, Done, Matcher, Outcome};
 pub use proto::ArgKind;
 
 use serde::Serialize;

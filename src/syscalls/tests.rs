@@ -285,6 +285,43 @@ fn abi_x64_syscall() {
 }
 
 #[test]
+fn only_the_registers_a_call_takes_are_asked_for() {
+    use crate::arch::regs::Reg;
+    // getppid (x64 110) takes nothing; openat (257) four; an unknown number all six.
+    assert_eq!(Abi::X64Syscall.arg_count(110), 0);
+    assert_eq!(Abi::X64Syscall.arg_count(257), 4);
+    assert_eq!(Abi::X64Syscall.arg_count(9999), 6);
+    let four: Vec<Reg> = Abi::X64Syscall.arg_registers(4).collect();
+    assert_eq!(four, [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10]);
+    // i386 numbers are eax: the upper half of rax is not part of them (mmap2 = 192).
+    assert_eq!(Abi::I386Int80.arg_count(0xffff_ffff_0000_00c0), 6);
+    // Argument 6 of the fast paths is on the stack, found through ebp (sysenter) or
+    // esp (32-bit syscall, where ebp holds argument 2).
+    assert_eq!(Abi::I386Sysenter.arg_registers(6).last(), Some(Reg::Rbp));
+    let compat: Vec<Reg> = Abi::I386Syscall.arg_registers(6).collect();
+    assert_eq!((compat[1], compat[5]), (Reg::Rbp, Reg::Rsp));
+    // With fewer than six arguments the stack is not read: a fault there is no fault.
+    let mut regs = Regs {
+        rax: 4, // write(fd, buf, count)
+        rbx: 1,
+        rcx: 0x5000,
+        rdx: 3,
+        rbp: 0xdead_0000,
+        rip: 0xf7f0_0000,
+        ..Regs::default()
+    };
+    let c = Abi::I386Sysenter.entry_with(&regs, &Sparse::default(), 3);
+    assert!(!c.arg6_fault);
+    assert_eq!(c.args[..3], [1, 0x5000, 3]);
+    regs.rax = 192;
+    let c = Abi::I386Sysenter.entry_with(&regs, &Sparse::default(), 6);
+    assert!(
+        c.arg6_fault,
+        "mmap2's sixth argument is read, and faults here"
+    );
+}
+
+#[test]
 fn abi_i386_int80_uses_low_halves() {
     let regs = Regs {
         rax: 0xffff_ffff_0000_0005,
