@@ -76,6 +76,29 @@ struct Deferred {
     stack: Option<ThreadKey>,
 }
 
+/// Where a call is followed into the kernel, which decides what can be read there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// The user-mode instruction, with the kernel mapped (no KPTI).
+    User,
+    /// The kernel's dispatch function: under KPTI, the first place the kernel is mapped.
+    Dispatch,
+    /// The user-mode instruction under KPTI, for a thread known from its earlier calls and
+    /// followed across context switches: nothing is read from the kernel.
+    UserKnown,
+}
+
+impl At {
+    fn in_kernel(self) -> bool {
+        self == At::Dispatch
+    }
+
+    /// In which mode the kernel can be read here; `None`: it cannot.
+    fn kernel_mode(self) -> Option<bool> {
+        (self != At::UserKnown).then_some(self.in_kernel())
+    }
+}
+
 thread_local! {
     /// The call this vCPU thread is making, between its instruction and the dispatch.
     static DEFERRED: Cell<Option<Deferred>> = const { Cell::new(None) };
@@ -457,12 +480,40 @@ impl Plugin {
             return;
         };
         let call = Tracer::read_call(abi, cpu, pc);
-        if self.deferred_to_kernel(cpu) {
+        if !self.deferred_to_kernel(cpu) {
+            self.enter(cpu, Deferred { call, stack: None }, At::User);
+        } else if self.follows_switches() {
+            // KPTI, but the task is known without reading the kernel: a thread known from
+            // its earlier calls is followed here; others (and reboot, which snapshots)
+            // wait for the dispatch function. Both key the thread by its task.
+            let known = self
+                .switched_task(cpu)
+                .is_some_and(|t| self.tracer.knows(t));
+            let reboot = call
+                .profile()
+                .lookup(call.nr)
+                .is_some_and(|i| i.name == "reboot");
+            let d = Deferred { call, stack: None };
+            if known && !reboot {
+                self.enter(cpu, d, At::UserKnown);
+            } else {
+                DEFERRED.with(|cell| cell.set(Some(d)));
+            }
+        } else {
             let stack = Some(self.stack_key(cpu));
             DEFERRED.with(|d| d.set(Some(Deferred { call, stack })));
-        } else {
-            self.enter(cpu, Deferred { call, stack: None }, false);
         }
+    }
+
+    /// Whether the kernel the guest runs has its context switches followed.
+    fn follows_switches(&self) -> bool {
+        self.kernel().is_some_and(KernelView::follows_switches)
+    }
+
+    /// The task the last context switch on `cpu` went to, when switches are followed.
+    fn switched_task(&self, cpu: &dyn Vcpu) -> Option<u64> {
+        let slot = self.current.get(cpu.index() as usize)?;
+        Some(slot.load(Ordering::Relaxed)).filter(|&t| t != 0 && self.follows_switches())
     }
 
     /// The key of the thread on `cpu` by address space and user stack (in user mode).
@@ -513,17 +564,20 @@ impl Plugin {
     /// A kernel dispatch function runs: finish the call its thread's instruction began.
     pub fn on_kernel_dispatch(&self, cpu: &dyn Vcpu) {
         if let Some(deferred) = DEFERRED.with(|d| d.take()) {
-            self.enter(cpu, deferred, true);
+            self.enter(cpu, deferred, At::Dispatch);
         }
     }
 
     /// Follows a call as it enters the kernel: snapshot requests, the caller's lifecycle,
     /// decoding, and whatever this call completes. The kernel is read for the current
     /// task only; the rest of the provider is set up when something needs it.
-    fn enter(&self, cpu: &dyn Vcpu, d: Deferred, in_kernel: bool) {
+    fn enter(&self, cpu: &dyn Vcpu, d: Deferred, at: At) {
+        let in_kernel = at.in_kernel();
+        let readable = at.kernel_mode().is_some();
+        let linux = || self.linux(cpu, in_kernel).filter(|_| readable);
         let name = d.call.profile().lookup(d.call.nr).map(|i| i.name);
         if name == Some("reboot")
-            && let Some(linux) = self.linux(cpu, in_kernel)
+            && let Some(linux) = linux()
         {
             self.snapshot(cpu, &linux, &Reason::Reboot);
         }
@@ -532,12 +586,13 @@ impl Plugin {
         let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);
         let (who, fresh) = self.tracer.who(
             task,
-            // Under KPTI the return point (user mode) cannot read the kernel: key threads
-            // by address space and stack there and here alike.
+            // Under KPTI, unless context switches are followed, the return point (user
+            // mode) cannot know the task: the instruction then made a key by address space
+            // and stack, which the return point makes too.
             d.stack.is_none(),
             keep,
             |t| {
-                let linux = self.linux(cpu, in_kernel)?;
+                let linux = linux()?;
                 let th = linux::task::thread(&linux, t).ok()?;
                 Some(ThreadInfo {
                     pid: th.pid,
@@ -551,7 +606,7 @@ impl Plugin {
         // child running before its parent returns from clone).
         if fresh
             && let Some(events) = &self.events
-            && let Some(linux) = self.linux(cpu, in_kernel)
+            && let Some(linux) = linux()
         {
             let caller = Caller {
                 pid: who.thread.pid,
@@ -563,7 +618,7 @@ impl Plugin {
             });
         }
         for done in self.tracer.enter(cpu, who, d.call) {
-            self.emit(done, cpu, Some(in_kernel));
+            self.emit(done, cpu, at.kernel_mode());
         }
     }
 
@@ -571,7 +626,11 @@ impl Plugin {
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
         let readable = !self.deferred_to_kernel(cpu);
         let key = || {
-            let task = readable.then(|| self.current_task(cpu, false)).flatten();
+            let task = if readable {
+                self.current_task(cpu, false)
+            } else {
+                self.switched_task(cpu)
+            };
             match task {
                 Some(t) => ThreadKey::Task(t),
                 None => self.stack_key(cpu),

@@ -53,6 +53,11 @@ impl ThreadCache {
         self.map.lock().get(&task).cloned()
     }
 
+    /// Whether `task` is known.
+    pub fn contains(&self, task: u64) -> bool {
+        self.map.lock().contains_key(&task)
+    }
+
     /// Remembers what was read of `task`.
     pub fn insert(&self, task: u64, info: ThreadInfo) {
         let mut map = self.map.lock();

@@ -94,6 +94,11 @@ impl Tracer {
         self.filter != SyscallFilter::None
     }
 
+    /// Whether pid, tid and comm of `task` are known from an earlier call.
+    pub fn knows(&self, task: u64) -> bool {
+        self.threads.contains(task)
+    }
+
     /// Whether a block starting at `va` is a return point to probe.
     pub fn is_return_pc(&self, va: u64) -> bool {
         self.return_pcs.read().contains(&va)
