@@ -419,12 +419,17 @@ mod tests {
     const ENTRY: u64 = 0xffff_ffff_81c0_0080;
     const SWITCH: u64 = 0xffff_ffff_8103_1080;
 
-    #[test]
-    fn switch_to_is_instrumented_before_the_slide_is_known() {
+    /// An x86_64 kernel with its entry and `__switch_to` known, slide not yet.
+    fn switching_view() -> KernelView {
         let mut info = KernelInfo::default();
         info.vmi.entry_syscall_addr = Some(ENTRY);
         info.vmi.switch_to_addr = Some(SWITCH);
-        let view = KernelView::new(info, "g".into(), Arch::X86_64);
+        KernelView::new(info, "g".into(), Arch::X86_64)
+    }
+
+    #[test]
+    fn switch_to_is_instrumented_before_the_slide_is_known() {
+        let view = switching_view();
         // Boot: the slide is unknown, so every place KASLR could put the function is
         // instrumented, and nothing else.
         assert_eq!(view.switch_candidate(SWITCH + 3 * KASLR_ALIGN), Some(3));
@@ -449,10 +454,7 @@ mod tests {
 
     #[test]
     fn switches_are_not_followed_when_the_function_was_never_instrumented() {
-        let mut info = KernelInfo::default();
-        info.vmi.entry_syscall_addr = Some(ENTRY);
-        info.vmi.switch_to_addr = Some(SWITCH);
-        let view = KernelView::new(info, "g".into(), Arch::X86_64);
+        let view = switching_view();
         view.entry_observed(SyscallInsn::Syscall, ENTRY);
         let _ = view.current_task(&Blank, false);
         assert!(!view.follows_switches());
