@@ -187,8 +187,14 @@ impl KernelView {
             return None;
         }
         let step = (slide / KASLR_ALIGN) as usize;
-        self.switch_hooked[step / 64].fetch_or(1 << (step % 64), Ordering::Relaxed);
+        let (word, bit) = Self::hooked_bit(step);
+        self.switch_hooked[word].fetch_or(bit, Ordering::Relaxed);
         Some(step as u16)
+    }
+
+    /// Where [`KernelView::switch_hooked`] keeps the slide of KASLR step `step` (< SLIDES).
+    fn hooked_bit(step: usize) -> (usize, u64) {
+        (step / 64, 1 << (step % 64))
     }
 
     /// Whether a [`KernelView::switch_candidate`] is `__switch_to` of the running kernel:
@@ -206,9 +212,10 @@ impl KernelView {
             return false;
         };
         let step = (slide / KASLR_ALIGN) as usize;
+        let (word, bit) = Self::hooked_bit(step);
         self.verified.get() == Some(&true)
             && step < SLIDES
-            && self.switch_hooked[step / 64].load(Ordering::Relaxed) & (1 << (step % 64)) != 0
+            && self.switch_hooked[word].load(Ordering::Relaxed) & bit != 0
     }
 
     /// Whether the slide is still to be found.

@@ -29,7 +29,7 @@ pub fn reads_kernel(name: &str) -> bool {
 /// until the child runs (the process list cannot be read there).
 pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) -> Option<Lifecycle> {
     let call = &done.done.call;
-    let name = call.profile().lookup(call.nr)?.name;
+    let name = call.name()?;
     let bits = call.profile().word_bits();
     let arg = |i: usize| mask(call.args[i], bits);
     let signed = |v: u64| mask(v, 32) as u32 as i32;

@@ -482,26 +482,23 @@ impl Plugin {
         let call = Tracer::read_call(abi, cpu, pc);
         if !self.deferred_to_kernel(cpu) {
             self.enter(cpu, Deferred { call, stack: None }, At::User);
-        } else if self.follows_switches() {
-            // KPTI, but the task is known without reading the kernel: a thread known from
-            // its earlier calls is followed here; others (and reboot, which snapshots)
-            // wait for the dispatch function. Both key the thread by its task.
-            let known = self
+            return;
+        }
+        // KPTI. With context switches followed the task is known here without reading
+        // the kernel, and threads are keyed by it; a thread known from its earlier calls
+        // is followed at once, others (and reboot, which snapshots) wait for the dispatch
+        // function. Without, the key is made of address space and stack, here.
+        let follows = self.follows_switches();
+        let known = follows
+            && self
                 .switched_task(cpu)
                 .is_some_and(|t| self.tracer.knows(t));
-            let reboot = call
-                .profile()
-                .lookup(call.nr)
-                .is_some_and(|i| i.name == "reboot");
-            let d = Deferred { call, stack: None };
-            if known && !reboot {
-                self.enter(cpu, d, At::UserKnown);
-            } else {
-                DEFERRED.with(|cell| cell.set(Some(d)));
-            }
+        let stack = (!follows).then(|| self.stack_key(cpu));
+        let d = Deferred { call, stack };
+        if known && call.name() != Some("reboot") {
+            self.enter(cpu, d, At::UserKnown);
         } else {
-            let stack = Some(self.stack_key(cpu));
-            DEFERRED.with(|d| d.set(Some(Deferred { call, stack })));
+            DEFERRED.with(|cell| cell.set(Some(d)));
         }
     }
 
@@ -527,16 +524,16 @@ impl Plugin {
         if self.chosen.get() != Some(&usize::from(view)) {
             return;
         }
-        let Some(kernel) = self.kernel().filter(|k| k.is_switch(slide)) else {
+        // This block was instrumented as a candidate under `slide`, so under the real
+        // slide switches are followed.
+        if !self.kernel().is_some_and(|k| k.is_switch(slide)) {
             return;
-        };
+        }
         let next = match self.arch {
             Arch::X86_64 => Reg::Rsi,
             Arch::I386 => Reg::Rdx,
         };
-        if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next))
-            && kernel.follows_switches()
-        {
+        if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
             slot.store(task, Ordering::Relaxed);
             self.task_switches.fetch_add(1, Ordering::Relaxed);
         }
@@ -546,16 +543,13 @@ impl Plugin {
     /// switches are followed, else read from the kernel (and remembered until the next
     /// switch).
     fn current_task(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Option<u64> {
-        let kernel = self.kernel()?;
-        let slot = self
-            .current
-            .get(cpu.index() as usize)
-            .filter(|_| kernel.follows_switches());
-        if let Some(task) = slot.map(|s| s.load(Ordering::Relaxed)).filter(|&t| t != 0) {
+        if let Some(task) = self.switched_task(cpu) {
             return Some(task);
         }
-        let task = kernel.current_task(cpu, in_kernel)?;
-        if let Some(slot) = slot {
+        let task = self.kernel()?.current_task(cpu, in_kernel)?;
+        if self.follows_switches()
+            && let Some(slot) = self.current.get(cpu.index() as usize)
+        {
             slot.store(task, Ordering::Relaxed);
         }
         Some(task)
@@ -575,7 +569,7 @@ impl Plugin {
         let in_kernel = at.in_kernel();
         let readable = at.kernel_mode().is_some();
         let linux = || self.linux(cpu, in_kernel).filter(|_| readable);
-        let name = d.call.profile().lookup(d.call.nr).map(|i| i.name);
+        let name = d.call.name();
         if name == Some("reboot")
             && let Some(linux) = linux()
         {
@@ -650,7 +644,7 @@ impl Plugin {
             self.write_at(cpu, record);
         }
         let call = &done.done.call;
-        let name = call.profile().lookup(call.nr).map_or("", |i| i.name);
+        let name = call.name().unwrap_or("");
         let needs_kernel = done.done.outcome == crate::syscalls::Outcome::Exec
             || (self.events.is_some() && lifecycle::reads_kernel(name));
         let linux = kernel_mode

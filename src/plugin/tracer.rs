@@ -160,8 +160,8 @@ impl Tracer {
     /// A call enters the kernel. Returns the calls this completes (an older call of
     /// the same thread that never returned, or this one if it never returns).
     pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> FinishedCalls {
-        let info = call.profile().lookup(call.nr);
-        let name = info.map(|i| i.name);
+        let info = call.info();
+        let name = call.name();
         let args = self
             .filter
             .logs(name)

@@ -154,6 +154,16 @@ impl RawCall {
     pub fn profile(&self) -> Profile {
         self.abi.profile()
     }
+
+    /// What the table says of this call, if it knows the number.
+    pub fn info(&self) -> Option<&'static super::SyscallInfo> {
+        self.profile().lookup(self.nr)
+    }
+
+    /// The call's name (`openat`), if the table knows the number.
+    pub fn name(&self) -> Option<&'static str> {
+        self.info().map(|i| i.name)
+    }
 }
 
 impl Abi {

@@ -51,7 +51,7 @@ impl<'a> HookCtx<'a> {
     ) -> Self {
         HookCtx {
             call,
-            info: call.profile().lookup(call.nr),
+            info: call.info(),
             ret,
             thread,
             mem,

@@ -307,5 +307,5 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
 }
 
 fn call_info(call: &RawCall) -> Option<&'static super::SyscallInfo> {
-    call.profile().lookup(call.nr)
+    call.info()
 }
