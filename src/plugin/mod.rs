@@ -209,7 +209,7 @@ impl Plugin {
             chosen,
             detect_budget: AtomicU64::new(DETECT_BUDGET),
             wrong_entry_said: AtomicBool::new(false),
-            tracer: Tracer::new(options.syscalls.clone()),
+            tracer: Tracer::new(options.syscalls.clone(), vcpus as usize),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
@@ -536,6 +536,11 @@ impl Plugin {
         if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
             slot.store(task, Ordering::Relaxed);
             self.task_switches.fetch_add(1, Ordering::Relaxed);
+            // The thread switched out may be blocked in a call: it may return elsewhere.
+            // (Kernel mode, but nothing completed here needs the kernel: only calls of
+            // threads past the matcher's limit are dropped.)
+            self.tracer
+                .switched_out(cpu, &mut |done| self.emit(done, cpu, None));
         }
     }
 
@@ -585,6 +590,7 @@ impl Plugin {
             // and stack, which the return point makes too.
             d.stack.is_none(),
             keep,
+            self.follows_switches(),
             |t| {
                 let linux = linux()?;
                 let th = linux::task::thread(&linux, t).ok()?;
@@ -611,9 +617,10 @@ impl Plugin {
                 t.seen(&caller, || linux.current_process().ok())
             });
         }
-        for done in self.tracer.enter(cpu, who, d.call) {
-            self.emit(done, cpu, at.kernel_mode());
-        }
+        let kernel_mode = at.kernel_mode();
+        self.tracer.enter(cpu, who, d.call, &mut |done| {
+            self.emit(done, cpu, kernel_mode)
+        });
     }
 
     /// A system call may return at `pc`, the start of this block.
@@ -630,9 +637,9 @@ impl Plugin {
                 None => self.stack_key(cpu),
             }
         };
-        for done in self.tracer.ret(cpu, pc, key) {
-            self.emit(done, cpu, readable.then_some(false));
-        }
+        let kernel_mode = readable.then_some(false);
+        self.tracer
+            .ret(cpu, pc, key, &mut |done| self.emit(done, cpu, kernel_mode));
     }
 
     /// Logs a completed call, then the lifecycle events it causes.

@@ -5,19 +5,24 @@
 //! Return probes are placed at translation time: every return address a call announced
 //! goes into a set, and a block that starts at one of them gets one callback. Everything
 //! else runs uninstrumented.
+//!
+//! Most calls return before their thread is switched out (`getppid`, `close`, a read of
+//! a cached file). When context switches are followed, such a call waits in its vCPU's
+//! one in-flight slot and is paired there, without the shared [`Matcher`]; a context
+//! switch, or another call of the same thread (a signal handler's, a restart), moves it
+//! into the matcher, which then decides as it always did.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::{Mutex, RwLock};
-use rustc_hash::{FxHashMap, FxHashSet};
-use smallvec::SmallVec;
 
 use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
 use crate::syscalls::{
-    Abi, Args, Completed, Matcher, RawCall, Regs, SyscallRecord, ThreadInfo, When, decode_args,
+    Abi, Args, Completed, Done, Matcher, Outcome, RawCall, Regs, SyscallRecord, ThreadInfo, When,
+    decode_args,
 };
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::threads::ThreadCache;
 
@@ -40,8 +45,13 @@ struct Pending {
     seq: u64,
 }
 
-/// The calls one callback finishes: one or none, almost always.
-pub type FinishedCalls = SmallVec<[Finished; 2]>;
+/// A call on the vCPU it entered on, while its thread has not been switched out.
+#[derive(Debug)]
+struct InFlight {
+    key: ThreadKey,
+    call: RawCall,
+    pending: Pending,
+}
 
 /// A finished call, ready to become a record (and to drive process events).
 #[derive(Debug)]
@@ -64,6 +74,8 @@ pub struct Tracer {
     /// Under KPTI: the stack key each thread (`task_struct`) last entered a call with.
     stack_keys: Mutex<FxHashMap<u64, ThreadKey>>,
     threads: ThreadCache,
+    /// Per vCPU, the call in flight there (see the module documentation).
+    in_flight: Box<[Mutex<Option<InFlight>>]>,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -74,11 +86,14 @@ pub struct Who {
     pub thread: ThreadInfo,
     /// The thread's `task_struct`, when known.
     pub task: Option<u64>,
+    /// The thread stays on this vCPU until a context switch is reported
+    /// ([`Tracer::switched_out`]): its call may wait in the vCPU's in-flight slot.
+    pub pinned: bool,
 }
 
 impl Tracer {
-    /// A tracer logging what `filter` selects.
-    pub fn new(filter: SyscallFilter) -> Tracer {
+    /// A tracer logging what `filter` selects, for a machine with `vcpus` vCPUs.
+    pub fn new(filter: SyscallFilter, vcpus: usize) -> Tracer {
         Tracer {
             filter,
             matcher: Mutex::new(Matcher::new()),
@@ -86,6 +101,7 @@ impl Tracer {
             entries: AtomicU64::new(0),
             stack_keys: Mutex::new(FxHashMap::default()),
             threads: ThreadCache::default(),
+            in_flight: (0..vcpus).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -126,12 +142,14 @@ impl Tracer {
     /// be read; `keyed` says the key may be it (otherwise `stack` makes the key: address
     /// space and user stack, which a user-mode return point under KPTI can compute too).
     /// `read` reads pid, tid and comm of a task not seen before; what it reads is kept
-    /// for the next calls when `keep` says so.
+    /// for the next calls when `keep` says so. `switches` says that context switches are
+    /// followed, so that a thread keyed by its task is [`Who::pinned`].
     pub fn who(
         &self,
         task: Option<u64>,
         keyed: bool,
         keep: bool,
+        switches: bool,
         read: impl FnOnce(u64) -> Option<ThreadInfo>,
         stack: impl FnOnce() -> ThreadKey,
     ) -> (Who, bool) {
@@ -154,12 +172,21 @@ impl Tracer {
             Some(t) if keyed => ThreadKey::Task(t),
             _ => stack(),
         };
-        (Who { key, thread, task }, fresh)
+        let pinned = switches && matches!(key, ThreadKey::Task(_));
+        (
+            Who {
+                key,
+                thread,
+                task,
+                pinned,
+            },
+            fresh,
+        )
     }
 
-    /// A call enters the kernel. Returns the calls this completes (an older call of
+    /// A call enters the kernel. Hands `out` the calls this completes (an older call of
     /// the same thread that never returned, or this one if it never returns).
-    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall) -> FinishedCalls {
+    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall, out: &mut dyn FnMut(Finished)) {
         let info = call.info();
         let name = call.name();
         let args = self
@@ -173,8 +200,15 @@ impl Tracer {
         if !self.is_return_pc(call.return_pc) {
             self.return_pcs.write().insert(call.return_pc);
         }
+        let slot = self.in_flight.get(cpu.index() as usize);
+        // Whatever was in flight here is not any more: its thread makes another call, or
+        // (not pinned) a thread whose switches are not followed runs.
+        let spilled = slot.and_then(|s| s.lock().take());
         let mut matcher = self.matcher.lock();
-        let mut done = crate::syscalls::Done::new();
+        let mut done = Done::new();
+        if let Some(f) = spilled {
+            done.extend(matcher.enter(f.key, f.call, f.pending));
+        }
         // A thread keyed by its stack (KPTI) gets a new key when exec replaces its address
         // space and stack: its old key's pending execve succeeded.
         if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
@@ -191,44 +225,102 @@ impl Tracer {
         // A call that is not logged and means nothing to process events is left out,
         // unless the thread has calls pending (its arrival may complete one: an exec).
         let matters = args.is_some() || name.is_none_or(super::lifecycle::is_lifecycle_call);
-        if !matters && !matcher.has_pending(&who.key) {
-            return done.into_iter().map(|d| finish(d, cpu)).collect();
-        }
-        done.extend(matcher.enter(
-            who.key,
-            call,
-            Pending {
+        let waiting = matcher.has_pending(&who.key);
+        if matters || waiting {
+            let pending = Pending {
                 thread: who.thread,
                 args,
                 seq: self.entries.fetch_add(1, Ordering::Relaxed),
-            },
-        ));
+            };
+            // An ordinary call of a thread with nothing else pending waits in the slot.
+            let ordinary = info.is_some_and(|i| !i.never_returns() && !i.is_exec());
+            match slot.filter(|_| who.pinned && ordinary && !waiting) {
+                Some(slot) => {
+                    *slot.lock() = Some(InFlight {
+                        key: who.key,
+                        call,
+                        pending,
+                    })
+                }
+                None => done.extend(matcher.enter(who.key, call, pending)),
+            }
+        }
         drop(matcher);
-        done.into_iter().map(|d| finish(d, cpu)).collect()
+        for d in done {
+            out(finish(d, cpu));
+        }
+    }
+
+    /// The thread in flight on `cpu` is switched out: its call, if it has one, waits in
+    /// the matcher from now on (it may return on another vCPU, or after other calls).
+    pub fn switched_out(&self, cpu: &dyn Vcpu, out: &mut dyn FnMut(Finished)) {
+        let Some(f) = self
+            .in_flight
+            .get(cpu.index() as usize)
+            .and_then(|s| s.lock().take())
+        else {
+            return;
+        };
+        let done = self.matcher.lock().enter(f.key, f.call, f.pending);
+        for d in done {
+            out(finish(d, cpu));
+        }
     }
 
     /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
     /// it returns here (and any nested calls above it that never returned). `key` finds
     /// out which thread is there, only when some call is pending at `pc` at all.
-    pub fn ret(&self, cpu: &dyn Vcpu, pc: u64, key: impl FnOnce() -> ThreadKey) -> FinishedCalls {
+    pub fn ret(
+        &self,
+        cpu: &dyn Vcpu,
+        pc: u64,
+        key: impl Fn() -> ThreadKey,
+        out: &mut dyn FnMut(Finished),
+    ) {
+        let value = |abi: Abi| {
+            let rax = cpu.reg(Reg::Rax)?;
+            Some(abi.return_value(&Regs {
+                rax,
+                ..Regs::default()
+            }))
+        };
+        if let Some(slot) = self.in_flight.get(cpu.index() as usize) {
+            let mut slot = slot.lock();
+            if slot
+                .as_ref()
+                .is_some_and(|f| f.call.return_pc == pc && f.key == key())
+                && let Some(f) = slot.take()
+            {
+                drop(slot);
+                let Some(value) = value(f.call.abi) else {
+                    return;
+                };
+                let done = Completed {
+                    thread: f.key,
+                    call: f.call,
+                    payload: f.pending,
+                    outcome: Outcome::Returned(value),
+                };
+                out(finish(done, cpu));
+                return;
+            }
+        }
         let mut matcher = self.matcher.lock();
         if !matcher.returns_at(pc) {
-            return FinishedCalls::new();
+            return;
         }
         let key = key();
         let Some(abi) = matcher.pending_at(&key, pc).map(|c| c.abi) else {
-            return FinishedCalls::new();
+            return;
         };
-        let Some(rax) = cpu.reg(Reg::Rax) else {
-            return FinishedCalls::new();
+        let Some(value) = value(abi) else {
+            return;
         };
-        let value = abi.return_value(&Regs {
-            rax,
-            ..Regs::default()
-        });
         let done = matcher.ret(&key, pc, value);
         drop(matcher);
-        done.into_iter().map(|d| finish(d, cpu)).collect()
+        for d in done {
+            out(finish(d, cpu));
+        }
     }
 }
 
@@ -253,5 +345,177 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
         done,
         thread: payload.thread,
         record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::arch::regs::Registers;
+    use crate::mem::{Fault, GuestMemory};
+    use crate::syscalls::Outcome;
+
+    /// A vCPU whose `rax` is whatever the test set last; memory is unreadable.
+    struct Cpu {
+        index: u32,
+        rax: Cell<u64>,
+    }
+
+    impl Cpu {
+        fn new(index: u32) -> Cpu {
+            Cpu {
+                index,
+                rax: Cell::new(0),
+            }
+        }
+    }
+
+    impl Vcpu for Cpu {
+        fn index(&self) -> u32 {
+            self.index
+        }
+    }
+    impl Registers for Cpu {
+        fn reg(&self, reg: Reg) -> Option<u64> {
+            (reg == Reg::Rax).then(|| self.rax.get())
+        }
+    }
+    impl GuestMemory for Cpu {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            Err(Fault { va, len: buf.len() })
+        }
+    }
+
+    const GETPPID: u64 = 110;
+
+    fn call(nr: u64, pc: u64) -> RawCall {
+        RawCall {
+            abi: Abi::X64Syscall,
+            nr,
+            args: [0; 6],
+            pc,
+            return_pc: pc + 2,
+            sp: 0,
+            arg6_fault: false,
+        }
+    }
+
+    fn who(task: u64, pinned: bool) -> Who {
+        Who {
+            key: if pinned {
+                ThreadKey::Task(task)
+            } else {
+                ThreadKey::Stack(1, task)
+            },
+            thread: ThreadInfo {
+                pid: task as u32,
+                tid: task as u32,
+                comm: "t".into(),
+            },
+            task: Some(task),
+            pinned,
+        }
+    }
+
+    /// (tid, pc of the call, outcome) of each finished call, in order.
+    type Log = Vec<(u32, u64, Outcome)>;
+
+    fn enter(t: &Tracer, cpu: &Cpu, task: u64, pinned: bool, c: RawCall, log: &mut Log) {
+        t.enter(cpu, who(task, pinned), c, &mut |f| {
+            log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
+        });
+    }
+
+    fn ret(t: &Tracer, cpu: &Cpu, key: ThreadKey, pc: u64, value: u64, log: &mut Log) {
+        cpu.rax.set(value);
+        t.ret(cpu, pc, || key, &mut |f| {
+            log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
+        });
+    }
+
+    #[test]
+    fn a_call_in_flight_returns_on_its_vcpu() {
+        let t = Tracer::new(SyscallFilter::All, 2);
+        let cpu = Cpu::new(0);
+        let mut log = Log::new();
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        assert!(t.matcher.lock().is_empty(), "waits in the slot");
+        // Another thread at the same return point is not the caller.
+        ret(&t, &cpu, ThreadKey::Task(8), 0x102, 1, &mut log);
+        assert!(log.is_empty());
+        ret(&t, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);
+        assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
+    }
+
+    #[test]
+    fn a_switched_out_call_returns_anywhere() {
+        let t = Tracer::new(SyscallFilter::All, 2);
+        let (cpu0, cpu1) = (Cpu::new(0), Cpu::new(1));
+        let mut log = Log::new();
+        enter(&t, &cpu0, 7, true, call(0, 0x100), &mut log);
+        t.switched_out(&cpu0, &mut |_| panic!("nothing completes"));
+        assert_eq!(t.matcher.lock().len(), 1);
+        // Another thread runs on cpu0 and makes a call from the same place.
+        enter(&t, &cpu0, 8, true, call(0, 0x100), &mut log);
+        ret(&t, &cpu1, ThreadKey::Task(7), 0x102, 5, &mut log);
+        ret(&t, &cpu0, ThreadKey::Task(8), 0x102, 6, &mut log);
+        assert_eq!(
+            log,
+            [
+                (7, 0x100, Outcome::Returned(5)),
+                (8, 0x100, Outcome::Returned(6))
+            ]
+        );
+    }
+
+    #[test]
+    fn nesting_and_restarts_leave_the_slot_for_the_matcher() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let key = ThreadKey::Task(7);
+        let mut log = Log::new();
+        // A signal handler's call while a call is pending: both return, innermost first.
+        enter(&t, &cpu, 7, true, call(0, 0x100), &mut log);
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x200), &mut log);
+        ret(&t, &cpu, key, 0x202, 1, &mut log);
+        ret(&t, &cpu, key, 0x102, 2, &mut log);
+        // The kernel restarts an interrupted call: the first attempt is abandoned.
+        enter(&t, &cpu, 7, true, call(0, 0x300), &mut log);
+        enter(&t, &cpu, 7, true, call(0, 0x300), &mut log);
+        ret(&t, &cpu, key, 0x302, 3, &mut log);
+        assert_eq!(
+            log,
+            [
+                (7, 0x200, Outcome::Returned(1)),
+                (7, 0x100, Outcome::Returned(2)),
+                (7, 0x300, Outcome::Abandoned),
+                (7, 0x300, Outcome::Returned(3)),
+            ]
+        );
+        assert!(t.matcher.lock().is_empty());
+    }
+
+    #[test]
+    fn unpinned_threads_and_special_calls_use_the_matcher() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let mut log = Log::new();
+        enter(&t, &cpu, 7, false, call(GETPPID, 0x100), &mut log);
+        assert_eq!(
+            t.matcher.lock().len(),
+            1,
+            "a stack-keyed thread may migrate"
+        );
+        ret(&t, &cpu, ThreadKey::Stack(1, 7), 0x102, 1, &mut log);
+        // execve stays pending until the thread's next call: it is matched there.
+        enter(&t, &cpu, 8, true, call(59, 0x400), &mut log);
+        assert_eq!(t.matcher.lock().len(), 1);
+        enter(&t, &cpu, 8, true, call(GETPPID, 0x500), &mut log);
+        assert_eq!(
+            log,
+            [(7, 0x100, Outcome::Returned(1)), (8, 0x400, Outcome::Exec)]
+        );
     }
 }
