@@ -42,7 +42,7 @@ use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
 use crate::output::{JsonlSink, Record};
-use crate::syscalls::{Abi, RawCall, ThreadInfo};
+use crate::syscalls::{Abi, RawCall, SyscallRecord, ThreadInfo};
 
 pub use hook::Hook;
 use kernel::KernelView;
@@ -112,7 +112,7 @@ pub struct Plugin {
     arch: Arch,
     args: Vec<String>,
     machine: MachineInfo,
-    sink: JsonlSink,
+    sink: JsonlSink<SyscallRecord>,
     syscall_insns: [AtomicU64; 3],
     translations: AtomicU64,
     probe: Option<Probe>,
@@ -648,7 +648,11 @@ impl Plugin {
     fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
         if let Some(record) = done.record.take() {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
-            self.write_at(cpu, record);
+            if self.options.icount {
+                self.write_at(cpu, record);
+            } else {
+                self.sink.write_frequent(record);
+            }
         }
         let call = &done.done.call;
         let name = call.name().unwrap_or("");
