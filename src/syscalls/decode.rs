@@ -358,20 +358,86 @@ pub fn decode_args(
 }
 
 /// Who made a call, as the OS introspection layer reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ThreadInfo {
     /// Process id (the kernel's `tgid`).
     pub pid: u32,
     /// Thread id (the kernel's `pid`).
     pub tid: u32,
-    /// `task->comm`. Shared: every record of the thread carries it, and cloning a name
-    /// per call was a measurable part of a traced call's cost.
-    #[serde(serialize_with = "str_of")]
-    pub comm: std::sync::Arc<str>,
+    /// `task->comm`.
+    pub comm: Comm,
 }
 
-fn str_of<S: Serializer>(s: &std::sync::Arc<str>, to: S) -> Result<S::Ok, S::Error> {
-    to.serialize_str(s)
+/// A task's name, held inline. `task->comm` has at most 15 bytes, so every record can
+/// carry its own copy: nothing is allocated, and nothing is shared between the vCPU that
+/// makes a record and the writer thread that drops it (a shared, reference-counted name
+/// had its count bounce between the two CPUs' caches on every record).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Comm {
+    len: u8,
+    bytes: [u8; Comm::CAPACITY],
+}
+
+impl Comm {
+    /// Longest name kept, in bytes: 15 bytes of `comm` even when invalid UTF-8 in them
+    /// became replacement characters (three bytes each).
+    pub const CAPACITY: usize = 47;
+
+    /// The name `s`, cut at a character boundary if longer than [`Comm::CAPACITY`].
+    pub fn new(s: &str) -> Comm {
+        let mut end = s.len().min(Comm::CAPACITY);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; Comm::CAPACITY];
+        bytes[..end].copy_from_slice(&s.as_bytes()[..end]);
+        Comm {
+            len: end as u8,
+            bytes,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl Default for Comm {
+    fn default() -> Comm {
+        Comm::new("")
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Comm {
+        Comm::new(s)
+    }
+}
+
+impl From<String> for Comm {
+    fn from(s: String) -> Comm {
+        Comm::new(&s)
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The `{"type":"syscall",...}` record of one completed call.

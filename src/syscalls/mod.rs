@@ -21,7 +21,9 @@ pub mod matcher;
 pub mod proto;
 
 pub use abi::{Abi, RawCall, Regs};
-pub use decode::{Args, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args};
+pub use decode::{
+    Args, Comm, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args,
+};
 pub use hooks::{HookCtx, SyscallHooks};
 pub use matcher::{Completed, Done, Matcher, Outcome};
 pub use proto::ArgKind;

@@ -793,3 +793,21 @@ fn hook_ctx_decodes_arguments() {
     assert_eq!(ctx.decode(6), None);
     assert_eq!(ctx.i(0), 3);
 }
+
+#[test]
+fn comm_keeps_whole_characters_inline() {
+    assert_eq!(Comm::new("kworker/0:1").as_str(), "kworker/0:1");
+    assert_eq!(Comm::default().as_str(), "");
+    // 15 bytes of invalid UTF-8 read lossily: 15 replacement characters, 45 bytes.
+    let lossy = String::from_utf8_lossy(&[0xff; 15]).into_owned();
+    assert_eq!(Comm::new(&lossy).as_str(), lossy);
+    // Longer than the room: cut before the character that does not fit.
+    let long = "é".repeat(30);
+    let cut = Comm::new(&long);
+    assert_eq!(cut.len(), Comm::CAPACITY - 1);
+    assert!(long.starts_with(cut.as_str()));
+    assert_eq!(
+        serde_json::to_string(&thread()).unwrap(),
+        r#"{"pid":42,"tid":43,"comm":"cat"}"#
+    );
+}
