@@ -159,7 +159,7 @@ impl Tracer {
                 None => match read(t) {
                     Some(info) => {
                         if keep {
-                            self.threads.insert(t, info.clone());
+                            self.threads.insert(t, info);
                         }
                         (info, true)
                     }
@@ -339,7 +339,7 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
     };
     let record = payload.args.map(|args| SyscallRecord {
         seq: Some(payload.seq),
-        ..SyscallRecord::new(payload.thread.clone(), &done, args, mem)
+        ..SyscallRecord::new(payload.thread, &done, args, mem)
     });
     Finished {
         done,
