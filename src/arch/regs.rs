@@ -103,6 +103,14 @@ impl Reg {
 pub trait Registers {
     /// The register's value, zero-extended; `None` if QEMU does not expose it.
     fn reg(&self, reg: Reg) -> Option<u64>;
+
+    /// Several registers at once into `out` (0 for any QEMU does not expose). A system
+    /// call reads up to seven per entry; an implementation can make that one trip.
+    fn regs(&self, regs: &[Reg], out: &mut [u64]) {
+        for (reg, value) in regs.iter().zip(out) {
+            *value = self.reg(*reg).unwrap_or(0);
+        }
+    }
 }
 
 #[cfg(test)]

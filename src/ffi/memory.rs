@@ -65,6 +65,10 @@ impl Registers for QemuCpu {
     fn reg(&self, reg: Reg) -> Option<u64> {
         super::registers::read(reg)
     }
+
+    fn regs(&self, regs: &[Reg], out: &mut [u64]) {
+        super::registers::read_many(regs, out)
+    }
 }
 
 impl GuestMemory for QemuCpu {

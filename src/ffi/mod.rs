@@ -153,13 +153,14 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
             // The first two instructions identify the kernel's entry blocks.
             let head: Vec<_> = (0..n.min(2)).map(insn_bytes).collect();
             let head: Vec<&[u8]> = head.iter().map(|(_, b, l)| &b[..*l]).collect();
-            plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head);
+            // Translation runs on the vCPU thread, so its registers and memory can be
+            // read here.
+            let code = QemuCpu::current(0);
+            plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head, &code);
             for i in 0..n {
                 let (insn, bytes, len) = insn_bytes(i);
                 icount::count(insn);
                 let va = sys::qemu_plugin_insn_vaddr(insn);
-                // Translation runs on the vCPU thread, so its memory can be read here.
-                let code = QemuCpu::current(0);
                 let Some(hook) = plugin.hook_for(va, &bytes[..len], i == 0, &code) else {
                     continue;
                 };

@@ -82,3 +82,43 @@ pub fn read(reg: Reg) -> Option<u64> {
         }
     })
 }
+
+/// Reads `regs` of the current vCPU into `out` (0 where unreadable) through one scratch
+/// array: each register's bytes are appended after the previous one's, so the array is
+/// emptied once, not per register.
+pub fn read_many(regs: &[Reg], out: &mut [u64]) {
+    let Some(handles) = HANDLES.get() else {
+        out.iter_mut().for_each(|v| *v = 0);
+        return;
+    };
+    SCRATCH.with(|scratch| {
+        let array = scratch.borrow();
+        // SAFETY: as in `read`: a live GByteArray of this thread, handles from QEMU.
+        unsafe {
+            glib_sys::g_byte_array_set_size(array.0, 0);
+            for (reg, value) in regs.iter().zip(out.iter_mut()) {
+                *value = 0;
+                let Some(handle) = handles[reg.index()] else {
+                    continue;
+                };
+                let start = (*array.0).len as usize;
+                let size = sys::qemu_plugin_read_register(
+                    handle as *mut sys::qemu_plugin_register,
+                    array.0.cast::<sys::GByteArray>(),
+                );
+                let a = &*array.0;
+                if size <= 0
+                    || size > 8
+                    || (a.len as usize) < start + size as usize
+                    || a.data.is_null()
+                {
+                    continue;
+                }
+                let mut bytes = [0u8; 8];
+                bytes[..size as usize]
+                    .copy_from_slice(std::slice::from_raw_parts(a.data.add(start), size as usize));
+                *value = u64::from_le_bytes(bytes);
+            }
+        }
+    });
+}

@@ -235,12 +235,17 @@ impl KernelView {
         ]
     }
 
+    /// [`KernelView::readable_from_user`] once decided; `None` before.
+    pub fn user_readable(&self) -> Option<bool> {
+        self.user_readable.get().copied()
+    }
+
     /// Whether the kernel can be read from a user-mode callback. It cannot under KPTI
     /// (user page tables map only the entry code): then the plugin reads the kernel at the
     /// dispatch functions instead. Decided once, at the first user-mode callback after the
     /// slide is known, by reading `init_task`; `None` until then.
     pub fn readable_from_user(&self, cpu: &dyn Vcpu) -> Option<bool> {
-        if let Some(&known) = self.user_readable.get() {
+        if let Some(known) = self.user_readable() {
             return Some(known);
         }
         let slide = self.slide()?;

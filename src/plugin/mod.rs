@@ -247,11 +247,19 @@ impl Plugin {
 
     /// Called once per translated block starting at `va` with first instructions
     /// `insns`; counts translations and lets the kernel view spot the kernel's entry.
-    pub fn on_block_translated(&self, va: u64, insns: &[&[u8]]) {
+    /// `cpu` is the translating vCPU.
+    pub fn on_block_translated(&self, va: u64, insns: &[&[u8]], cpu: &dyn Vcpu) {
         self.translations.fetch_add(1, Ordering::Relaxed);
         if let Some((kind, va)) = kernel::observed_entry(self.arch, va, insns) {
-            for view in &self.views {
+            for (i, view) in self.views.iter().enumerate() {
                 let fits = view.entry_observed(kind, va);
+                // The entry is translated on the way in from user mode, with the user's
+                // page tables still active: whether the kernel is mapped in them (KPTI)
+                // is known from here, before the dispatch functions are translated (they
+                // are instrumented only under KPTI).
+                if fits == Some(true) && self.chosen.get() == Some(&i) {
+                    view.readable_from_user(cpu);
+                }
                 // With one group named, an entry that cannot be its kernel's is a wrong conf.
                 if fits == Some(false)
                     && self.chosen.get().is_some()
@@ -341,10 +349,11 @@ impl Plugin {
             return None;
         }
         if self.arch.is_kernel_address(va) {
-            if self
-                .kernel()
-                .is_some_and(|k| k.dispatch_addrs().contains(&Some(va)))
-            {
+            // The dispatch functions matter under KPTI only: without it (known once the
+            // slide is) every call would pay a callback there for nothing.
+            if self.kernel().is_some_and(|k| {
+                k.user_readable() != Some(true) && k.dispatch_addrs().contains(&Some(va))
+            }) {
                 return Some(Hook::KernelDispatch);
             }
             // Before a group is chosen, any of them may be the kernel.

@@ -124,15 +124,17 @@ impl Tracer {
     /// prototype's arguments are in (every read is a trip through QEMU's register
     /// interface, and most calls take fewer than six arguments).
     pub fn read_call(abi: Abi, cpu: &dyn Vcpu, pc: u64) -> RawCall {
-        let r = |reg| cpu.reg(reg).unwrap_or(0);
         let mut regs = Regs {
-            rax: r(Reg::Rax),
+            rax: cpu.reg(Reg::Rax).unwrap_or(0),
             rip: pc,
             ..Regs::default()
         };
         let nargs = abi.arg_count(regs.rax);
-        for reg in abi.arg_registers(nargs) {
-            regs.set(reg, r(reg));
+        let wanted = abi.arg_registers(nargs);
+        let mut values = [0u64; 8];
+        cpu.regs(wanted, &mut values);
+        for (reg, value) in wanted.iter().zip(values) {
+            regs.set(*reg, value);
         }
         abi.entry_with(&regs, cpu, nargs)
     }

@@ -207,17 +207,18 @@ impl Abi {
 
     /// The registers [`Abi::entry_with`] needs, besides `rax`, for a call with `nargs`
     /// arguments: a caller that pays for every register read fetches only these.
-    pub fn arg_registers(self, nargs: usize) -> impl Iterator<Item = Reg> {
+    pub fn arg_registers(self, nargs: usize) -> &'static [Reg] {
         // The sixth is where argument 6 is: a register, or the one pointing at it on the
         // user stack (ebp for sysenter, esp for 32-bit syscall).
-        let regs = match self {
-            Abi::X64Syscall => [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9],
-            Abi::I386Int80 | Abi::I386Sysenter => {
-                [Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rbp]
-            }
-            Abi::I386Syscall => [Reg::Rbx, Reg::Rbp, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rsp],
+        const X64: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9];
+        const INT80: [Reg; 6] = [Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rbp];
+        const SYSCALL32: [Reg; 6] = [Reg::Rbx, Reg::Rbp, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rsp];
+        let regs: &'static [Reg; 6] = match self {
+            Abi::X64Syscall => &X64,
+            Abi::I386Int80 | Abi::I386Sysenter => &INT80,
+            Abi::I386Syscall => &SYSCALL32,
         };
-        regs.into_iter().take(nargs.min(6))
+        &regs[..nargs.min(6)]
     }
 
     /// Reads the number and arguments at the instruction at `regs.rip`. Only argument 6

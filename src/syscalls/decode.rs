@@ -135,6 +135,11 @@ impl Serialize for DecodedArg {
 
 /// Escapes bytes for JSON text: UTF-8 kept, control bytes and invalid UTF-8 as `\xNN`.
 pub fn escape(bytes: &[u8]) -> String {
+    // Printable ASCII but the backslash (most paths, names and file contents) is kept as
+    // it is, in one copy.
+    if is_plain(bytes) {
+        return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -193,14 +198,17 @@ fn read_str(mem: &dyn GuestMemory, ptr: u64) -> Result<(String, bool), u64> {
 /// [`escape`] for bytes already owned: text that needs no escaping (almost every path
 /// and name) keeps its allocation.
 fn escape_owned(bytes: Vec<u8>) -> String {
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
-    {
-        // Printable ASCII: valid UTF-8 as it is.
+    if is_plain(&bytes) {
         return String::from_utf8(bytes).unwrap_or_else(|e| escape(e.as_bytes()));
     }
     escape(&bytes)
+}
+
+/// Whether [`escape`] leaves `bytes` as they are: printable ASCII, no backslash.
+fn is_plain(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
 }
 
 /// Decodes argument `i` of `info` from the raw values `args`. `word_bits` is the

@@ -291,14 +291,14 @@ fn only_the_registers_a_call_takes_are_asked_for() {
     assert_eq!(Abi::X64Syscall.arg_count(110), 0);
     assert_eq!(Abi::X64Syscall.arg_count(257), 4);
     assert_eq!(Abi::X64Syscall.arg_count(9999), 6);
-    let four: Vec<Reg> = Abi::X64Syscall.arg_registers(4).collect();
+    let four = Abi::X64Syscall.arg_registers(4).to_vec();
     assert_eq!(four, [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10]);
     // i386 numbers are eax: the upper half of rax is not part of them (mmap2 = 192).
     assert_eq!(Abi::I386Int80.arg_count(0xffff_ffff_0000_00c0), 6);
     // Argument 6 of the fast paths is on the stack, found through ebp (sysenter) or
     // esp (32-bit syscall, where ebp holds argument 2).
-    assert_eq!(Abi::I386Sysenter.arg_registers(6).last(), Some(Reg::Rbp));
-    let compat: Vec<Reg> = Abi::I386Syscall.arg_registers(6).collect();
+    assert_eq!(Abi::I386Sysenter.arg_registers(6).last(), Some(&Reg::Rbp));
+    let compat = Abi::I386Syscall.arg_registers(6);
     assert_eq!((compat[1], compat[5]), (Reg::Rbp, Reg::Rsp));
     // With fewer than six arguments the stack is not read: a fault there is no fault.
     let mut regs = Regs {
