@@ -406,6 +406,55 @@ fn amd64_61_matches_strace() {
     assert_switches_followed(&run);
 }
 
+/// A group whose `vmi.switch_to_addr` names another function (here the dispatch function
+/// every call passes through, whose second argument is the call number, not a task):
+/// the plugin must notice at the first calls, say so once, stop following switches, and
+/// still attach every call to the right thread.
+#[test]
+fn amd64_61_wrong_switch_to_is_refuted() {
+    if !lab_available("amd64_61_wrong_switch_to_is_refuted") {
+        return;
+    }
+    let good = std::fs::read_to_string(common::lab_conf("amd64-6.1")).unwrap();
+    let dispatch = good
+        .lines()
+        .find_map(|l| l.strip_prefix("vmi.do_syscall_64_addr = "))
+        .expect("the group names do_syscall_64")
+        .to_string();
+    let wrong: String = good
+        .lines()
+        .map(|l| match l.strip_prefix("vmi.switch_to_addr = ") {
+            Some(_) => format!("vmi.switch_to_addr = {dispatch}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(wrong, good, "the group names __switch_to");
+    let dir = std::env::temp_dir().join(format!("vmi-wrong-switch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("amd64-6.1.conf");
+    std::fs::write(&conf, wrong).unwrap();
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "syscalls",
+        plugin_args: vec![format!("conf={}", conf.display())],
+        ..Boot::default()
+    });
+    check_against_strace(&run, Compare::WORKLOAD);
+    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("vmi.switch_to_addr"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("vmi kernelinfo"), "{}", warnings[0]);
+    let switches = run.run_end()["task_switches"].as_u64().unwrap_or(0);
+    assert!(
+        switches < 100,
+        "{switches} switches followed after the refutation"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn amd64_612_matches_strace() {
     if !lab_available("amd64_612_matches_strace") {

@@ -9,7 +9,7 @@
 //! names it, confirms the slide.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;
 
@@ -87,7 +87,15 @@ pub struct KernelView {
     verified: OnceCell<bool>,
     /// Slides (in KASLR steps) under which a block was instrumented as `__switch_to`.
     switch_hooked: [AtomicU64; SLIDES / 64],
+    /// Calls left at which the followed task is compared with the kernel's own
+    /// ([`KernelView::confirm_switch`]).
+    switch_checks: AtomicU32,
+    /// A comparison failed: `vmi.switch_to_addr` is not this kernel's `__switch_to`.
+    switch_refuted: AtomicBool,
 }
+
+/// How many calls check the followed task against the kernel's `current_task`.
+const SWITCH_CHECKS: u32 = 16;
 
 /// How many KASLR slides there are.
 const SLIDES: usize = (KASLR_MAX / KASLR_ALIGN) as usize;
@@ -104,6 +112,8 @@ impl KernelView {
             user_readable: OnceCell::new(),
             verified: OnceCell::new(),
             switch_hooked: Default::default(),
+            switch_checks: AtomicU32::new(SWITCH_CHECKS),
+            switch_refuted: AtomicBool::new(false),
         };
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
@@ -202,6 +212,7 @@ impl KernelView {
     pub fn is_switch(&self, candidate: u16) -> bool {
         self.slide() == Some(u64::from(candidate) * KASLR_ALIGN)
             && self.verified.get() == Some(&true)
+            && !self.switch_refuted.load(Ordering::Relaxed)
     }
 
     /// Whether context switches are followed: `__switch_to` of the running kernel was
@@ -216,6 +227,34 @@ impl KernelView {
         self.verified.get() == Some(&true)
             && step < SLIDES
             && self.switch_hooked[word].load(Ordering::Relaxed) & bit != 0
+            && !self.switch_refuted.load(Ordering::Relaxed)
+    }
+
+    /// For the first calls made while switches are followed: whether `followed`, the
+    /// task the last switch on `cpu` went to, is the kernel's own `current_task`. A
+    /// `vmi.switch_to_addr` naming another function (a hand-edited or foreign group whose
+    /// entry and banner still match) would otherwise give every call a wrong thread. On a
+    /// mismatch switches stop being followed, for good, with one warning: the kernel is
+    /// then read at every call (slower, right).
+    pub fn confirm_switch(&self, cpu: &dyn Vcpu, in_kernel: bool, followed: u64) {
+        let checking = self
+            .switch_checks
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !checking {
+            return;
+        }
+        let Some(actual) = self.current_task(cpu, in_kernel) else {
+            return;
+        };
+        if actual != followed && !self.switch_refuted.swap(true, Ordering::Relaxed) {
+            self.switch_checks.store(0, Ordering::Relaxed);
+            log::warn!(
+                "kernelinfo group [{}]: vmi.switch_to_addr ({:#x}) is not this kernel's __switch_to (it reported task {followed:#x} where current_task is {actual:#x}): context switches are not followed, which makes tracing slower; regenerate the group with 'vmi kernelinfo'",
+                self.group,
+                self.info.vmi.switch_to_addr.unwrap_or(0)
+            );
+        }
     }
 
     /// Whether the slide is still to be found.

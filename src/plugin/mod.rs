@@ -589,6 +589,10 @@ impl Plugin {
         {
             self.snapshot(cpu, &linux, &Reason::Reboot);
         }
+        if readable && let (Some(kernel), Some(followed)) = (self.kernel(), self.switched_task(cpu))
+        {
+            kernel.confirm_switch(cpu, in_kernel, followed);
+        }
         let task = self.current_task(cpu, in_kernel);
         // Identities are remembered only once process events can be told of new threads.
         let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);
