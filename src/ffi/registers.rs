@@ -56,69 +56,57 @@ pub fn discover(arch: Arch) {
     let _ = HANDLES.set(handles);
 }
 
+/// Bytes the scratch array may hold before it is emptied. QEMU appends each register
+/// read at the array's end; emptying it costs a glib call that shrinks the array, so it
+/// is done once in a while, not per read.
+const SCRATCH_ROOM: u32 = 4096;
+
 /// Reads `reg` of the current vCPU. Only valid inside a callback registered with
 /// register-read access.
 pub fn read(reg: Reg) -> Option<u64> {
     let handle = HANDLES.get()?[reg.index()]?;
+    SCRATCH.with(|scratch| append_read(&scratch.borrow(), handle))
+}
+
+/// Reads `regs` of the current vCPU into `out` (0 where unreadable) with one access to
+/// the thread's scratch array.
+pub fn read_many(regs: &[Reg], out: &mut [u64]) {
+    let handles = HANDLES.get();
+    if regs.is_empty() {
+        return;
+    }
     SCRATCH.with(|scratch| {
         let array = scratch.borrow();
-        // SAFETY: `array.0` is a live GByteArray owned by this thread. QEMU appends the
-        // register's bytes (target order: little-endian on x86), so the array is emptied
-        // first; `handle` came from `qemu_plugin_get_registers`.
-        unsafe {
-            glib_sys::g_byte_array_set_size(array.0, 0);
-            let size = sys::qemu_plugin_read_register(
-                handle as *mut sys::qemu_plugin_register,
-                array.0.cast::<sys::GByteArray>(),
-            );
-            let a = &*array.0;
-            if size <= 0 || size > 8 || (a.len as usize) < size as usize || a.data.is_null() {
-                return None;
-            }
-            let mut bytes = [0u8; 8];
-            bytes[..size as usize]
-                .copy_from_slice(std::slice::from_raw_parts(a.data, size as usize));
-            Some(u64::from_le_bytes(bytes))
+        for (reg, value) in regs.iter().zip(out.iter_mut()) {
+            *value = handles
+                .and_then(|h| h[reg.index()])
+                .and_then(|handle| append_read(&array, handle))
+                .unwrap_or(0);
         }
     })
 }
 
-/// Reads `regs` of the current vCPU into `out` (0 where unreadable) through one scratch
-/// array: each register's bytes are appended after the previous one's, so the array is
-/// emptied once, not per register.
-pub fn read_many(regs: &[Reg], out: &mut [u64]) {
-    let Some(handles) = HANDLES.get() else {
-        out.iter_mut().for_each(|v| *v = 0);
-        return;
-    };
-    SCRATCH.with(|scratch| {
-        let array = scratch.borrow();
-        // SAFETY: as in `read`: a live GByteArray of this thread, handles from QEMU.
-        unsafe {
+/// Has QEMU append the register `handle` to `array` and decodes what it appended.
+fn append_read(array: &ByteArray, handle: usize) -> Option<u64> {
+    // SAFETY: `array.0` is a live GByteArray owned by this thread; QEMU appends the
+    // register's bytes (target order: little-endian on x86) and returns how many;
+    // `handle` came from `qemu_plugin_get_registers`.
+    unsafe {
+        if (*array.0).len > SCRATCH_ROOM {
             glib_sys::g_byte_array_set_size(array.0, 0);
-            for (reg, value) in regs.iter().zip(out.iter_mut()) {
-                *value = 0;
-                let Some(handle) = handles[reg.index()] else {
-                    continue;
-                };
-                let start = (*array.0).len as usize;
-                let size = sys::qemu_plugin_read_register(
-                    handle as *mut sys::qemu_plugin_register,
-                    array.0.cast::<sys::GByteArray>(),
-                );
-                let a = &*array.0;
-                if size <= 0
-                    || size > 8
-                    || (a.len as usize) < start + size as usize
-                    || a.data.is_null()
-                {
-                    continue;
-                }
-                let mut bytes = [0u8; 8];
-                bytes[..size as usize]
-                    .copy_from_slice(std::slice::from_raw_parts(a.data.add(start), size as usize));
-                *value = u64::from_le_bytes(bytes);
-            }
         }
-    });
+        let start = (*array.0).len as usize;
+        let size = sys::qemu_plugin_read_register(
+            handle as *mut sys::qemu_plugin_register,
+            array.0.cast::<sys::GByteArray>(),
+        );
+        let a = &*array.0;
+        if size <= 0 || size > 8 || (a.len as usize) < start + size as usize || a.data.is_null() {
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        bytes[..size as usize]
+            .copy_from_slice(std::slice::from_raw_parts(a.data.add(start), size as usize));
+        Some(u64::from_le_bytes(bytes))
+    }
 }
