@@ -1,8 +1,12 @@
 //! The JSON Lines sink. vCPU threads hand over whole records; a writer thread encodes
-//! them and moves them to the file every [`FLUSH_EVERY`] (sooner when many wait), so a
-//! vCPU pays neither the JSON encoding nor a `write(2)` per record. Every line reaches the
-//! file whole: a killed QEMU leaves complete lines only, and loses at most the last
-//! interval.
+//! them and moves them to the file, so a vCPU pays neither the JSON encoding nor a
+//! `write(2)` per record. Every line reaches the file whole: a killed QEMU leaves complete
+//! lines only, and loses at most the last [`FLUSH_EVERY`].
+//!
+//! The writer looks for records every [`BUSY_POLL`] while they come, backing off to
+//! [`FLUSH_EVERY`] when none do. It is not woken per batch: a wake-up is a system call on
+//! the vCPU, and waiting for a batch of thousands makes the batch outgrow the vCPU's
+//! cache (each record is then written to memory another CPU holds).
 //!
 //! One record type, the sink's `F` (the system call record: nearly every line), waits
 //! inline in the batch; any other is boxed. Batches go back and forth between the vCPUs
@@ -26,8 +30,11 @@ use crate::error::Error;
 /// Longest a record waits in memory before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// Records waiting past which the writer is woken at once.
-const WAKE_AT: usize = 4096;
+/// How often the writer looks for records while they keep coming.
+pub const BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// Room a batch starts with.
+const BATCH_ROOM: usize = 1024;
 
 /// Records waiting past which a vCPU waits for the writer: the guest slows down rather
 /// than the log losing records or memory growing without bound.
@@ -68,8 +75,6 @@ struct Shared<F> {
     waiting: Mutex<Batch<F>>,
     /// The batch the writer emptied last, with its room, for the vCPUs' next one.
     spare: Mutex<Batch<F>>,
-    /// Wakes the writer: many records wait, or the sink closes.
-    wake: Condvar,
     /// Wakes vCPUs held at [`MAX_WAITING`].
     room: Condvar,
     file: Mutex<File>,
@@ -91,7 +96,7 @@ impl<F: Serialize> Shared<F> {
     fn flush(&self) -> bool {
         let mut file = self.file.lock();
         let mut records = std::mem::take(&mut *self.spare.lock());
-        records.reserve(WAKE_AT);
+        records.reserve(BATCH_ROOM);
         std::mem::swap(&mut records, &mut *self.waiting.lock());
         self.room.notify_all();
         if records.is_empty() {
@@ -141,9 +146,8 @@ impl<F: Serialize + Send + 'static> JsonlSink<F> {
         })?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
-            waiting: Mutex::new(Vec::with_capacity(WAKE_AT)),
+            waiting: Mutex::new(Vec::with_capacity(BATCH_ROOM)),
             spare: Mutex::new(Vec::new()),
-            wake: Condvar::new(),
             room: Condvar::new(),
             file: Mutex::new(file),
             closed: AtomicBool::new(false),
@@ -153,14 +157,14 @@ impl<F: Serialize + Send + 'static> JsonlSink<F> {
         let writer = std::thread::Builder::new()
             .name("vmi-log".into())
             .spawn(move || {
+                let mut pause = BUSY_POLL;
                 while !s.closed.load(Ordering::Acquire) {
-                    {
-                        let mut waiting = s.waiting.lock();
-                        if waiting.len() < WAKE_AT && !s.closed.load(Ordering::Acquire) {
-                            s.wake.wait_for(&mut waiting, FLUSH_EVERY);
-                        }
-                    }
-                    s.flush();
+                    std::thread::park_timeout(pause);
+                    pause = if s.flush() {
+                        BUSY_POLL
+                    } else {
+                        (pause * 2).min(FLUSH_EVERY)
+                    };
                 }
             })
             .map_err(|source| Error::Output {
@@ -188,12 +192,15 @@ impl<F: Serialize + Send + 'static> JsonlSink<F> {
     fn push(&self, record: Queued<F>) {
         let mut waiting = self.shared.waiting.lock();
         while waiting.len() >= MAX_WAITING && !self.shared.closed.load(Ordering::Acquire) {
-            self.shared.wake.notify_one();
+            self.wake_writer();
             self.shared.room.wait_for(&mut waiting, FLUSH_EVERY);
         }
         waiting.push(record);
-        if waiting.len() == WAKE_AT {
-            self.shared.wake.notify_one();
+    }
+
+    fn wake_writer(&self) {
+        if let Some(writer) = &*self.writer.lock() {
+            writer.thread().unpark();
         }
     }
 
@@ -205,7 +212,7 @@ impl<F: Serialize + Send + 'static> JsonlSink<F> {
     /// Stops the writer thread and writes what is left (QEMU is exiting).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        self.wake_writer();
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
         }

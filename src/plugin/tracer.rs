@@ -41,9 +41,7 @@ pub enum ThreadKey {
 #[derive(Debug)]
 struct Pending {
     thread: ThreadInfo,
-    /// Boxed: a pending call is moved several times between its entry and its record,
-    /// and the arguments are most of its size.
-    args: Option<Box<Args>>,
+    args: Option<Args>,
     seq: u64,
 }
 
@@ -196,7 +194,7 @@ impl Tracer {
         let args = self
             .filter
             .logs(name)
-            .then(|| Box::new(decode_args(info, &call, cpu, When::Enter)));
+            .then(|| decode_args(info, &call, cpu, When::Enter));
         if let (Some(task), Some(name)) = (who.task, name) {
             self.threads.entering(task, name);
         }
@@ -343,7 +341,7 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
     };
     let record = payload.args.map(|args| SyscallRecord {
         seq: Some(payload.seq),
-        ..SyscallRecord::new(payload.thread, &done, *args, mem)
+        ..SyscallRecord::new(payload.thread, &done, args, mem)
     });
     Finished {
         done,
