@@ -10,9 +10,10 @@
 //!
 //! One record type, the sink's `F` (the system call record: nearly every line), waits
 //! inline in the batch; any other is boxed. Batches go back and forth between the vCPUs
-//! and the writer with their room kept, so the frequent record costs no allocation: a
+//! and the writer with their room kept, so the frequent record is not allocated itself: a
 //! block allocated on a vCPU thread and freed on the writer's costs the vCPU a cache miss
-//! when it is reused, which made allocation the largest single cost of a traced call.
+//! when it is reused (with a box per record and its parts, allocation was the largest
+//! single cost of a traced call).
 
 use std::fs::File;
 use std::io::Write;
