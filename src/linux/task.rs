@@ -84,6 +84,27 @@ pub fn thread(linux: &Linux<'_>, task: u64) -> Result<Thread, OsiError> {
     })
 }
 
+/// The process `pid`, found on `init_task.tasks` reading only each task's pid until it
+/// matches: a new child is looked up at every `clone` return, and reading every process
+/// in full for it was most of what process events cost in a fork-heavy guest. `None`
+/// when no process has that pid, or the list breaks off before it.
+pub fn find_process(linux: &Linux<'_>, pid: u32) -> Result<Option<Process>, OsiError> {
+    let tasks_off = need(
+        linux.info.task.tasks_offset,
+        "task.tasks_offset",
+        "walk the task list",
+    )?;
+    let init = linux.slid(linux.info.task.init_addr);
+    for node in ListIter::new(linux, at(init, tasks_off), MAX_LIST) {
+        let Ok(node) = node else { break };
+        let task = container_of(node, tasks_off);
+        if linux.read_u32_at(task, linux.info.task.tgid_offset)? == pid {
+            return process(linux, task).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 /// All processes: `init_task` (pid 0), then every task on `init_task.tasks`.
 pub fn processes(linux: &Linux<'_>) -> Result<Listing<Process>, OsiError> {
     let tasks_off = need(

@@ -438,3 +438,16 @@ fn list_walk_on_a_32_bit_guest() {
         (vec![0x2000], Some(Incomplete::Limit { max: 1 }))
     );
 }
+
+#[test]
+fn find_process_reads_one_process_in_full() {
+    let (b, [_, _, bash], _) = three_processes();
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let all = linux.processes().unwrap();
+    let found = super::task::find_process(&linux, 300).unwrap().unwrap();
+    assert_eq!(found.task, bash);
+    assert_eq!(Some(&found), all.items.iter().find(|p| p.pid == 300));
+    // A thread id is no process; nor is a pid nobody has.
+    assert_eq!(super::task::find_process(&linux, 301).unwrap(), None);
+    assert_eq!(super::task::find_process(&linux, 4242).unwrap(), None);
+}

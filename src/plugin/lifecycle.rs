@@ -118,10 +118,5 @@ fn waitid_reaped(call: &crate::syscalls::RawCall, mem: &dyn Vcpu) -> Option<Life
 
 /// The process `pid`, from the task list.
 pub fn find(linux: &Linux<'_>, pid: u32) -> Option<Process> {
-    linux
-        .processes()
-        .ok()?
-        .items
-        .into_iter()
-        .find(|p| p.pid == pid)
+    crate::linux::task::find_process(linux, pid).ok().flatten()
 }
