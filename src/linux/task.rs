@@ -89,15 +89,9 @@ pub fn thread(linux: &Linux<'_>, task: u64) -> Result<Thread, OsiError> {
 /// in full for it was most of what process events cost in a fork-heavy guest. `None`
 /// when no process has that pid, or the list breaks off before it.
 pub fn find_process(linux: &Linux<'_>, pid: u32) -> Result<Option<Process>, OsiError> {
-    let tasks_off = need(
-        linux.info.task.tasks_offset,
-        "task.tasks_offset",
-        "walk the task list",
-    )?;
-    let init = linux.slid(linux.info.task.init_addr);
-    for node in ListIter::new(linux, at(init, tasks_off), MAX_LIST) {
-        let Ok(node) = node else { break };
-        let task = container_of(node, tasks_off);
+    let (_, tasks) = task_list(linux)?;
+    for task in tasks {
+        let Ok(task) = task else { break };
         if linux.read_u32_at(task, linux.info.task.tgid_offset)? == pid {
             return process(linux, task).map(Some);
         }
@@ -105,18 +99,29 @@ pub fn find_process(linux: &Linux<'_>, pid: u32) -> Result<Option<Process>, OsiE
     Ok(None)
 }
 
-/// All processes: `init_task` (pid 0), then every task on `init_task.tasks`.
-pub fn processes(linux: &Linux<'_>) -> Result<Listing<Process>, OsiError> {
+/// `init_task`, and the tasks on its `tasks` list in list order: one per process (the
+/// thread-group leaders).
+fn task_list<'l>(
+    linux: &'l Linux<'_>,
+) -> Result<(u64, impl Iterator<Item = Result<u64, Incomplete>> + 'l), OsiError> {
     let tasks_off = need(
         linux.info.task.tasks_offset,
         "task.tasks_offset",
         "walk the task list",
     )?;
     let init = linux.slid(linux.info.task.init_addr);
+    let tasks = ListIter::new(linux, at(init, tasks_off), MAX_LIST)
+        .map(move |node| node.map(|n| container_of(n, tasks_off)));
+    Ok((init, tasks))
+}
+
+/// All processes: `init_task` (pid 0), then every task on `init_task.tasks`.
+pub fn processes(linux: &Linux<'_>) -> Result<Listing<Process>, OsiError> {
+    let (init, tasks) = task_list(linux)?;
     let mut items = vec![process(linux, init)?];
-    let (nodes, mut incomplete) = collect(ListIter::new(linux, at(init, tasks_off), MAX_LIST));
-    for node in nodes {
-        match process(linux, container_of(node, tasks_off)) {
+    let (tasks, mut incomplete) = collect(tasks);
+    for task in tasks {
+        match process(linux, task) {
             Ok(p) => items.push(p),
             Err(OsiError::Fault(f)) => {
                 incomplete = Some(f.into());

@@ -3,8 +3,8 @@
 
 use crate::cpu::Vcpu;
 use crate::events::Lifecycle;
-use crate::linux::Linux;
-use crate::osi::{Introspect, Process};
+use crate::linux::{Linux, task};
+use crate::osi::Introspect;
 use crate::syscalls::{Outcome, decode::mask};
 
 use super::tracer::Finished;
@@ -45,7 +45,7 @@ pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) -> Option<
             Some(Lifecycle::Cloned {
                 child,
                 flags,
-                process: linux.and_then(|l| find(l, child)),
+                process: linux.and_then(|l| task::find_process(l, child).ok().flatten()),
             })
         }
         ("execve" | "execveat", Outcome::Exec) => {
@@ -114,9 +114,4 @@ fn waitid_reaped(call: &crate::syscalls::RawCall, mem: &dyn Vcpu) -> Option<Life
             status & 0x7f
         }),
     })
-}
-
-/// The process `pid`, from the task list.
-pub fn find(linux: &Linux<'_>, pid: u32) -> Option<Process> {
-    crate::linux::task::find_process(linux, pid).ok().flatten()
 }
