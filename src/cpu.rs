@@ -15,3 +15,71 @@ pub trait Vcpu: GuestMemory + Registers {
         None
     }
 }
+
+/// A vCPU for unit tests: the registers a test sets (the others unreadable) and any
+/// guest memory.
+#[cfg(test)]
+pub mod fake {
+    use std::cell::Cell;
+
+    use super::Vcpu;
+    use crate::arch::regs::{Reg, Registers};
+    use crate::mem::{Fault, GuestMemory};
+
+    /// Guest memory where nothing is mapped.
+    pub struct Unmapped;
+
+    impl GuestMemory for Unmapped {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            Err(Fault { va, len: buf.len() })
+        }
+    }
+
+    /// vCPU `index` with memory `mem`.
+    pub struct FakeCpu<M = Unmapped> {
+        index: u32,
+        regs: [Cell<Option<u64>>; Reg::ALL.len()],
+        mem: M,
+    }
+
+    impl FakeCpu {
+        /// vCPU `index`, no register readable, no memory mapped.
+        pub fn new(index: u32) -> FakeCpu {
+            FakeCpu::with_memory(index, Unmapped)
+        }
+    }
+
+    impl<M> FakeCpu<M> {
+        /// vCPU `index` reading `mem`.
+        pub fn with_memory(index: u32, mem: M) -> FakeCpu<M> {
+            FakeCpu {
+                index,
+                regs: std::array::from_fn(|_| Cell::new(None)),
+                mem,
+            }
+        }
+
+        /// Makes `reg` read `value`.
+        pub fn set(&self, reg: Reg, value: u64) {
+            self.regs[reg.index()].set(Some(value));
+        }
+    }
+
+    impl<M: GuestMemory> Vcpu for FakeCpu<M> {
+        fn index(&self) -> u32 {
+            self.index
+        }
+    }
+
+    impl<M> Registers for FakeCpu<M> {
+        fn reg(&self, reg: Reg) -> Option<u64> {
+            self.regs[reg.index()].get()
+        }
+    }
+
+    impl<M: GuestMemory> GuestMemory for FakeCpu<M> {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            self.mem.read(va, buf)
+        }
+    }
+}

@@ -446,26 +446,7 @@ impl KernelView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::regs::Registers;
-    use crate::mem::{Fault, GuestMemory};
-
-    /// A vCPU with no registers and no readable memory.
-    struct Blank;
-    impl Vcpu for Blank {
-        fn index(&self) -> u32 {
-            0
-        }
-    }
-    impl Registers for Blank {
-        fn reg(&self, _: Reg) -> Option<u64> {
-            None
-        }
-    }
-    impl GuestMemory for Blank {
-        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-            Err(Fault { va, len: buf.len() })
-        }
-    }
+    use crate::cpu::fake::FakeCpu;
 
     const ENTRY: u64 = 0xffff_ffff_81c0_0080;
     const SWITCH: u64 = 0xffff_ffff_8103_1080;
@@ -493,7 +474,7 @@ mod tests {
             view.entry_observed(SyscallInsn::Syscall, ENTRY + 3 * KASLR_ALIGN),
             Some(true)
         );
-        let _ = view.current_task(&Blank, false);
+        let _ = view.current_task(&FakeCpu::new(0), false);
         assert!(view.is_switch(3));
         assert!(
             !view.is_switch(2),
@@ -507,7 +488,7 @@ mod tests {
     fn switches_are_not_followed_when_the_function_was_never_instrumented() {
         let view = switching_view();
         view.entry_observed(SyscallInsn::Syscall, ENTRY);
-        let _ = view.current_task(&Blank, false);
+        let _ = view.current_task(&FakeCpu::new(0), false);
         assert!(!view.follows_switches());
         assert_eq!(view.switch_candidate(SWITCH), Some(0));
         assert!(view.follows_switches());

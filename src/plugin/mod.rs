@@ -621,11 +621,7 @@ impl Plugin {
             && let Some(events) = &self.events
             && let Some(linux) = linux()
         {
-            let caller = Caller {
-                pid: who.thread.pid,
-                tid: who.thread.tid,
-                comm: who.thread.comm.to_string(),
-            };
+            let caller = caller(&who.thread);
             self.track(cpu, events, |t| {
                 t.seen(&caller, || linux.current_process().ok())
             });
@@ -669,13 +665,13 @@ impl Plugin {
         }
         let call = &done.done.call;
         let name = call.name().unwrap_or("");
-        let needs_kernel = done.done.outcome == crate::syscalls::Outcome::Exec
-            || (self.events.is_some() && lifecycle::reads_kernel(name));
+        let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
+        let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(name));
         let linux = kernel_mode
             .filter(|_| needs_kernel)
             .and_then(|in_kernel| self.linux(cpu, in_kernel));
         let linux = linux.as_ref();
-        if done.done.outcome == crate::syscalls::Outcome::Exec
+        if exec
             && let Some(linux) = linux
             && let Some(reason) = self.exec_snapshot_reason(linux)
         {
@@ -683,11 +679,7 @@ impl Plugin {
         }
         let Some(events) = &self.events else { return };
         if let Some(what) = lifecycle::of(&done, cpu, linux) {
-            let caller = Caller {
-                pid: done.thread.pid,
-                tid: done.thread.tid,
-                comm: done.thread.comm.to_string(),
-            };
+            let caller = caller(&done.thread);
             self.track(cpu, events, |t| t.call(&caller, what));
         }
     }
@@ -763,10 +755,19 @@ impl Plugin {
     }
 }
 
+/// The process events' view of the thread that made a call.
+fn caller(thread: &ThreadInfo) -> Caller {
+    Caller {
+        pid: thread.pid,
+        tid: thread.tid,
+        comm: thread.comm.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::regs::{Reg, Registers};
+    use crate::cpu::fake::FakeCpu;
     use crate::mem::Fault;
 
     fn machine(target: &str) -> MachineInfo {
@@ -785,17 +786,8 @@ mod tests {
             .to_string()
     }
 
+    /// Memory with the text "Linux version 6.1" at 0x1000 and zeros above it.
     struct Banner;
-    impl Vcpu for Banner {
-        fn index(&self) -> u32 {
-            0
-        }
-    }
-    impl Registers for Banner {
-        fn reg(&self, _: Reg) -> Option<u64> {
-            None
-        }
-    }
     impl GuestMemory for Banner {
         fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
             let text = b"Linux version 6.1\0";
@@ -809,6 +801,7 @@ mod tests {
 
     #[test]
     fn counts_and_probe_end_up_in_run_end() {
+        let cpu = FakeCpu::with_memory(0, Banner);
         let out = temp("run.jsonl");
         let plugin = Plugin::install(
             vec![format!("out={out}"), "probe=0x1000".into()],
@@ -816,15 +809,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            plugin.hook_for(0x1000, &[0x0f, 0x05], false, &Banner),
+            plugin.hook_for(0x1000, &[0x0f, 0x05], false, &cpu),
             Some(Hook::SyscallInsn(
                 SyscallInsn::Syscall,
                 Some(Abi::X64Syscall)
             ))
         );
-        assert_eq!(plugin.hook_for(0x1000, &[0x90], true, &Banner), None);
-        plugin.on_syscall_insn(SyscallInsn::Syscall, Some(Abi::X64Syscall), &Banner, 0x1000);
-        plugin.on_syscall_insn(SyscallInsn::Int80, Some(Abi::I386Int80), &Banner, 0x2000);
+        assert_eq!(plugin.hook_for(0x1000, &[0x90], true, &cpu), None);
+        plugin.on_syscall_insn(SyscallInsn::Syscall, Some(Abi::X64Syscall), &cpu, 0x1000);
+        plugin.on_syscall_insn(SyscallInsn::Int80, Some(Abi::I386Int80), &cpu, 0x2000);
         plugin.on_exit();
         let text = std::fs::read_to_string(&out).unwrap();
         let lines: Vec<serde_json::Value> = text

@@ -288,15 +288,18 @@ impl Tracer {
         };
         if let Some(slot) = self.in_flight.get(cpu.index() as usize) {
             let mut slot = slot.lock();
-            if slot
+            let here = slot
                 .as_ref()
-                .is_some_and(|f| f.call.return_pc == pc && f.key == key())
-                && let Some(f) = slot.take()
-            {
-                drop(slot);
-                let Some(value) = value(f.call.abi) else {
+                .filter(|f| f.call.return_pc == pc && f.key == key());
+            if let Some(abi) = here.map(|f| f.call.abi) {
+                // Like the matcher's path: without the result the call stays pending.
+                let Some(value) = value(abi) else {
                     return;
                 };
+                let Some(f) = slot.take() else {
+                    return;
+                };
+                drop(slot);
                 let done = Completed {
                     thread: f.key,
                     call: f.call,
@@ -352,43 +355,9 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
-    use crate::arch::regs::Registers;
-    use crate::mem::{Fault, GuestMemory};
+    use crate::cpu::fake::FakeCpu as Cpu;
     use crate::syscalls::Outcome;
-
-    /// A vCPU whose `rax` is whatever the test set last; memory is unreadable.
-    struct Cpu {
-        index: u32,
-        rax: Cell<u64>,
-    }
-
-    impl Cpu {
-        fn new(index: u32) -> Cpu {
-            Cpu {
-                index,
-                rax: Cell::new(0),
-            }
-        }
-    }
-
-    impl Vcpu for Cpu {
-        fn index(&self) -> u32 {
-            self.index
-        }
-    }
-    impl Registers for Cpu {
-        fn reg(&self, reg: Reg) -> Option<u64> {
-            (reg == Reg::Rax).then(|| self.rax.get())
-        }
-    }
-    impl GuestMemory for Cpu {
-        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-            Err(Fault { va, len: buf.len() })
-        }
-    }
 
     const GETPPID: u64 = 110;
 
@@ -431,7 +400,7 @@ mod tests {
     }
 
     fn ret(t: &Tracer, cpu: &Cpu, key: ThreadKey, pc: u64, value: u64, log: &mut Log) {
-        cpu.rax.set(value);
+        cpu.set(Reg::Rax, value);
         t.ret(cpu, pc, || key, &mut |f| {
             log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
         });
@@ -447,6 +416,19 @@ mod tests {
         // Another thread at the same return point is not the caller.
         ret(&t, &cpu, ThreadKey::Task(8), 0x102, 1, &mut log);
         assert!(log.is_empty());
+        ret(&t, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);
+        assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_read_leaves_the_call_pending() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let mut log = Log::new();
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        t.ret(&cpu, 0x102, || ThreadKey::Task(7), &mut |_| {
+            panic!("no result, no completion")
+        });
         ret(&t, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);
         assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
     }
