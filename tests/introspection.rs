@@ -126,16 +126,10 @@ fn no_matching_group_leaves_the_guest_alone() {
     assert_eq!(run.status, 0);
     assert!(run.truth.complete, "{}", run.dir.display());
     assert!(run.of_type("kernel_ready").is_empty());
-    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("no kernelinfo group matches"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = run.stderr_line("no kernelinfo group matches");
     assert!(
-        lines[0].contains("debian:6.1.0") && lines[0].contains("686-pae"),
-        "{}",
-        lines[0]
+        line.contains("debian:6.1.0") && line.contains("686-pae"),
+        "{line}"
     );
 }
 
@@ -156,11 +150,6 @@ fn a_group_for_another_kernel_is_refused_at_run_time() {
     run.assert_finished();
     assert!(run.of_type("kernel_ready").is_empty());
     assert!(run.of_type("snapshot").is_empty());
-    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("does not describe the running kernel"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("debian:6.12"), "{}", lines[0]);
+    let line = run.stderr_line("does not describe the running kernel");
+    assert!(line.contains("debian:6.12"), "{line}");
 }

@@ -440,13 +440,8 @@ fn amd64_61_wrong_switch_to_is_refuted() {
         ..Boot::default()
     });
     check_against_strace(&run, Compare::WORKLOAD);
-    let stderr = std::fs::read_to_string(run.dir.join("stderr.log")).unwrap();
-    let warnings: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("vmi.switch_to_addr"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{stderr}");
-    assert!(warnings[0].contains("vmi kernelinfo"), "{}", warnings[0]);
+    let line = run.stderr_line("vmi.switch_to_addr");
+    assert!(line.contains("vmi kernelinfo"), "{line}");
     let switches = run.run_end()["task_switches"].as_u64().unwrap_or(0);
     assert!(
         switches < 100,

@@ -137,6 +137,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// The one line of QEMU's stderr (where the plugin's messages go) that contains
+    /// `text`; fails, showing the whole stderr, unless there is exactly one.
+    pub fn stderr_line(&self, text: &str) -> String {
+        let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap();
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(text)).collect();
+        assert_eq!(lines.len(), 1, "one line with {text:?} in:\n{stderr}");
+        lines[0].to_string()
+    }
+
     /// Records of one type, in log order.
     pub fn of_type(&self, ty: &str) -> Vec<&Value> {
         self.events.iter().filter(|e| e["type"] == ty).collect()
