@@ -486,7 +486,7 @@ impl SyscallRecord {
         mut args: Args,
         mem: &dyn GuestMemory,
     ) -> SyscallRecord {
-        let info = done.call.profile().lookup(done.call.nr);
+        let info = done.call.info();
         let (ret, outcome) = match done.outcome {
             Outcome::Returned(r) => {
                 if let Some(info) = info {
