@@ -35,22 +35,37 @@ pub trait GuestMemory {
     /// says whether it was cut at `max`. Reads in small chunks so that a string ending
     /// just before an unmapped page is still read.
     fn read_cstr(&self, va: u64, max: usize) -> Result<(Vec<u8>, bool), Fault> {
-        const CHUNK: usize = 64;
         let mut out = Vec::new();
-        while out.len() < max {
-            let at = va.wrapping_add(out.len() as u64);
+        let cut = self.read_cstr_with(va, max, &mut |bytes| out.extend_from_slice(bytes))?;
+        Ok((out, cut))
+    }
+
+    /// [`GuestMemory::read_cstr`] handing the bytes to `take` piece by piece, for a caller
+    /// that keeps them in its own storage. A fault after some pieces were taken is still
+    /// a fault.
+    fn read_cstr_with(
+        &self,
+        va: u64,
+        max: usize,
+        take: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Fault> {
+        const CHUNK: usize = 64;
+        let mut done = 0;
+        while done < max {
+            let at = va.wrapping_add(done as u64);
             // Never let a chunk cross a page boundary: the next page may be unmapped.
             let to_page_end = (0x1000 - (at & 0xfff)) as usize;
-            let n = CHUNK.min(max - out.len()).min(to_page_end);
+            let n = CHUNK.min(max - done).min(to_page_end);
             let mut chunk = [0u8; CHUNK];
             self.read(at, &mut chunk[..n])?;
             if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
-                return Ok((out, false));
+                take(&chunk[..nul]);
+                return Ok(false);
             }
-            out.extend_from_slice(&chunk[..n]);
+            take(&chunk[..n]);
+            done += n;
         }
-        Ok((out, true))
+        Ok(true)
     }
 }
 

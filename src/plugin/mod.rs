@@ -488,7 +488,7 @@ impl Plugin {
         let Some(abi) = abi else {
             return;
         };
-        let call = Tracer::read_call(abi, cpu, pc);
+        let call = self.tracer.read_call(abi, cpu, pc);
         if !self.deferred_to_kernel(cpu) {
             self.enter(cpu, Deferred { call, stack: None }, At::User);
             return;

@@ -122,14 +122,19 @@ impl Tracer {
 
     /// The call at the instruction at `pc`: the number first, then only the registers its
     /// prototype's arguments are in (every read is a trip through QEMU's register
-    /// interface, and most calls take fewer than six arguments).
-    pub fn read_call(abi: Abi, cpu: &dyn Vcpu, pc: u64) -> RawCall {
+    /// interface, and most calls take fewer than six arguments), and none for a call
+    /// whose arguments nobody looks at (not logged, no process event).
+    pub fn read_call(&self, abi: Abi, cpu: &dyn Vcpu, pc: u64) -> RawCall {
         let mut regs = Regs {
             rax: cpu.reg(Reg::Rax).unwrap_or(0),
             rip: pc,
             ..Regs::default()
         };
-        let nargs = abi.arg_count(regs.rax);
+        let nargs = if self.needs_args(abi, regs.rax) {
+            abi.arg_count(regs.rax)
+        } else {
+            0
+        };
         let wanted = abi.arg_registers(nargs);
         let mut values = [0u64; 8];
         cpu.regs(wanted, &mut values);
@@ -137,6 +142,13 @@ impl Tracer {
             regs.set(*reg, value);
         }
         abi.entry_with(&regs, cpu, nargs)
+    }
+
+    /// Whether call number `nr` is logged or may drive a process event: only then are
+    /// its arguments read.
+    fn needs_args(&self, abi: Abi, nr: u64) -> bool {
+        let name = abi.info(nr).map(|i| i.name);
+        self.filter.logs(name) || name.is_none_or(super::lifecycle::is_lifecycle_call)
     }
 
     /// Who runs now, and the key that finds its pending call again; the flag says the

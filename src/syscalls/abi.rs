@@ -198,11 +198,17 @@ impl Abi {
     /// How many arguments call number `nr` (the raw `rax`) takes: its prototype's count,
     /// or all six for a number the table does not know.
     pub fn arg_count(self, nr: u64) -> usize {
+        self.info(nr).map_or(6, |i| i.args.len())
+    }
+
+    /// What the table says of number `nr` as it is in `rax` at the instruction (only its
+    /// low 32 bits count for the i386 conventions).
+    pub fn info(self, nr: u64) -> Option<&'static super::SyscallInfo> {
         let nr = match self {
             Abi::X64Syscall => nr,
             _ => nr & 0xffff_ffff,
         };
-        self.profile().lookup(nr).map_or(6, |i| i.args.len())
+        self.profile().lookup(nr)
     }
 
     /// The registers [`Abi::entry_with`] needs, besides `rax`, for a call with `nargs`

@@ -189,21 +189,6 @@ pub fn int_value(spec: &ArgSpec, raw: u64) -> DecodedArg {
     }
 }
 
-fn read_str(mem: &dyn GuestMemory, ptr: u64) -> Result<(String, bool), u64> {
-    mem.read_cstr(ptr, MAX_STR)
-        .map(|(b, cut)| (escape_owned(b), cut))
-        .map_err(|f| f.va)
-}
-
-/// [`escape`] for bytes already owned: text that needs no escaping (almost every path
-/// and name) keeps its allocation.
-fn escape_owned(bytes: Vec<u8>) -> String {
-    if is_plain(&bytes) {
-        return String::from_utf8(bytes).unwrap_or_else(|e| escape(e.as_bytes()));
-    }
-    escape(&bytes)
-}
-
 /// Whether [`escape`] leaves `bytes` as they are: printable ASCII, no backslash.
 fn is_plain(bytes: &[u8]) -> bool {
     bytes
@@ -214,156 +199,337 @@ fn is_plain(bytes: &[u8]) -> bool {
 /// Decodes argument `i` of `info` from the raw values `args`. `word_bits` is the
 /// profile's pointer width; `when` says whether output buffers can be read yet.
 pub fn decode_arg(
-    info: &SyscallInfo,
+    info: &'static SyscallInfo,
     i: usize,
     args: &[u64; 6],
     word_bits: u8,
     mem: &dyn GuestMemory,
     when: When,
 ) -> DecodedArg {
-    let spec = &info.args[i];
-    let raw = args[i];
-    let ptr = mask(raw, word_bits);
-    match spec.kind {
-        ArgKind::Int | ArgKind::Signed | ArgKind::Fd => int_value(spec, raw),
-        ArgKind::Pointer | ArgKind::StructPtr => DecodedArg::Pointer(ptr),
-        _ if ptr == 0 => DecodedArg::Null,
-        ArgKind::CStr => match read_str(mem, ptr) {
-            Ok((text, truncated)) => DecodedArg::Str { text, truncated },
-            Err(_) => DecodedArg::Fault { ptr },
-        },
-        ArgKind::CStrArray => {
-            let step = u64::from(word_bits / 8);
-            let mut items = Vec::new();
-            for n in 0..=MAX_STRS as u64 {
-                let at = ptr.wrapping_add(n * step);
-                let p = if word_bits == 64 {
-                    mem.read_u64(at)
-                } else {
-                    mem.read_u32(at).map(u64::from)
-                };
-                let Ok(p) = p else {
-                    if n == 0 {
-                        return DecodedArg::Fault { ptr };
-                    }
-                    break;
-                };
-                if p == 0 {
-                    return DecodedArg::StrArray {
-                        items,
-                        truncated: false,
-                    };
-                }
-                if n as usize == MAX_STRS {
-                    break;
-                }
-                items.push(match read_str(mem, p) {
-                    Ok((s, _)) => s,
-                    Err(_) => format!("<unreadable {p:#x}>"),
-                });
-            }
-            DecodedArg::StrArray {
-                items,
-                truncated: true,
+    let mut one = Args::unread(Some(info), *args, word_bits);
+    one.read_arg(i, mem, when);
+    one.decoded(i).unwrap_or(DecodedArg::Null)
+}
+
+/// Room for the bytes of strings and buffers inside [`Args`] before they go to the heap:
+/// most paths, and the [`MAX_BUF`] bytes shown of a buffer, fit.
+const INLINE_BYTES: usize = 64;
+
+/// What guest memory gave for one argument: where in [`Args`]'s bytes it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Read {
+    /// Nothing read: an integer or a pointer that is not followed, an output buffer
+    /// before its return or of a failed call.
+    #[default]
+    Nothing,
+    /// A NULL pointer.
+    Null,
+    /// The memory at the pointer could not be read.
+    Fault,
+    /// A string or a buffer's first bytes: `bytes[start..start + len]`.
+    Bytes { start: u32, len: u32 },
+    /// A string cut at [`MAX_STR`] bytes.
+    Cut { start: u32, len: u32 },
+    /// A string array: `count` strings from `start`, each its length (4 bytes) and bytes;
+    /// `cut`: more entries than [`MAX_STRS`].
+    Strs { start: u32, count: u16, cut: bool },
+}
+
+/// A call's arguments as read from the guest: the raw values and the bytes of the
+/// strings and buffers they point to. Decoding into [`DecodedArg`]s (escaping, names,
+/// JSON shapes) waits until the record is written, on the log's writer thread: the
+/// vCPU only copies bytes, and a typical record (a path, or the first bytes of a
+/// buffer) needs no allocation at all. Serialises as a JSON object keyed by the
+/// prototype's argument names, in prototype order (`arg0`..`arg5` for a number the
+/// table does not know).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Args {
+    info: Option<&'static SyscallInfo>,
+    raw: [u64; 6],
+    word_bits: u8,
+    read: [Read; 6],
+    bytes: SmallVec<[u8; INLINE_BYTES]>,
+}
+
+const UNKNOWN_NAMES: [&str; 6] = ["arg0", "arg1", "arg2", "arg3", "arg4", "arg5"];
+
+impl Args {
+    /// The arguments of a call `info` (`None`: unknown number) with raw values `raw`,
+    /// nothing read from memory yet.
+    fn unread(info: Option<&'static SyscallInfo>, raw: [u64; 6], word_bits: u8) -> Args {
+        Args {
+            info,
+            raw,
+            word_bits,
+            read: [Read::Nothing; 6],
+            bytes: SmallVec::new(),
+        }
+    }
+
+    /// How many arguments there are.
+    pub fn len(&self) -> usize {
+        self.info.map_or(6, |i| i.args.len())
+    }
+
+    /// Whether the call takes no argument.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names, in prototype order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        (0..self.len()).map(|i| self.name(i))
+    }
+
+    fn name(&self, i: usize) -> &'static str {
+        match self.info {
+            Some(info) => info.args[i].name,
+            None => UNKNOWN_NAMES[i],
+        }
+    }
+
+    /// The argument called `name`, decoded.
+    pub fn get(&self, name: &str) -> Option<DecodedArg> {
+        (0..self.len())
+            .find(|&i| self.name(i) == name)
+            .and_then(|i| self.decoded(i))
+    }
+
+    /// Argument `i`, decoded.
+    pub fn decoded(&self, i: usize) -> Option<DecodedArg> {
+        let Some(info) = self.info else {
+            let raw = *self.raw.get(i)?;
+            return Some(DecodedArg::Unsigned(mask(raw, self.word_bits)));
+        };
+        let spec = info.args.get(i)?;
+        let raw = self.raw[i];
+        let ptr = mask(raw, self.word_bits);
+        let text = |start: u32, len: u32| escape(self.slice(start, len));
+        Some(match spec.kind {
+            ArgKind::Int | ArgKind::Signed | ArgKind::Fd => int_value(spec, raw),
+            ArgKind::Pointer | ArgKind::StructPtr => DecodedArg::Pointer(ptr),
+            ArgKind::Buffer { .. } => match self.read[i] {
+                Read::Null => DecodedArg::Null,
+                Read::Fault => DecodedArg::Fault { ptr },
+                read => DecodedArg::Buffer {
+                    ptr,
+                    len: self.buffer_len(info, i),
+                    data: match read {
+                        Read::Bytes { start, len } => Some(text(start, len)),
+                        _ => None,
+                    },
+                },
+            },
+            ArgKind::CStr | ArgKind::CStrArray => match self.read[i] {
+                Read::Nothing | Read::Null => DecodedArg::Null,
+                Read::Fault => DecodedArg::Fault { ptr },
+                Read::Bytes { start, len } => DecodedArg::Str {
+                    text: text(start, len),
+                    truncated: false,
+                },
+                Read::Cut { start, len } => DecodedArg::Str {
+                    text: text(start, len),
+                    truncated: true,
+                },
+                Read::Strs { start, count, cut } => DecodedArg::StrArray {
+                    items: self.strs(start, count).map(escape).collect(),
+                    truncated: cut,
+                },
+            },
+        })
+    }
+
+    fn slice(&self, start: u32, len: u32) -> &[u8] {
+        let start = start as usize;
+        self.bytes
+            .get(start..start + len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The strings of a [`Read::Strs`].
+    fn strs(&self, start: u32, count: u16) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut at = start as usize;
+        (0..count).map(move |_| {
+            let len = self
+                .bytes
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            let s = self.slice(at as u32 + 4, len);
+            at += 4 + len as usize;
+            s
+        })
+    }
+
+    /// The value of buffer argument `i`'s length argument.
+    fn buffer_len(&self, info: &SyscallInfo, i: usize) -> u64 {
+        let ArgKind::Buffer { len_arg } = info.args[i].kind else {
+            return 0;
+        };
+        let l = usize::from(len_arg).min(5);
+        info.args
+            .get(l)
+            .map_or(self.raw[l], |s| mask(self.raw[l], s.bits))
+    }
+
+    /// Keeps `bytes` and says where they are.
+    fn keep(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(bytes);
+        (start, bytes.len() as u32)
+    }
+
+    /// Reads the string at `ptr` into the bytes; `Err`: unreadable. Returns where it is
+    /// and whether it was cut.
+    fn read_str(&mut self, mem: &dyn GuestMemory, ptr: u64) -> Result<(u32, u32, bool), ()> {
+        let start = self.bytes.len();
+        let bytes = &mut self.bytes;
+        match mem.read_cstr_with(ptr, MAX_STR, &mut |piece| bytes.extend_from_slice(piece)) {
+            Ok(cut) => Ok((start as u32, (self.bytes.len() - start) as u32, cut)),
+            Err(_) => {
+                self.bytes.truncate(start);
+                Err(())
             }
         }
-        ArgKind::Buffer { len_arg } => {
-            let l = usize::from(len_arg);
-            let len = info
-                .args
-                .get(l)
-                .map_or(args[l.min(5)], |s| mask(args[l.min(5)], s.bits));
-            let output = !spec.ctype.starts_with("const ");
-            let avail = match (output, when) {
-                (true, When::Enter) => None,
-                (true, When::Return(r)) if r < 0 => None,
-                (true, When::Return(r)) => Some(len.min(r as u64)),
-                (false, _) => Some(len),
+    }
+
+    /// Reads what argument `i` points to, if anything is to be read `when`.
+    fn read_arg(&mut self, i: usize, mem: &dyn GuestMemory, when: When) {
+        let Some(info) = self.info else { return };
+        let Some(spec) = info.args.get(i) else { return };
+        let ptr = mask(self.raw[i], self.word_bits);
+        let reads_memory = matches!(
+            spec.kind,
+            ArgKind::CStr | ArgKind::CStrArray | ArgKind::Buffer { .. }
+        );
+        if !reads_memory {
+            return;
+        }
+        if ptr == 0 {
+            self.read[i] = Read::Null;
+            return;
+        }
+        self.read[i] = match spec.kind {
+            ArgKind::CStr => match self.read_str(mem, ptr) {
+                Ok((start, len, false)) => Read::Bytes { start, len },
+                Ok((start, len, true)) => Read::Cut { start, len },
+                Err(()) => Read::Fault,
+            },
+            ArgKind::CStrArray => self.read_strs(mem, ptr),
+            _ => self.read_buffer(info, i, mem, ptr, when),
+        };
+    }
+
+    fn read_strs(&mut self, mem: &dyn GuestMemory, ptr: u64) -> Read {
+        let start = self.bytes.len() as u32;
+        let step = u64::from(self.word_bits / 8);
+        let mut count = 0u16;
+        for n in 0..=MAX_STRS as u64 {
+            let at = ptr.wrapping_add(n * step);
+            let p = if self.word_bits == 64 {
+                mem.read_u64(at)
+            } else {
+                mem.read_u32(at).map(u64::from)
             };
-            let data = match avail {
-                None => None,
-                Some(n) => {
-                    let mut buf = [0u8; MAX_BUF];
-                    let buf = &mut buf[..(n as usize).min(MAX_BUF)];
-                    if mem.read(ptr, buf).is_err() {
-                        return DecodedArg::Fault { ptr };
-                    }
-                    Some(escape(buf))
+            let Ok(p) = p else {
+                if n == 0 {
+                    return Read::Fault;
                 }
+                break;
             };
-            DecodedArg::Buffer { ptr, len, data }
+            if p == 0 {
+                return Read::Strs {
+                    start,
+                    count,
+                    cut: false,
+                };
+            }
+            if n as usize == MAX_STRS {
+                break;
+            }
+            // Each string: its length, then its bytes (the length is patched in after).
+            let len_at = self.bytes.len();
+            self.bytes.extend_from_slice(&[0; 4]);
+            let len = match self.read_str(mem, p) {
+                Ok((_, len, _)) => len,
+                Err(()) => self.keep(format!("<unreadable {p:#x}>").as_bytes()).1,
+            };
+            self.bytes[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            count += 1;
+        }
+        Read::Strs {
+            start,
+            count,
+            cut: true,
+        }
+    }
+
+    fn read_buffer(
+        &mut self,
+        info: &SyscallInfo,
+        i: usize,
+        mem: &dyn GuestMemory,
+        ptr: u64,
+        when: When,
+    ) -> Read {
+        let len = self.buffer_len(info, i);
+        let output = !info.args[i].ctype.starts_with("const ");
+        let avail = match (output, when) {
+            (true, When::Enter) => return Read::Nothing,
+            (true, When::Return(r)) if r < 0 => return Read::Nothing,
+            (true, When::Return(r)) => len.min(r as u64),
+            (false, _) => len,
+        };
+        let mut buf = [0u8; MAX_BUF];
+        let buf = &mut buf[..(avail as usize).min(MAX_BUF)];
+        if mem.read(ptr, buf).is_err() {
+            return Read::Fault;
+        }
+        let (start, len) = self.keep(buf);
+        Read::Bytes { start, len }
+    }
+
+    /// At return: reads the output buffers that could not be read at entry.
+    pub fn finish(&mut self, mem: &dyn GuestMemory, ret: i64) {
+        let Some(info) = self.info else { return };
+        for (i, spec) in info.args.iter().enumerate() {
+            if matches!(spec.kind, ArgKind::Buffer { .. }) && !spec.ctype.starts_with("const ") {
+                self.read_arg(i, mem, When::Return(ret));
+            }
         }
     }
 }
 
-/// Arguments by prototype name, in prototype order; serialises as a JSON object. One
-/// argument is kept inline, more go to the heap: every byte of a record is written by a
-/// vCPU and read by the log's writer thread on another CPU, and on the cheapest calls
-/// that traffic (not the allocation) was the larger cost (profiles: six inline, the
-/// record was ~470 bytes and its hand-over a fifth of a traced getppid's plugin time).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Args(pub SmallVec<[(&'static str, DecodedArg); 1]>);
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries((0..self.len()).map(|i| (self.name(i), self.decoded(i))))
+            .finish()
+    }
+}
 
 impl Serialize for Args {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for i in 0..self.len() {
+            m.serialize_entry(self.name(i), &self.decoded(i))?;
         }
         m.end()
     }
 }
 
-impl Args {
-    /// The argument called `name`.
-    pub fn get(&self, name: &str) -> Option<&DecodedArg> {
-        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
-    }
-
-    /// At return: reads the output buffers that could not be read at entry.
-    pub fn finish(&mut self, info: &SyscallInfo, call: &RawCall, mem: &dyn GuestMemory, ret: i64) {
-        let bits = call.profile().word_bits();
-        for (i, spec) in info.args.iter().enumerate() {
-            if matches!(spec.kind, ArgKind::Buffer { .. })
-                && !spec.ctype.starts_with("const ")
-                && let Some(slot) = self.0.get_mut(i)
-            {
-                slot.1 = decode_arg(info, i, &call.args, bits, mem, When::Return(ret));
-            }
-        }
-    }
-}
-
-const UNKNOWN_NAMES: [&str; 6] = ["arg0", "arg1", "arg2", "arg3", "arg4", "arg5"];
-
-/// Decodes every argument of `call`. A number the table does not know gives six raw
-/// unsigned values `arg0`..`arg5`.
+/// Reads every argument of `call` that points to something to read `when`. A number the
+/// table does not know gives six raw unsigned values `arg0`..`arg5`.
 pub fn decode_args(
-    info: Option<&SyscallInfo>,
+    info: Option<&'static SyscallInfo>,
     call: &RawCall,
     mem: &dyn GuestMemory,
     when: When,
 ) -> Args {
-    let bits = call.profile().word_bits();
-    match info {
-        Some(info) => Args(
-            (0..info.args.len())
-                .map(|i| {
-                    (
-                        info.args[i].name,
-                        decode_arg(info, i, &call.args, bits, mem, when),
-                    )
-                })
-                .collect(),
-        ),
-        None => Args(
-            UNKNOWN_NAMES
-                .iter()
-                .zip(call.args)
-                .map(|(n, v)| (*n, DecodedArg::Unsigned(mask(v, bits))))
-                .collect(),
-        ),
+    let mut args = Args::unread(info, call.args, call.profile().word_bits());
+    for i in 0..args.len() {
+        args.read_arg(i, mem, when);
     }
+    args
 }
 
 /// Who made a call, as the OS introspection layer reports it.
@@ -489,9 +655,7 @@ impl SyscallRecord {
         let info = done.call.info();
         let (ret, outcome) = match done.outcome {
             Outcome::Returned(r) => {
-                if let Some(info) = info {
-                    args.finish(info, &done.call, mem, r);
-                }
+                args.finish(mem, r);
                 (Some(r), None)
             }
             Outcome::NoReturn => (None, Some("no_return")),

@@ -473,20 +473,20 @@ fn read_buffer_is_decoded_at_return() {
     let mut args = decode_args(Some(info), &c, &mem, When::Enter);
     assert_eq!(
         args.get("buf"),
-        Some(&DecodedArg::Buffer {
+        Some(DecodedArg::Buffer {
             ptr: 0x7000,
             len: 4096,
             data: None
         })
     );
-    args.finish(info, &c, &mem, 11);
+    args.finish(&mem, 11);
     let json = serde_json::to_value(&args).unwrap();
     assert_eq!(
         json,
         serde_json::json!({"fd": 3, "buf": {"ptr": "0x7000", "len": 4096, "data": "root:x:0:0\\n"}, "count": 4096})
     );
     // A failed read has no data.
-    args.finish(info, &c, &mem, -9);
+    args.finish(&mem, -9);
     assert!(matches!(
         args.get("buf"),
         Some(DecodedArg::Buffer { data: None, .. })
@@ -505,8 +505,8 @@ fn write_buffer_is_decoded_at_entry_and_cut_at_64_bytes() {
     else {
         panic!("{args:?}")
     };
-    assert_eq!(*len, 100);
-    assert_eq!(d, &format!("\\x01\\xff{}", "A".repeat(62)));
+    assert_eq!(len, 100);
+    assert_eq!(d, format!("\\x01\\xff{}", "A".repeat(62)));
 }
 
 #[test]
