@@ -2,7 +2,9 @@
 //! to ([`jsonl`]). Field names are a contract with users' scripts: add, never rename.
 
 pub mod jsonl;
+pub mod pack;
 pub mod records;
 
 pub use jsonl::JsonlSink;
+pub use pack::Packed;
 pub use records::Record;

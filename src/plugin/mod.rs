@@ -660,7 +660,7 @@ impl Plugin {
             if self.options.icount {
                 self.write_at(cpu, record);
             } else {
-                self.sink.write_frequent(record);
+                self.sink.write_frequent(&record);
             }
         }
         let call = &done.done.call;

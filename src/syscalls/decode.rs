@@ -21,8 +21,9 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 use smallvec::SmallVec;
 
-use super::{ArgKind, ArgSpec, Completed, Outcome, RawCall, SyscallInfo};
+use super::{ArgKind, ArgSpec, Completed, Outcome, Profile, RawCall, SyscallInfo};
 use crate::mem::GuestMemory;
+use crate::output::pack::{Packed, Put, Unpack};
 
 /// Longest string read, in bytes.
 pub const MAX_STR: usize = 4096;
@@ -196,17 +197,17 @@ fn is_plain(bytes: &[u8]) -> bool {
         .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
 }
 
-/// Decodes argument `i` of `info` from the raw values `args`. `word_bits` is the
-/// profile's pointer width; `when` says whether output buffers can be read yet.
+/// Decodes argument `i` of `info` from the raw values `args` of a call of `profile`;
+/// `when` says whether output buffers can be read yet.
 pub fn decode_arg(
     info: &'static SyscallInfo,
     i: usize,
     args: &[u64; 6],
-    word_bits: u8,
+    profile: Profile,
     mem: &dyn GuestMemory,
     when: When,
 ) -> DecodedArg {
-    let mut one = Args::unread(Some(info), *args, word_bits);
+    let mut one = Args::unread(Some(info), *args, profile);
     one.read_arg(i, mem, when);
     one.decoded(i).unwrap_or(DecodedArg::Null)
 }
@@ -246,7 +247,7 @@ enum Read {
 pub struct Args {
     info: Option<&'static SyscallInfo>,
     raw: [u64; 6],
-    word_bits: u8,
+    profile: Profile,
     read: [Read; 6],
     bytes: SmallVec<[u8; INLINE_BYTES]>,
 }
@@ -256,14 +257,18 @@ const UNKNOWN_NAMES: [&str; 6] = ["arg0", "arg1", "arg2", "arg3", "arg4", "arg5"
 impl Args {
     /// The arguments of a call `info` (`None`: unknown number) with raw values `raw`,
     /// nothing read from memory yet.
-    fn unread(info: Option<&'static SyscallInfo>, raw: [u64; 6], word_bits: u8) -> Args {
+    fn unread(info: Option<&'static SyscallInfo>, raw: [u64; 6], profile: Profile) -> Args {
         Args {
             info,
             raw,
-            word_bits,
+            profile,
             read: [Read::Nothing; 6],
             bytes: SmallVec::new(),
         }
+    }
+
+    fn word_bits(&self) -> u8 {
+        self.profile.word_bits()
     }
 
     /// How many arguments there are.
@@ -299,11 +304,11 @@ impl Args {
     pub fn decoded(&self, i: usize) -> Option<DecodedArg> {
         let Some(info) = self.info else {
             let raw = *self.raw.get(i)?;
-            return Some(DecodedArg::Unsigned(mask(raw, self.word_bits)));
+            return Some(DecodedArg::Unsigned(mask(raw, self.word_bits())));
         };
         let spec = info.args.get(i)?;
         let raw = self.raw[i];
-        let ptr = mask(raw, self.word_bits);
+        let ptr = mask(raw, self.word_bits());
         let text = |start: u32, len: u32| escape(self.slice(start, len));
         Some(match spec.kind {
             ArgKind::Int | ArgKind::Signed | ArgKind::Fd => int_value(spec, raw),
@@ -396,7 +401,7 @@ impl Args {
     fn read_arg(&mut self, i: usize, mem: &dyn GuestMemory, when: When) {
         let Some(info) = self.info else { return };
         let Some(spec) = info.args.get(i) else { return };
-        let ptr = mask(self.raw[i], self.word_bits);
+        let ptr = mask(self.raw[i], self.word_bits());
         let reads_memory = matches!(
             spec.kind,
             ArgKind::CStr | ArgKind::CStrArray | ArgKind::Buffer { .. }
@@ -421,11 +426,11 @@ impl Args {
 
     fn read_strs(&mut self, mem: &dyn GuestMemory, ptr: u64) -> Read {
         let start = self.bytes.len() as u32;
-        let step = u64::from(self.word_bits / 8);
+        let step = u64::from(self.word_bits() / 8);
         let mut count = 0u16;
         for n in 0..=MAX_STRS as u64 {
             let at = ptr.wrapping_add(n * step);
-            let p = if self.word_bits == 64 {
+            let p = if self.word_bits() == 64 {
                 mem.read_u64(at)
             } else {
                 mem.read_u32(at).map(u64::from)
@@ -525,7 +530,7 @@ pub fn decode_args(
     mem: &dyn GuestMemory,
     when: When,
 ) -> Args {
-    let mut args = Args::unread(info, call.args, call.profile().word_bits());
+    let mut args = Args::unread(info, call.args, call.profile());
     for i in 0..args.len() {
         args.read_arg(i, mem, when);
     }
@@ -693,5 +698,131 @@ impl Serialize for SyscallRecord {
             m.serialize_field("seq", &seq)?;
         }
         m.end()
+    }
+}
+
+/// The values of [`SyscallRecord::outcome`], by their packed code (0: none).
+const OUTCOMES: [&str; 3] = ["no_return", "exec", "abandoned"];
+
+/// Bits of a packed record's first byte.
+mod flag {
+    pub const RET: u8 = 1;
+    pub const SEQ: u8 = 2;
+    pub const KNOWN: u8 = 4;
+    pub const X86: u8 = 8;
+    /// The outcome's code sits above the flags.
+    pub const OUTCOME_SHIFT: u32 = 4;
+}
+
+impl Read {
+    fn pack(self, out: &mut Vec<u8>) {
+        let (tag, a, b) = match self {
+            Read::Nothing => (0, None, 0),
+            Read::Null => (1, None, 0),
+            Read::Fault => (2, None, 0),
+            Read::Bytes { start, len } => (3, Some(start), len),
+            Read::Cut { start, len } => (4, Some(start), len),
+            Read::Strs { start, count, cut } => (5 + u8::from(cut), Some(start), count.into()),
+        };
+        out.put_u8(tag);
+        if let Some(a) = a {
+            out.put_u32(a);
+            out.put_u32(b);
+        }
+    }
+
+    fn unpack(input: &mut Unpack<'_>) -> Option<Read> {
+        let tag = input.u8()?;
+        Some(match tag {
+            0 => Read::Nothing,
+            1 => Read::Null,
+            2 => Read::Fault,
+            _ => {
+                let (start, n) = (input.u32()?, input.u32()?);
+                match tag {
+                    3 => Read::Bytes { start, len: n },
+                    4 => Read::Cut { start, len: n },
+                    5 | 6 => Read::Strs {
+                        start,
+                        count: u16::try_from(n).ok()?,
+                        cut: tag == 6,
+                    },
+                    _ => return None,
+                }
+            }
+        })
+    }
+}
+
+impl Packed for SyscallRecord {
+    fn pack(&self, out: &mut Vec<u8>) {
+        let args = &self.args;
+        let outcome = self
+            .outcome
+            .and_then(|o| OUTCOMES.iter().position(|&known| known == o))
+            .map_or(0, |i| i as u8 + 1);
+        let set = |on: bool, bit: u8| if on { bit } else { 0 };
+        let flags = set(self.ret.is_some(), flag::RET)
+            | set(self.seq.is_some(), flag::SEQ)
+            | set(args.info.is_some(), flag::KNOWN)
+            | set(args.profile == Profile::LinuxX86, flag::X86)
+            | (outcome << flag::OUTCOME_SHIFT);
+        out.put_u8(flags);
+        out.put_u32(self.thread.pid);
+        out.put_u32(self.thread.tid);
+        out.put_bytes(self.thread.comm.as_bytes());
+        out.put_u64(self.nr);
+        if let Some(ret) = self.ret {
+            out.put_u64(ret as u64);
+        }
+        if let Some(seq) = self.seq {
+            out.put_u64(seq);
+        }
+        for i in 0..args.len() {
+            out.put_u64(args.raw[i]);
+            args.read[i].pack(out);
+        }
+        out.put_bytes(&args.bytes);
+    }
+
+    fn unpack(input: &mut Unpack<'_>) -> Option<SyscallRecord> {
+        let flags = input.u8()?;
+        let pid = input.u32()?;
+        let tid = input.u32()?;
+        let comm = Comm::new(std::str::from_utf8(input.bytes()?).ok()?);
+        let nr = input.u64()?;
+        let ret = (flags & flag::RET != 0)
+            .then(|| input.u64().map(|r| r as i64))
+            .flatten();
+        let seq = (flags & flag::SEQ != 0).then(|| input.u64()).flatten();
+        let outcome = match flags >> flag::OUTCOME_SHIFT {
+            0 => None,
+            code => Some(*OUTCOMES.get(usize::from(code) - 1)?),
+        };
+        let profile = if flags & flag::X86 != 0 {
+            Profile::LinuxX86
+        } else {
+            Profile::LinuxX64
+        };
+        let info = if flags & flag::KNOWN != 0 {
+            Some(profile.lookup(nr)?)
+        } else {
+            None
+        };
+        let mut args = Args::unread(info, [0; 6], profile);
+        for i in 0..args.len() {
+            args.raw[i] = input.u64()?;
+            args.read[i] = Read::unpack(input)?;
+        }
+        args.bytes = SmallVec::from_slice(input.bytes()?);
+        Some(SyscallRecord {
+            thread: ThreadInfo { pid, tid, comm },
+            nr,
+            name: info.map(|i| i.name),
+            args,
+            ret,
+            outcome,
+            seq,
+        })
     }
 }

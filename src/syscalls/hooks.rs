@@ -90,7 +90,7 @@ impl<'a> HookCtx<'a> {
             info,
             i,
             &self.call.args,
-            self.profile().word_bits(),
+            self.profile(),
             self.mem,
             when,
         ))

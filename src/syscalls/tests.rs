@@ -556,6 +556,87 @@ fn unknown_numbers_give_raw_args() {
     assert_eq!(j["arg5"], 6);
 }
 
+/// Every shape a record can take survives its trip to the writer packed: strings (cut
+/// or not), buffers read at return, string arrays with an unreadable entry, faults,
+/// NULLs, unknown numbers, i386 calls, outcomes, no `seq`.
+#[test]
+fn records_pack_and_unpack_unchanged() {
+    use crate::output::pack::{Packed, Unpack};
+    let mut mem = Sparse::default();
+    mem.put(0x5000, b"/etc/passwd\0")
+        .put(0x7000, b"root:x:0:0\n\x01\xff")
+        .put(0x8000, &[b'x'; 5000]);
+    let mut argv = Vec::new();
+    for p in [0x5000u32, 0xdead_0000, 0] {
+        argv.extend_from_slice(&p.to_le_bytes());
+    }
+    mem.put(0x6000, &argv);
+    let calls = [
+        (
+            call(Abi::X64Syscall, 257, [0xffff_ff9c, 0x5000, 0, 0, 0, 0]),
+            Outcome::Returned(3),
+        ),
+        (
+            call(Abi::X64Syscall, 0, [3, 0x7000, 4096, 0, 0, 0]),
+            Outcome::Returned(13),
+        ),
+        (
+            call(Abi::X64Syscall, 0, [3, 0x9_0000, 16, 0, 0, 0]),
+            Outcome::Returned(-14),
+        ),
+        (
+            call(Abi::X64Syscall, 257, [0, 0x8000, 0, 0, 0, 0]),
+            Outcome::Abandoned,
+        ),
+        (
+            call(Abi::X64Syscall, 257, [0, 0, 0, 0, 0, 0]),
+            Outcome::Returned(-14),
+        ),
+        (
+            call(Abi::I386Int80, 11, [0x5000, 0x6000, 0, 0, 0, 0]),
+            Outcome::Exec,
+        ),
+        (
+            call(Abi::I386Int80, 11, [0x9_0000, 0x9_0000, 0, 0, 0, 0]),
+            Outcome::Returned(-14),
+        ),
+        (
+            call(Abi::X64Syscall, 9999, [1, 2, 3, 4, 5, u64::MAX]),
+            Outcome::NoReturn,
+        ),
+        (call(Abi::X64Syscall, 110, [0; 6]), Outcome::Returned(1)),
+    ];
+    let mut packed = Vec::new();
+    let mut records = Vec::new();
+    for (n, (c, outcome)) in calls.into_iter().enumerate() {
+        let args = decode_args(c.info(), &c, &mem, When::Enter);
+        let done = Completed {
+            thread: 0u64,
+            call: c,
+            payload: (),
+            outcome,
+        };
+        let rec = SyscallRecord {
+            seq: (n % 2 == 0).then_some(n as u64 * 1000),
+            ..SyscallRecord::new(thread(), &done, args, &mem)
+        };
+        rec.pack(&mut packed);
+        records.push(rec);
+    }
+    let mut input = Unpack(&packed);
+    for rec in &records {
+        let back = SyscallRecord::unpack(&mut input).expect("unpacks");
+        assert_eq!(&back, rec);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(rec).unwrap()
+        );
+    }
+    assert!(input.is_empty());
+    // Cut short, a record does not unpack.
+    assert!(SyscallRecord::unpack(&mut Unpack(&packed[..20])).is_none());
+}
+
 // ---- matcher -----------------------------------------------------------------------
 
 #[test]
