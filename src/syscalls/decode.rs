@@ -19,7 +19,6 @@
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
-use smallvec::SmallVec;
 
 use super::{ArgKind, ArgSpec, Completed, Outcome, Profile, RawCall, SyscallInfo};
 use crate::mem::GuestMemory;
@@ -212,10 +211,6 @@ pub fn decode_arg(
     one.decoded(i).unwrap_or(DecodedArg::Null)
 }
 
-/// Room for the bytes of strings and buffers inside [`Args`] before they go to the heap:
-/// most paths, and the [`MAX_BUF`] bytes shown of a buffer, fit.
-const INLINE_BYTES: usize = 64;
-
 /// What guest memory gave for one argument: where in [`Args`]'s bytes it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum Read {
@@ -249,7 +244,10 @@ pub struct Args {
     raw: [u64; 6],
     profile: Profile,
     read: [Read; 6],
-    bytes: SmallVec<[u8; INLINE_BYTES]>,
+    /// On the heap: a record is packed for the writer and dropped on the vCPU that made
+    /// it, so the allocation is freed where it was made (cheap), and a call without
+    /// strings or buffers allocates nothing.
+    bytes: Vec<u8>,
 }
 
 const UNKNOWN_NAMES: [&str; 6] = ["arg0", "arg1", "arg2", "arg3", "arg4", "arg5"];
@@ -263,7 +261,7 @@ impl Args {
             raw,
             profile,
             read: [Read::Nothing; 6],
-            bytes: SmallVec::new(),
+            bytes: Vec::new(),
         }
     }
 
@@ -577,6 +575,11 @@ impl Comm {
         }
     }
 
+    /// The name's bytes: valid UTF-8, made from a `&str`, so not checked again.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
@@ -770,7 +773,7 @@ impl Packed for SyscallRecord {
         out.put_u8(flags);
         out.put_u32(self.thread.pid);
         out.put_u32(self.thread.tid);
-        out.put_bytes(self.thread.comm.as_bytes());
+        out.put_bytes(self.thread.comm.bytes());
         out.put_u64(self.nr);
         if let Some(ret) = self.ret {
             out.put_u64(ret as u64);
@@ -814,7 +817,7 @@ impl Packed for SyscallRecord {
             args.raw[i] = input.u64()?;
             args.read[i] = Read::unpack(input)?;
         }
-        args.bytes = SmallVec::from_slice(input.bytes()?);
+        args.bytes = input.bytes()?.to_vec();
         Some(SyscallRecord {
             thread: ThreadInfo { pid, tid, comm },
             nr,
