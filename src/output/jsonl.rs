@@ -74,32 +74,43 @@ impl Batch {
         self.records = 0;
     }
 
-    /// Encodes every record as one line each into `lines`; returns how many could not
-    /// be. `F` unpacks the packed ones.
-    fn encode<F: Packed + Serialize>(&self, lines: &mut Vec<u8>) -> Result<(), String> {
+    /// Encodes every record as one line each into `lines`; returns how many were, and
+    /// the first error. A record that cannot be encoded is left out; bytes that do not
+    /// unpack (a bug) end the batch, as the records after them cannot be found again.
+    fn encode<F: Packed + Serialize>(&self, lines: &mut Vec<u8>) -> (usize, Option<String>) {
         let mut input = Unpack(&self.bytes);
         let mut boxed = self.boxed.iter();
+        let (mut encoded, mut first_error) = (0, None);
         while let Some(tag) = input.u8() {
             let start = lines.len();
-            let encoded = match tag {
+            let result = match tag {
                 PACKED => match F::unpack(&mut input) {
                     Some(record) => serde_json::to_writer(&mut *lines, &record),
-                    None => return Err("a packed record is malformed".into()),
+                    None => {
+                        first_error.get_or_insert_with(|| "a packed record is malformed".into());
+                        break;
+                    }
                 },
                 _ => match boxed.next() {
                     Some(record) => record.encode(lines),
-                    None => return Err("a boxed record is missing".into()),
+                    None => {
+                        first_error.get_or_insert_with(|| "a boxed record is missing".into());
+                        break;
+                    }
                 },
             };
-            match encoded {
-                Ok(()) => lines.push(b'\n'),
+            match result {
+                Ok(()) => {
+                    lines.push(b'\n');
+                    encoded += 1;
+                }
                 Err(err) => {
                     lines.truncate(start);
-                    return Err(err.to_string());
+                    first_error.get_or_insert_with(|| err.to_string());
                 }
             }
         }
-        Ok(())
+        (encoded, first_error)
     }
 }
 
@@ -138,18 +149,18 @@ impl<F: Packed + Serialize> Shared<F> {
             return false;
         }
         let mut lines = Vec::with_capacity(batch.bytes.len() * 4);
-        // A record that cannot be encoded is a bug; the records after it in the batch
-        // are lost with it (the packed bytes cannot be resynchronised), never the run.
-        let mut written = batch.records as u64;
-        if let Err(err) = batch.encode::<F>(&mut lines) {
-            let encoded = lines.iter().filter(|&&b| b == b'\n').count() as u64;
-            if self.dropped.fetch_add(written - encoded, Ordering::Relaxed) == 0 {
-                log::error!("cannot encode a record: {err}");
-            }
-            written = encoded;
+        // Losing a line must not stop the guest: counted, and said once.
+        let (encoded, error) = batch.encode::<F>(&mut lines);
+        if let Some(err) = error
+            && self
+                .dropped
+                .fetch_add((batch.records - encoded) as u64, Ordering::Relaxed)
+                == 0
+        {
+            log::error!("cannot encode a record: {err}");
         }
         if let Err(err) = file.write_all(&lines)
-            && self.dropped.fetch_add(written, Ordering::Relaxed) == 0
+            && self.dropped.fetch_add(encoded as u64, Ordering::Relaxed) == 0
         {
             log::error!("cannot write to {}: {err}", self.path.display());
         }
@@ -318,6 +329,22 @@ mod tests {
             ]
         );
         assert_eq!(sink.dropped(), 0);
+        sink.close();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_encoded_is_counted_and_the_others_written() {
+        let (dir, path) = temp_log("bad");
+        let sink = JsonlSink::<Line>::create(&path).unwrap();
+        sink.write_frequent(&Line { n: 1 });
+        // JSON object keys must be strings.
+        sink.write(std::collections::BTreeMap::from([((1, 2), 3)]));
+        sink.write_frequent(&Line { n: 3 });
+        sink.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"n\":1}\n{\"n\":3}\n");
+        assert_eq!(sink.dropped(), 1);
         sink.close();
         std::fs::remove_dir_all(dir).unwrap();
     }
