@@ -234,8 +234,7 @@ enum Read {
 /// A call's arguments as read from the guest: the raw values and the bytes of the
 /// strings and buffers they point to. Decoding into [`DecodedArg`]s (escaping, names,
 /// JSON shapes) waits until the record is written, on the log's writer thread: the
-/// vCPU only copies bytes, and a typical record (a path, or the first bytes of a
-/// buffer) needs no allocation at all. Serialises as a JSON object keyed by the
+/// vCPU only copies bytes, into one allocation per call at most. Serialises as a JSON object keyed by the
 /// prototype's argument names, in prototype order (`arg0`..`arg5` for a number the
 /// table does not know).
 #[derive(Clone, PartialEq, Eq)]
@@ -277,11 +276,6 @@ impl Args {
     /// Whether the call takes no argument.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The names, in prototype order.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        (0..self.len()).map(|i| self.name(i))
     }
 
     fn name(&self, i: usize) -> &'static str {
@@ -400,25 +394,20 @@ impl Args {
         let Some(info) = self.info else { return };
         let Some(spec) = info.args.get(i) else { return };
         let ptr = mask(self.raw[i], self.word_bits());
-        let reads_memory = matches!(
-            spec.kind,
-            ArgKind::CStr | ArgKind::CStrArray | ArgKind::Buffer { .. }
-        );
-        if !reads_memory {
-            return;
-        }
-        if ptr == 0 {
-            self.read[i] = Read::Null;
-            return;
-        }
         self.read[i] = match spec.kind {
+            ArgKind::Int
+            | ArgKind::Signed
+            | ArgKind::Fd
+            | ArgKind::Pointer
+            | ArgKind::StructPtr => return,
+            _ if ptr == 0 => Read::Null,
             ArgKind::CStr => match self.read_str(mem, ptr) {
                 Ok((start, len, false)) => Read::Bytes { start, len },
                 Ok((start, len, true)) => Read::Cut { start, len },
                 Err(()) => Read::Fault,
             },
             ArgKind::CStrArray => self.read_strs(mem, ptr),
-            _ => self.read_buffer(info, i, mem, ptr, when),
+            ArgKind::Buffer { .. } => self.read_buffer(info, i, mem, ptr, when),
         };
     }
 
@@ -475,8 +464,7 @@ impl Args {
         when: When,
     ) -> Read {
         let len = self.buffer_len(info, i);
-        let output = !info.args[i].ctype.starts_with("const ");
-        let avail = match (output, when) {
+        let avail = match (is_output(&info.args[i]), when) {
             (true, When::Enter) => return Read::Nothing,
             (true, When::Return(r)) if r < 0 => return Read::Nothing,
             (true, When::Return(r)) => len.min(r as u64),
@@ -495,11 +483,16 @@ impl Args {
     pub fn finish(&mut self, mem: &dyn GuestMemory, ret: i64) {
         let Some(info) = self.info else { return };
         for (i, spec) in info.args.iter().enumerate() {
-            if matches!(spec.kind, ArgKind::Buffer { .. }) && !spec.ctype.starts_with("const ") {
+            if matches!(spec.kind, ArgKind::Buffer { .. }) && is_output(spec) {
                 self.read_arg(i, mem, When::Return(ret));
             }
         }
     }
+}
+
+/// Whether the kernel fills the buffer `spec` (not `const`): it is read at return.
+fn is_output(spec: &ArgSpec) -> bool {
+    !spec.ctype.starts_with("const ")
 }
 
 impl std::fmt::Debug for Args {
@@ -582,7 +575,7 @@ impl Comm {
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        std::str::from_utf8(self.bytes()).unwrap_or_default()
     }
 }
 
