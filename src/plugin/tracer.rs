@@ -217,7 +217,7 @@ impl Tracer {
         let slot = self.in_flight.get(cpu.index() as usize);
         // Whatever was in flight here is not any more: its thread makes another call, or
         // (not pinned) a thread whose switches are not followed runs.
-        let spilled = slot.and_then(|s| s.lock().take());
+        let spilled = self.take_in_flight(cpu);
         let mut matcher = self.matcher.lock();
         let mut done = Done::new();
         if let Some(f) = spilled {
@@ -260,30 +260,28 @@ impl Tracer {
             }
         }
         drop(matcher);
-        for d in done {
-            out(finish(d, cpu));
-        }
+        hand_over(done, cpu, out);
+    }
+
+    /// The call waiting in `cpu`'s in-flight slot, taken out of it.
+    fn take_in_flight(&self, cpu: &dyn Vcpu) -> Option<InFlight> {
+        self.in_flight.get(cpu.index() as usize)?.lock().take()
     }
 
     /// The thread in flight on `cpu` is switched out: its call, if it has one, waits in
     /// the matcher from now on (it may return on another vCPU, or after other calls).
     pub fn switched_out(&self, cpu: &dyn Vcpu, out: &mut dyn FnMut(Finished)) {
-        let Some(f) = self
-            .in_flight
-            .get(cpu.index() as usize)
-            .and_then(|s| s.lock().take())
-        else {
+        let Some(f) = self.take_in_flight(cpu) else {
             return;
         };
         let done = self.matcher.lock().enter(f.key, f.call, f.pending);
-        for d in done {
-            out(finish(d, cpu));
-        }
+        hand_over(done, cpu, out);
     }
 
     /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
     /// it returns here (and any nested calls above it that never returned). `key` finds
-    /// out which thread is there, only when some call is pending at `pc` at all.
+    /// out which thread is there, only when some call is pending at `pc` at all, and
+    /// at most once.
     pub fn ret(
         &self,
         cpu: &dyn Vcpu,
@@ -291,6 +289,8 @@ impl Tracer {
         key: impl Fn() -> ThreadKey,
         out: &mut dyn FnMut(Finished),
     ) {
+        let known = std::cell::OnceCell::new();
+        let key = || *known.get_or_init(&key);
         let value = |abi: Abi| {
             let rax = cpu.reg(Reg::Rax)?;
             Some(abi.return_value(&Regs {
@@ -335,9 +335,14 @@ impl Tracer {
         };
         let done = matcher.ret(&key, pc, value);
         drop(matcher);
-        for d in done {
-            out(finish(d, cpu));
-        }
+        hand_over(done, cpu, out);
+    }
+}
+
+/// Hands `out` each call of `done`, made ready to record.
+fn hand_over(done: Done<ThreadKey, Pending>, cpu: &dyn Vcpu, out: &mut dyn FnMut(Finished)) {
+    for d in done {
+        out(finish(d, cpu));
     }
 }
 
@@ -369,7 +374,6 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
 mod tests {
     use super::*;
     use crate::cpu::fake::FakeCpu as Cpu;
-    use crate::syscalls::Outcome;
 
     const GETPPID: u64 = 110;
 
@@ -405,17 +409,18 @@ mod tests {
     /// (tid, pc of the call, outcome) of each finished call, in order.
     type Log = Vec<(u32, u64, Outcome)>;
 
+    /// Where finished calls go: into `log`.
+    fn into(log: &mut Log) -> impl FnMut(Finished) + '_ {
+        |f| log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
+    }
+
     fn enter(t: &Tracer, cpu: &Cpu, task: u64, pinned: bool, c: RawCall, log: &mut Log) {
-        t.enter(cpu, who(task, pinned), c, &mut |f| {
-            log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
-        });
+        t.enter(cpu, who(task, pinned), c, &mut into(log));
     }
 
     fn ret(t: &Tracer, cpu: &Cpu, key: ThreadKey, pc: u64, value: u64, log: &mut Log) {
         cpu.set(Reg::Rax, value);
-        t.ret(cpu, pc, || key, &mut |f| {
-            log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
-        });
+        t.ret(cpu, pc, || key, &mut into(log));
     }
 
     #[test]
