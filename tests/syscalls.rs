@@ -429,8 +429,7 @@ fn amd64_61_wrong_switch_to_is_refuted() {
         })
         .collect();
     assert_ne!(wrong, good, "the group names __switch_to");
-    let dir = std::env::temp_dir().join(format!("vmi-wrong-switch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tempdir("wrong-switch");
     let conf = dir.join("amd64-6.1.conf");
     std::fs::write(&conf, wrong).unwrap();
     let run = boot(&Boot {
