@@ -657,6 +657,8 @@ impl Plugin {
     fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
         if let Some(record) = done.record.take() {
             self.syscall_records.fetch_add(1, Ordering::Relaxed);
+            // Positioned records (icount=on, for replays) go boxed; the packed form has
+            // no position.
             if self.options.icount {
                 self.write_at(cpu, record);
             } else {
