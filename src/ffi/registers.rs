@@ -104,9 +104,17 @@ fn append_read(array: &ByteArray, handle: usize) -> Option<u64> {
         if size <= 0 || size > 8 || (a.len as usize) < start + size as usize || a.data.is_null() {
             return None;
         }
-        let mut bytes = [0u8; 8];
-        bytes[..size as usize]
-            .copy_from_slice(std::slice::from_raw_parts(a.data.add(start), size as usize));
-        Some(u64::from_le_bytes(bytes))
+        // Fixed-size reads: a variable-length copy is a call to memmove.
+        let at = a.data.add(start);
+        Some(match size {
+            8 => u64::from_le(at.cast::<u64>().read_unaligned()),
+            4 => u64::from(u32::from_le(at.cast::<u32>().read_unaligned())),
+            _ => {
+                let mut bytes = [0u8; 8];
+                bytes[..size as usize]
+                    .copy_from_slice(std::slice::from_raw_parts(at, size as usize));
+                u64::from_le_bytes(bytes)
+            }
+        })
     }
 }

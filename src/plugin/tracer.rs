@@ -24,7 +24,18 @@ use crate::syscalls::{
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::threads::ThreadCache;
+use super::threads::{ThreadCache, instance_id};
+
+/// Slots of [`KNOWN_RETURNS`].
+const KNOWN_SLOTS: usize = 16;
+
+thread_local! {
+    /// Return addresses this thread found among a tracer's, by a hash of the address:
+    /// (tracer id, address). A loop's calls come back to a few places (one per libc
+    /// wrapper), and the set only grows, so this spares the shared lock on most calls.
+    static KNOWN_RETURNS: [std::cell::Cell<(u64, u64)>; KNOWN_SLOTS] =
+        const { [const { std::cell::Cell::new((u64::MAX, 0)) }; KNOWN_SLOTS] };
+}
 
 /// Identifies a thread across its entry and return. The kernel's `task_struct` address
 /// when the kernel is readable; otherwise the address space and user stack pointer, which
@@ -76,6 +87,8 @@ pub struct Tracer {
     threads: ThreadCache,
     /// Per vCPU, the call in flight there (see the module documentation).
     in_flight: Box<[Mutex<Option<InFlight>>]>,
+    /// Tells tracers apart in [`KNOWN_RETURNS`].
+    id: u64,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -102,6 +115,7 @@ impl Tracer {
             stack_keys: Mutex::new(FxHashMap::default()),
             threads: ThreadCache::default(),
             in_flight: (0..vcpus).map(|_| Mutex::new(None)).collect(),
+            id: instance_id(),
         }
     }
 
@@ -210,10 +224,18 @@ impl Tracer {
         if let (Some(task), Some(name)) = (who.task, name) {
             self.threads.entering(task, name);
         }
-        // Most calls come back through a known return point: check under the read lock.
-        if !self.is_return_pc(call.return_pc) {
-            self.return_pcs.write().insert(call.return_pc);
-        }
+        // Most calls come back through a known return point: check under the read lock,
+        // if this thread did not just find it.
+        let pc = call.return_pc;
+        let way = (pc ^ (pc >> 4) ^ (pc >> 8)) as usize % KNOWN_SLOTS;
+        KNOWN_RETURNS.with(|known| {
+            if known[way].get() != (self.id, pc) {
+                if !self.is_return_pc(pc) {
+                    self.return_pcs.write().insert(pc);
+                }
+                known[way].set((self.id, pc));
+            }
+        });
         let slot = self.in_flight.get(cpu.index() as usize);
         // Whatever was in flight here is not any more: its thread makes another call, or
         // (not pinned) a thread whose switches are not followed runs.

@@ -368,18 +368,27 @@ impl Args {
             .map_or(self.raw[l], |s| mask(self.raw[l], s.bits))
     }
 
+    /// The byte store, given one of this thread's spare buffers if it had none yet.
+    fn store(&mut self) -> &mut Vec<u8> {
+        if self.bytes.capacity() == 0 {
+            self.bytes = spare::take();
+        }
+        &mut self.bytes
+    }
+
     /// Keeps `bytes` and says where they are.
     fn keep(&mut self, bytes: &[u8]) -> (u32, u32) {
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(bytes);
+        let store = self.store();
+        let start = store.len() as u32;
+        store.extend_from_slice(bytes);
         (start, bytes.len() as u32)
     }
 
     /// Reads the string at `ptr` into the bytes; `Err`: unreadable. Returns where it is
     /// and whether it was cut.
     fn read_str(&mut self, mem: &dyn GuestMemory, ptr: u64) -> Result<(u32, u32, bool), ()> {
-        let start = self.bytes.len();
-        let bytes = &mut self.bytes;
+        let bytes = self.store();
+        let start = bytes.len();
         match mem.read_cstr_with(ptr, MAX_STR, &mut |piece| bytes.extend_from_slice(piece)) {
             Ok(cut) => Ok((start as u32, (self.bytes.len() - start) as u32, cut)),
             Err(_) => {
@@ -440,7 +449,7 @@ impl Args {
             }
             // Each string: its length, then its bytes (the length is patched in after).
             let len_at = self.bytes.len();
-            self.bytes.extend_from_slice(&[0; 4]);
+            self.store().extend_from_slice(&[0; 4]);
             let len = match self.read_str(mem, p) {
                 Ok((_, len, _)) => len,
                 Err(()) => self.keep(format!("<unreadable {p:#x}>").as_bytes()).1,
@@ -493,6 +502,74 @@ impl Args {
 /// Whether the kernel fills the buffer `spec` (not `const`): it is read at return.
 fn is_output(spec: &ArgSpec) -> bool {
     !spec.ctype.starts_with("const ")
+}
+
+impl Drop for Args {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Byte buffers of dropped [`Args`], kept for the next calls made on the same thread: a
+/// traced call with a string or a buffer would otherwise allocate and free once each
+/// (about a twentieth of its cost). Records are dropped on the vCPU that made them once
+/// packed, so the buffers come back where they are needed.
+mod spare {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most.
+    const KEPT: usize = 8;
+    /// Larger buffers (a long argv) go back to the allocator.
+    const LARGEST: usize = 8192;
+    /// What a new buffer is made with: a path and a buffer's first bytes fit.
+    const FIRST: usize = 256;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer.
+    pub(super) fn take() -> Vec<u8> {
+        SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Vec::with_capacity(FIRST))
+    }
+
+    /// Keeps `buf` for [`take`], if it is worth keeping.
+    pub(super) fn give(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > LARGEST {
+            return;
+        }
+        buf.clear();
+        // During thread teardown the buffer is simply freed.
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEPT {
+                s.push(buf);
+            }
+        });
+    }
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_buffer_given_back_is_handed_out_again_empty() {
+            let mut buf = super::take();
+            buf.extend_from_slice(b"/etc/passwd");
+            let at = buf.as_ptr();
+            super::give(buf);
+            let again = super::take();
+            assert!(again.is_empty());
+            assert_eq!(again.as_ptr(), at, "the same allocation");
+            let fresh = super::take();
+            assert_ne!(fresh.as_ptr(), at, "handed out once");
+            let mut big = Vec::with_capacity(super::LARGEST + 1);
+            big.push(0);
+            super::give(big);
+            assert!(super::take().capacity() <= super::LARGEST, "large ones are freed");
+        }
+    }
 }
 
 impl std::fmt::Debug for Args {
@@ -810,7 +887,8 @@ impl Packed for SyscallRecord {
             args.raw[i] = input.u64()?;
             args.read[i] = Read::unpack(input)?;
         }
-        args.bytes = input.bytes()?.to_vec();
+        let bytes = input.bytes()?;
+        args.store().extend_from_slice(bytes);
         Some(SyscallRecord {
             thread: ThreadInfo { pid, tid, comm },
             nr,
