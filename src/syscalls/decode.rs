@@ -567,7 +567,10 @@ mod spare {
             let mut big = Vec::with_capacity(super::LARGEST + 1);
             big.push(0);
             super::give(big);
-            assert!(super::take().capacity() <= super::LARGEST, "large ones are freed");
+            assert!(
+                super::take().capacity() <= super::LARGEST,
+                "large ones are freed"
+            );
         }
     }
 }

@@ -28,7 +28,6 @@
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 
 use super::RawCall;
 
@@ -58,9 +57,11 @@ pub struct Completed<K, P> {
     pub outcome: Outcome,
 }
 
-/// What one step of the matcher completes: almost always one call or none, so kept
-/// inline (a call costs no allocation for it).
-pub type Done<K, P> = SmallVec<[Completed<K, P>; 2]>;
+/// What one step of the matcher completes: most often nothing. A plain `Vec`, which
+/// allocates nothing while empty: a completed call with its decoded arguments is a few
+/// hundred bytes, and an inline buffer for two of them was copied whole at every step,
+/// empty or not (a quarter of a traced call's own cost).
+pub type Done<K, P> = Vec<Completed<K, P>>;
 
 /// Pending calls by thread. `P` is any payload the caller keeps with a call.
 #[derive(Debug)]
