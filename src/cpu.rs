@@ -24,19 +24,10 @@ pub mod fake {
 
     use super::Vcpu;
     use crate::arch::regs::{Reg, Registers};
-    use crate::mem::{Fault, GuestMemory};
-
-    /// Guest memory where nothing is mapped.
-    pub struct Unmapped;
-
-    impl GuestMemory for Unmapped {
-        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-            Err(Fault { va, len: buf.len() })
-        }
-    }
+    use crate::mem::{Fault, GuestMemory, NoMemory};
 
     /// vCPU `index` with memory `mem`.
-    pub struct FakeCpu<M = Unmapped> {
+    pub struct FakeCpu<M = NoMemory> {
         index: u32,
         regs: [Cell<Option<u64>>; Reg::ALL.len()],
         mem: M,
@@ -45,7 +36,7 @@ pub mod fake {
     impl FakeCpu {
         /// vCPU `index`, no register readable, no memory mapped.
         pub fn new(index: u32) -> FakeCpu {
-            FakeCpu::with_memory(index, Unmapped)
+            FakeCpu::with_memory(index, NoMemory)
         }
     }
 

@@ -392,6 +392,35 @@ fn assert_switches_followed(run: &Run) {
     );
 }
 
+/// The power-off call never returns (QEMU exits during it): it is written at the end of
+/// the run as `unfinished`, with the calls still blocked then, and nothing follows them
+/// but `run_end`.
+fn assert_poweroff_unfinished(run: &Run) {
+    let calls: Vec<&Value> = run
+        .events
+        .iter()
+        .filter(|e| e["type"] == "syscall")
+        .collect();
+    let first = calls
+        .iter()
+        .position(|c| c["outcome"] == "unfinished")
+        .unwrap_or_else(|| panic!("no unfinished call: {}", run.dir.display()));
+    let tail = &calls[first..];
+    assert!(
+        tail.iter()
+            .all(|c| c["outcome"] == "unfinished" && c["ret"].is_null()),
+        "unfinished calls come last: {}",
+        run.dir.display()
+    );
+    let reboot = tail
+        .iter()
+        .find(|c| c["name"] == "reboot")
+        .unwrap_or_else(|| panic!("the power-off call is not written: {}", run.dir.display()));
+    // LINUX_REBOOT_CMD_POWER_OFF
+    assert_eq!(reboot["args"]["cmd"], 0x4321_fedc_u32, "{reboot}");
+    assert_eq!(run.events.last().unwrap()["type"], "run_end");
+}
+
 #[test]
 fn amd64_61_matches_strace() {
     if !lab_available("amd64_61_matches_strace") {
@@ -404,6 +433,7 @@ fn amd64_61_matches_strace() {
     });
     check_against_strace(&run, Compare::WORKLOAD);
     assert_switches_followed(&run);
+    assert_poweroff_unfinished(&run);
 }
 
 /// A group whose `vmi.switch_to_addr` names another function (here the dispatch function
@@ -462,6 +492,7 @@ fn amd64_612_matches_strace() {
     });
     check_against_strace(&run, Compare::WORKLOAD);
     assert_switches_followed(&run);
+    assert_poweroff_unfinished(&run);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
@@ -641,6 +672,7 @@ fn i386_61_matches_strace() {
     });
     check_against_strace(&run, Compare::WORKLOAD);
     assert_switches_followed(&run);
+    assert_poweroff_unfinished(&run);
 }
 
 /// Checks a kept run again without booting, for work on the comparison:

@@ -12,6 +12,17 @@ pub struct Fault {
     pub len: usize,
 }
 
+/// Memory where nothing can be read: for work done outside any vCPU (the end of the
+/// run), where QEMU has no current vCPU to read through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMemory;
+
+impl GuestMemory for NoMemory {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        Err(Fault { va, len: buf.len() })
+    }
+}
+
 /// Guest virtual memory as seen by the current vCPU. One primitive; typed helpers below.
 pub trait GuestMemory {
     /// Fills `buf` from guest virtual address `va`, all or nothing.

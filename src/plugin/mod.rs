@@ -488,7 +488,7 @@ impl Plugin {
         let Some(abi) = abi else {
             return;
         };
-        let call = self.tracer.read_call(abi, cpu, pc);
+        let call = self.tracer.read_call(abi, cpu, running_address(cpu, pc));
         if !self.deferred_to_kernel(cpu) {
             self.enter(cpu, Deferred { call, stack: None }, At::User);
             return;
@@ -634,6 +634,7 @@ impl Plugin {
 
     /// A system call may return at `pc`, the start of this block.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
+        let pc = running_address(cpu, pc);
         let readable = !self.deferred_to_kernel(cpu);
         let key = || {
             let task = if readable {
@@ -648,7 +649,9 @@ impl Plugin {
         };
         let kernel_mode = readable.then_some(false);
         self.tracer
-            .ret(cpu, pc, key, &mut |done| self.emit(done, cpu, kernel_mode));
+            .ret(cpu, pc, key, || self.stack_key(cpu), &mut |done| {
+                self.emit(done, cpu, kernel_mode)
+            });
     }
 
     /// Logs a completed call, then the lifecycle events it causes.
@@ -733,8 +736,15 @@ impl Plugin {
         }
     }
 
-    /// QEMU is exiting: write `run_end` with the counters.
+    /// QEMU is exiting: write the calls still pending, then `run_end` with the counters.
     pub fn on_exit(&self) {
+        // Outside any vCPU: no position, and no process events (nothing can be read).
+        self.tracer.unfinished(&mut |mut done| {
+            if let Some(record) = done.record.take() {
+                self.syscall_records.fetch_add(1, Ordering::Relaxed);
+                self.sink.write(record);
+            }
+        });
         let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);
         let syscall_insns = SyscallInsnCounts {
             syscall: count(SyscallInsn::Syscall),
@@ -755,6 +765,30 @@ impl Plugin {
         self.sink.write(record);
         self.sink.close();
     }
+}
+
+/// Where the instruction translated at `translated` runs now, in the current address
+/// space.
+///
+/// QEMU translates x86 code position-independently and shares one translation between
+/// every virtual address that maps the same physical page (the vDSO, a shared library
+/// under ASLR: each process has them elsewhere). The address the plugin saw at
+/// translation is the first translator's; the same code now runs one or more pages away
+/// from it. `rip` is synced when a block starts, so it lies at most a block (under a page)
+/// before the instruction: rounding their distance up to whole pages gives that shift.
+/// Without this, a call entered through a block one process translated and returning
+/// through a block another did could never be paired.
+fn running_address(cpu: &dyn Vcpu, translated: u64) -> u64 {
+    match cpu.reg(Reg::Rip) {
+        Some(rip) => translated.wrapping_add(page_shift(rip, translated)),
+        None => translated,
+    }
+}
+
+/// The whole number of pages between the block start `rip` runs at and the instruction
+/// `translated`, where `rip` is at most a page before where the instruction now runs.
+fn page_shift(rip: u64, translated: u64) -> u64 {
+    rip.wrapping_sub(translated).wrapping_add(0xfff) & !0xfff
 }
 
 /// The process events' view of the thread that made a call.
@@ -835,9 +869,45 @@ mod tests {
         assert_eq!(end["probe"]["matched"], 2);
         // Without registers both calls decode as number 0 (read) of one unknown thread,
         // from different instructions: the second nests above the first (as in a signal
-        // handler), so neither is complete yet.
-        assert!(lines.iter().all(|l| l["type"] != "syscall"));
+        // handler), so neither returned; the end of the run writes both, in entry order,
+        // before run_end.
+        let calls: Vec<_> = lines.iter().filter(|l| l["type"] == "syscall").collect();
+        assert_eq!(calls.len(), 2, "{text}");
+        for (n, c) in calls.iter().enumerate() {
+            assert_eq!(
+                (c["outcome"].as_str(), c["ret"].is_null()),
+                (Some("unfinished"), true)
+            );
+            assert_eq!(c["seq"], n);
+        }
+        assert_eq!(lines[lines.len() - 2]["type"], "syscall");
+        assert_eq!(end["syscall_records"], 2);
         std::fs::remove_file(out).unwrap();
+    }
+
+    #[test]
+    fn shared_translations_run_where_rip_says() {
+        let at = |rip, translated: u64| translated.wrapping_add(page_shift(rip, translated));
+        // i386 vDSO, translated where one process maps it, run in another (as seen):
+        // `sysenter` 5 bytes into its block, and the return point starting one.
+        assert_eq!(at(0xb7f2_d550, 0xb7f9_5555), 0xb7f2_d555);
+        assert_eq!(at(0xb7f2_d559, 0xb7f9_5559), 0xb7f2_d559);
+        assert_eq!(at(0xb7fb_a550, 0xb7f9_5555), 0xb7fb_a555);
+        // Unshared code: the block starts 16 bytes before `int 0x80`.
+        assert_eq!(at(0x80b_a065, 0x80b_a075), 0x80b_a075);
+        // A block that starts on the page before the instruction.
+        assert_eq!(at(0x7f00_0000_1ff0, 0x7e00_0000_2004), 0x7f00_0000_2004);
+        // An x86-64 library a long way off, both ways.
+        assert_eq!(at(0x7f12_3456_7000, 0x5555_0000_7010), 0x7f12_3456_7010);
+        assert_eq!(at(0x5555_0000_7000, 0x7f12_3456_7010), 0x5555_0000_7010);
+        let cpu = FakeCpu::new(0);
+        assert_eq!(
+            running_address(&cpu, 0x1234),
+            0x1234,
+            "no rip: as translated"
+        );
+        cpu.set(Reg::Rip, 0x5000);
+        assert_eq!(running_address(&cpu, 0x1002), 0x5002);
     }
 
     #[test]

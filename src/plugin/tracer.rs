@@ -12,11 +12,12 @@
 //! switch, or another call of the same thread (a signal handler's, a restart), moves it
 //! into the matcher, which then decides as it always did.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
+use crate::mem::{GuestMemory, NoMemory};
 use crate::syscalls::{
     Abi, Args, Completed, Done, Matcher, Outcome, RawCall, Regs, SyscallRecord, ThreadInfo, When,
     decode_args,
@@ -89,6 +90,11 @@ pub struct Tracer {
     in_flight: Box<[Mutex<Option<InFlight>>]>,
     /// Tells tracers apart in [`KNOWN_RETURNS`].
     id: u64,
+    /// Calls pending under a [`ThreadKey::Stack`] key. The first calls of a run enter
+    /// before the kernel is found (or before its context switches are followed) and are
+    /// keyed by stack, but return when the task is known: only while some are pending
+    /// does a return point that finds nothing for the task look for the stack key too.
+    stack_keyed: AtomicUsize,
 }
 
 /// Who is running on `cpu`, with the key that finds its pending call again.
@@ -116,6 +122,7 @@ impl Tracer {
             threads: ThreadCache::default(),
             in_flight: (0..vcpus).map(|_| Mutex::new(None)).collect(),
             id: instance_id(),
+            stack_keyed: AtomicUsize::new(0),
         }
     }
 
@@ -278,11 +285,32 @@ impl Tracer {
                         pending,
                     })
                 }
-                None => done.extend(matcher.enter(who.key, call, pending)),
+                None => {
+                    if matches!(who.key, ThreadKey::Stack(..)) {
+                        self.stack_keyed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.extend(matcher.enter(who.key, call, pending));
+                }
             }
         }
         drop(matcher);
-        hand_over(done, cpu, out);
+        self.hand_over(done, cpu, out);
+    }
+
+    /// Hands `out` each call of `done`, made ready to record (reading `mem` for the
+    /// output buffers of calls that returned).
+    fn hand_over(
+        &self,
+        done: Done<ThreadKey, Pending>,
+        mem: &dyn GuestMemory,
+        out: &mut dyn FnMut(Finished),
+    ) {
+        for d in done {
+            if matches!(d.thread, ThreadKey::Stack(..)) {
+                self.stack_keyed.fetch_sub(1, Ordering::Relaxed);
+            }
+            out(finish(d, mem));
+        }
     }
 
     /// The call waiting in `cpu`'s in-flight slot, taken out of it.
@@ -297,18 +325,39 @@ impl Tracer {
             return;
         };
         let done = self.matcher.lock().enter(f.key, f.call, f.pending);
-        hand_over(done, cpu, out);
+        self.hand_over(done, cpu, out);
+    }
+
+    /// The run ends: hands `out` every call still pending (blocked, or the power-off call
+    /// itself) as [`Outcome::Unfinished`], in the order they entered, as `strace` shows
+    /// them `<unfinished ...>`. Outside any vCPU: nothing is read.
+    pub fn unfinished(&self, out: &mut dyn FnMut(Finished)) {
+        let mut done = self.matcher.lock().drain();
+        for slot in &self.in_flight {
+            if let Some(f) = slot.lock().take() {
+                done.push(Completed {
+                    thread: f.key,
+                    call: f.call,
+                    payload: f.pending,
+                    outcome: Outcome::Unfinished,
+                });
+            }
+        }
+        done.sort_by_key(|d| d.payload.seq);
+        self.hand_over(done, &NoMemory, out);
     }
 
     /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
     /// it returns here (and any nested calls above it that never returned). `key` finds
     /// out which thread is there, only when some call is pending at `pc` at all, and
-    /// at most once.
+    /// at most once; `stack` makes its key by address space and stack, for a call that
+    /// entered before its task could be known.
     pub fn ret(
         &self,
         cpu: &dyn Vcpu,
         pc: u64,
         key: impl Fn() -> ThreadKey,
+        stack: impl FnOnce() -> ThreadKey,
         out: &mut dyn FnMut(Finished),
     ) {
         let known = std::cell::OnceCell::new();
@@ -348,8 +397,16 @@ impl Tracer {
         if !matcher.returns_at(pc) {
             return;
         }
-        let key = key();
-        let Some(abi) = matcher.pending_at(&key, pc).map(|c| c.abi) else {
+        let mut key = key();
+        let mut found = matcher.pending_at(&key, pc).map(|c| c.abi);
+        if found.is_none()
+            && matches!(key, ThreadKey::Task(_))
+            && self.stack_keyed.load(Ordering::Relaxed) > 0
+        {
+            key = stack();
+            found = matcher.pending_at(&key, pc).map(|c| c.abi);
+        }
+        let Some(abi) = found else {
             return;
         };
         let Some(value) = value(abi) else {
@@ -357,18 +414,13 @@ impl Tracer {
         };
         let done = matcher.ret(&key, pc, value);
         drop(matcher);
-        hand_over(done, cpu, out);
+        self.hand_over(done, cpu, out);
     }
 }
 
-/// Hands `out` each call of `done`, made ready to record.
-fn hand_over(done: Done<ThreadKey, Pending>, cpu: &dyn Vcpu, out: &mut dyn FnMut(Finished)) {
-    for d in done {
-        out(finish(d, cpu));
-    }
-}
-
-fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn Vcpu) -> Finished {
+/// `done` made ready to record; `mem` is read for the output buffers of a call that
+/// returned.
+fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn GuestMemory) -> Finished {
     let Completed {
         thread: key,
         call,
@@ -442,7 +494,63 @@ mod tests {
 
     fn ret(t: &Tracer, cpu: &Cpu, key: ThreadKey, pc: u64, value: u64, log: &mut Log) {
         cpu.set(Reg::Rax, value);
-        t.ret(cpu, pc, || key, &mut into(log));
+        t.ret(cpu, pc, || key, || key, &mut into(log));
+    }
+
+    #[test]
+    fn the_end_of_the_run_writes_pending_calls_in_entry_order() {
+        let t = Tracer::new(SyscallFilter::All, 2);
+        let (cpu0, cpu1) = (Cpu::new(0), Cpu::new(1));
+        let mut log = Log::new();
+        // A blocked call in the matcher, one in each vCPU's slot (the power-off call).
+        enter(&t, &cpu0, 7, true, call(GETPPID, 0x100), &mut log);
+        t.switched_out(&cpu0, &mut |_| panic!("nothing completes"));
+        enter(&t, &cpu1, 8, true, call(GETPPID, 0x200), &mut log);
+        enter(&t, &cpu0, 9, true, call(GETPPID, 0x300), &mut log);
+        assert!(log.is_empty());
+        t.unfinished(&mut into(&mut log));
+        assert_eq!(
+            log,
+            [
+                (7, 0x100, Outcome::Unfinished),
+                (8, 0x200, Outcome::Unfinished),
+                (9, 0x300, Outcome::Unfinished)
+            ]
+        );
+        t.unfinished(&mut |_| panic!("written once"));
+    }
+
+    #[test]
+    fn a_call_entered_before_its_task_was_known_returns_by_its_stack() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let mut log = Log::new();
+        let stack = ThreadKey::Stack(1, 7);
+        // The run's first call: no kernel yet, so keyed by stack.
+        enter(&t, &cpu, 7, false, call(GETPPID, 0x100), &mut log);
+        cpu.set(Reg::Rax, 1);
+        // It returns once the task is known: found by the stack key.
+        t.ret(
+            &cpu,
+            0x102,
+            || ThreadKey::Task(7),
+            || stack,
+            &mut into(&mut log),
+        );
+        assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
+        // With nothing pending by stack any more, the stack key is not made.
+        enter(&t, &cpu, 8, false, call(GETPPID, 0x100), &mut log);
+        ret(&t, &cpu, ThreadKey::Stack(1, 8), 0x102, 2, &mut log);
+        enter(&t, &cpu, 9, true, call(GETPPID, 0x200), &mut log);
+        t.switched_out(&cpu, &mut into(&mut log));
+        t.ret(
+            &cpu,
+            0x202,
+            || ThreadKey::Task(10),
+            || panic!("not needed"),
+            &mut |_| panic!("not the caller"),
+        );
+        assert_eq!(log.len(), 2);
     }
 
     #[test]
@@ -465,9 +573,13 @@ mod tests {
         let cpu = Cpu::new(0);
         let mut log = Log::new();
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
-        t.ret(&cpu, 0x102, || ThreadKey::Task(7), &mut |_| {
-            panic!("no result, no completion")
-        });
+        t.ret(
+            &cpu,
+            0x102,
+            || ThreadKey::Task(7),
+            || ThreadKey::Task(7),
+            &mut |_| panic!("no result, no completion"),
+        );
         ret(&t, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);
         assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
     }

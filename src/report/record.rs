@@ -183,7 +183,7 @@ pub struct Syscall {
     pub args: Ordered,
     /// Result, if a return was seen.
     pub ret: Option<i64>,
-    /// Why there is no result (`no_return`, `exec`, `abandoned`).
+    /// Why there is no result (`no_return`, `exec`, `abandoned`, `unfinished`).
     pub outcome: Option<String>,
 }
 

@@ -83,7 +83,7 @@ pub struct FileUse {
     pub count: u64,
     /// Calls that succeeded.
     pub ok: u64,
-    /// Calls without a result (`no_return`, `abandoned`).
+    /// Calls without a result (`no_return`, `abandoned`, `unfinished`).
     pub unknown: u64,
     /// Failures by errno.
     pub errors: Vec<ErrnoCount>,

@@ -702,8 +702,8 @@ impl Serialize for Comm {
 ///   "args":{"dfd":-100,"filename":"/etc/passwd","flags":0,"mode":0},"ret":3}`
 ///
 /// `name` is `null` for a number the table does not know. `ret` is `null` when no return
-/// was seen; `outcome` then says why (`no_return`, `exec`, `abandoned`) and is absent
-/// otherwise.
+/// was seen; `outcome` then says why (`no_return`, `exec`, `abandoned`, `unfinished`: the
+/// run ended first) and is absent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallRecord {
     /// Who.
@@ -742,6 +742,7 @@ impl SyscallRecord {
             Outcome::NoReturn => (None, Some("no_return")),
             Outcome::Exec => (None, Some("exec")),
             Outcome::Abandoned => (None, Some("abandoned")),
+            Outcome::Unfinished => (None, Some("unfinished")),
         };
         SyscallRecord {
             thread,
@@ -778,7 +779,7 @@ impl Serialize for SyscallRecord {
 }
 
 /// The values of [`SyscallRecord::outcome`], by their packed code (0: none).
-const OUTCOMES: [&str; 3] = ["no_return", "exec", "abandoned"];
+const OUTCOMES: [&str; 4] = ["no_return", "exec", "abandoned", "unfinished"];
 
 /// Bits of a packed record's first byte.
 mod flag {

@@ -42,6 +42,8 @@ pub enum Outcome {
     Exec,
     /// No return was seen before the thread made another call or was forgotten.
     Abandoned,
+    /// The run ended first: a call blocked at power-off, or the power-off call itself.
+    Unfinished,
 }
 
 /// A call whose fate is known.
@@ -294,6 +296,22 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
             .into_iter()
             .map(|e| Self::completed(thread, e, Outcome::Abandoned))
             .collect()
+    }
+
+    /// The run ends: every pending call as [`Outcome::Unfinished`], each thread's oldest
+    /// first.
+    pub fn drain(&mut self) -> Done<K, P> {
+        self.at_pc.clear();
+        self.count = 0;
+        let mut done = Done::new();
+        for (thread, stack) in self.pending.drain() {
+            done.extend(
+                stack
+                    .into_iter()
+                    .map(|e| Self::completed(&thread, e, Outcome::Unfinished)),
+            );
+        }
+        done
     }
 
     /// How many calls are pending.

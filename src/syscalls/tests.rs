@@ -605,6 +605,7 @@ fn records_pack_and_unpack_unchanged() {
             Outcome::NoReturn,
         ),
         (call(Abi::X64Syscall, 110, [0; 6]), Outcome::Returned(1)),
+        (call(Abi::X64Syscall, 169, [0; 6]), Outcome::Unfinished),
     ];
     let mut packed = Vec::new();
     let mut records = Vec::new();
@@ -694,6 +695,30 @@ fn matcher_cases() {
         Outcome::Abandoned
     );
     assert!(m.is_empty());
+    // The run ends with calls pending: all of them, each thread's oldest first.
+    m.enter((3, 1), x64(0), ());
+    let handler = RawCall {
+        pc: 0x2000,
+        return_pc: 0x2002,
+        ..x64(1)
+    };
+    m.enter((3, 1), handler, ());
+    m.enter((4, 1), x64(61), ());
+    let mut done: Vec<_> = m
+        .drain()
+        .into_iter()
+        .map(|d| (d.thread, d.call.nr, d.outcome))
+        .collect();
+    done.sort_by_key(|d| d.0);
+    assert_eq!(
+        done,
+        [
+            ((3, 1), 0, Outcome::Unfinished),
+            ((3, 1), 1, Outcome::Unfinished),
+            ((4, 1), 61, Outcome::Unfinished)
+        ]
+    );
+    assert!(m.is_empty() && !m.returns_at(0x1002));
 }
 
 #[test]
