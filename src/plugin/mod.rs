@@ -70,7 +70,11 @@ const DETECT_BUDGET: u64 = 1000;
 /// function, where the kernel can be read even under KPTI.
 #[derive(Debug, Clone, Copy)]
 struct Deferred {
+    /// Read at the instruction, with its address as translated.
     call: RawCall,
+    /// How far the instruction runs from where it was translated, when found at the
+    /// instruction (a dispatch function, in kernel mode, cannot find it).
+    shift: Option<u64>,
     /// The thread's key by address space and user stack, when the return point will
     /// need it (under KPTI); made at the instruction, where the user stack is current.
     stack: Option<ThreadKey>,
@@ -488,9 +492,14 @@ impl Plugin {
         let Some(abi) = abi else {
             return;
         };
-        let call = self.tracer.read_call(abi, cpu, running_address(cpu, pc));
+        let call = self.tracer.read_call(abi, cpu, pc);
         if !self.deferred_to_kernel(cpu) {
-            self.enter(cpu, Deferred { call, stack: None }, At::User);
+            let d = Deferred {
+                call,
+                stack: None,
+                shift: None,
+            };
+            self.enter(cpu, d, At::User);
             return;
         }
         // KPTI. With context switches followed the task is known here without reading
@@ -503,7 +512,11 @@ impl Plugin {
                 .switched_task(cpu)
                 .is_some_and(|t| self.tracer.knows(t));
         let stack = (!follows).then(|| self.stack_key(cpu));
-        let d = Deferred { call, stack };
+        let d = Deferred {
+            call,
+            stack,
+            shift: Some(running_shift(cpu, pc)),
+        };
         if known && call.name() != Some("reboot") {
             self.enter(cpu, d, At::UserKnown);
         } else {
@@ -627,14 +640,14 @@ impl Plugin {
             });
         }
         let kernel_mode = at.kernel_mode();
-        self.tracer.enter(cpu, who, d.call, &mut |done| {
+        let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
+        self.tracer.enter(cpu, who, d.call, &shift, &mut |done| {
             self.emit(done, cpu, kernel_mode)
         });
     }
 
-    /// A system call may return at `pc`, the start of this block.
+    /// A system call may return at the start of this block, translated at `pc`.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
-        let pc = running_address(cpu, pc);
         let readable = !self.deferred_to_kernel(cpu);
         let key = || {
             let task = if readable {
@@ -648,10 +661,14 @@ impl Plugin {
             }
         };
         let kernel_mode = readable.then_some(false);
-        self.tracer
-            .ret(cpu, pc, key, || self.stack_key(cpu), &mut |done| {
-                self.emit(done, cpu, kernel_mode)
-            });
+        self.tracer.ret(
+            cpu,
+            pc,
+            || running_address(cpu, pc),
+            key,
+            || self.stack_key(cpu),
+            &mut |done| self.emit(done, cpu, kernel_mode),
+        );
     }
 
     /// Logs a completed call, then the lifecycle events it causes.
@@ -779,10 +796,14 @@ impl Plugin {
 /// Without this, a call entered through a block one process translated and returning
 /// through a block another did could never be paired.
 fn running_address(cpu: &dyn Vcpu, translated: u64) -> u64 {
-    match cpu.reg(Reg::Rip) {
-        Some(rip) => translated.wrapping_add(page_shift(rip, translated)),
-        None => translated,
-    }
+    translated.wrapping_add(running_shift(cpu, translated))
+}
+
+/// How far (whole pages) the instruction translated at `translated` runs from there: see
+/// [`running_address`].
+fn running_shift(cpu: &dyn Vcpu, translated: u64) -> u64 {
+    cpu.reg(Reg::Rip)
+        .map_or(0, |rip| page_shift(rip, translated))
 }
 
 /// The whole number of pages between the block start `rip` runs at and the instruction

@@ -20,7 +20,7 @@ use crate::cpu::Vcpu;
 use crate::mem::{GuestMemory, NoMemory};
 use crate::syscalls::{
     Abi, Args, Completed, Done, Matcher, Outcome, RawCall, Regs, SyscallRecord, ThreadInfo, When,
-    decode_args,
+    decode_args, page_offset,
 };
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -220,8 +220,17 @@ impl Tracer {
     }
 
     /// A call enters the kernel. Hands `out` the calls this completes (an older call of
-    /// the same thread that never returned, or this one if it never returns).
-    pub fn enter(&self, cpu: &dyn Vcpu, who: Who, call: RawCall, out: &mut dyn FnMut(Finished)) {
+    /// the same thread that never returned, or this one if it never returns). `call`
+    /// has its instruction's address as translated; `shift` says how far from there it
+    /// runs (see `plugin::running_address`), asked only if the call is followed.
+    pub fn enter(
+        &self,
+        cpu: &dyn Vcpu,
+        who: Who,
+        call: RawCall,
+        shift: &dyn Fn() -> u64,
+        out: &mut dyn FnMut(Finished),
+    ) {
         let info = call.info();
         let name = call.name();
         let args = self
@@ -231,18 +240,6 @@ impl Tracer {
         if let (Some(task), Some(name)) = (who.task, name) {
             self.threads.entering(task, name);
         }
-        // Most calls come back through a known return point: check under the read lock,
-        // if this thread did not just find it.
-        let pc = call.return_pc;
-        let way = (pc ^ (pc >> 4) ^ (pc >> 8)) as usize % KNOWN_SLOTS;
-        KNOWN_RETURNS.with(|known| {
-            if known[way].get() != (self.id, pc) {
-                if !self.is_return_pc(pc) {
-                    self.return_pcs.write().insert(pc);
-                }
-                known[way].set((self.id, pc));
-            }
-        });
         let slot = self.in_flight.get(cpu.index() as usize);
         // Whatever was in flight here is not any more: its thread makes another call, or
         // (not pinned) a thread whose switches are not followed runs.
@@ -270,6 +267,8 @@ impl Tracer {
         let matters = args.is_some() || name.is_none_or(super::lifecycle::is_lifecycle_call);
         let waiting = matcher.has_pending(&who.key);
         if matters || waiting {
+            let call = call.shifted(shift());
+            self.note_return_pc(call.return_pc);
             let pending = Pending {
                 thread: who.thread,
                 args,
@@ -295,6 +294,20 @@ impl Tracer {
         }
         drop(matcher);
         self.hand_over(done, cpu, out);
+    }
+
+    /// Makes `pc` a return point to probe. Most calls come back through a known one:
+    /// checked under the read lock, if this thread did not just find it.
+    fn note_return_pc(&self, pc: u64) {
+        let way = (pc ^ (pc >> 4) ^ (pc >> 8)) as usize % KNOWN_SLOTS;
+        KNOWN_RETURNS.with(|known| {
+            if known[way].get() != (self.id, pc) {
+                if !self.is_return_pc(pc) {
+                    self.return_pcs.write().insert(pc);
+                }
+                known[way].set((self.id, pc));
+            }
+        });
     }
 
     /// Hands `out` each call of `done`, made ready to record (reading `mem` for the
@@ -347,21 +360,27 @@ impl Tracer {
         self.hand_over(done, &NoMemory, out);
     }
 
-    /// `cpu` is at a return point `pc`; completes the pending call of the thread there if
-    /// it returns here (and any nested calls above it that never returned). `key` finds
-    /// out which thread is there, only when some call is pending at `pc` at all, and
-    /// at most once; `stack` makes its key by address space and stack, for a call that
+    /// `cpu` is at a return point, translated at `translated`; `locate` says where it
+    /// runs now (see `plugin::running_address`), asked only when a call may return there
+    /// (one returns at the same offset in its page), and at most once. Completes the
+    /// pending call of the thread there if it returns here (and any nested calls above
+    /// it that never returned). `key` finds out which thread is there, under the same
+    /// conditions; `stack` makes its key by address space and stack, for a call that
     /// entered before its task could be known.
     pub fn ret(
         &self,
         cpu: &dyn Vcpu,
-        pc: u64,
+        translated: u64,
+        locate: impl Fn() -> u64,
         key: impl Fn() -> ThreadKey,
         stack: impl FnOnce() -> ThreadKey,
         out: &mut dyn FnMut(Finished),
     ) {
         let known = std::cell::OnceCell::new();
         let key = || *known.get_or_init(&key);
+        let located = std::cell::OnceCell::new();
+        let pc = || *located.get_or_init(&locate);
+        let offset = page_offset(translated);
         let value = |abi: Abi| {
             let rax = cpu.reg(Reg::Rax)?;
             Some(abi.return_value(&Regs {
@@ -371,9 +390,11 @@ impl Tracer {
         };
         if let Some(slot) = self.in_flight.get(cpu.index() as usize) {
             let mut slot = slot.lock();
-            let here = slot
-                .as_ref()
-                .filter(|f| f.call.return_pc == pc && f.key == key());
+            let here = slot.as_ref().filter(|f| {
+                page_offset(f.call.return_pc) == offset
+                    && f.call.return_pc == pc()
+                    && f.key == key()
+            });
             if let Some(abi) = here.map(|f| f.call.abi) {
                 // Like the matcher's path: without the result the call stays pending.
                 let Some(value) = value(abi) else {
@@ -394,9 +415,10 @@ impl Tracer {
             }
         }
         let mut matcher = self.matcher.lock();
-        if !matcher.returns_at(pc) {
+        if !matcher.may_return_at(translated) {
             return;
         }
+        let pc = pc();
         let mut key = key();
         let mut found = matcher.pending_at(&key, pc).map(|c| c.abi);
         if found.is_none()
@@ -489,12 +511,12 @@ mod tests {
     }
 
     fn enter(t: &Tracer, cpu: &Cpu, task: u64, pinned: bool, c: RawCall, log: &mut Log) {
-        t.enter(cpu, who(task, pinned), c, &mut into(log));
+        t.enter(cpu, who(task, pinned), c, &|| 0, &mut into(log));
     }
 
     fn ret(t: &Tracer, cpu: &Cpu, key: ThreadKey, pc: u64, value: u64, log: &mut Log) {
         cpu.set(Reg::Rax, value);
-        t.ret(cpu, pc, || key, || key, &mut into(log));
+        t.ret(cpu, pc, || pc, || key, || key, &mut into(log));
     }
 
     #[test]
@@ -533,6 +555,7 @@ mod tests {
         t.ret(
             &cpu,
             0x102,
+            || 0x102,
             || ThreadKey::Task(7),
             || stack,
             &mut into(&mut log),
@@ -546,11 +569,66 @@ mod tests {
         t.ret(
             &cpu,
             0x202,
+            || 0x202,
             || ThreadKey::Task(10),
             || panic!("not needed"),
             &mut |_| panic!("not the caller"),
         );
         assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn calls_pair_where_their_code_runs() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let mut log = Log::new();
+        // Entered through a block translated 0x7000 bytes away from where it runs...
+        t.enter(
+            &cpu,
+            who(7, true),
+            call(GETPPID, 0x100),
+            &|| 0x7000,
+            &mut into(&mut log),
+        );
+        cpu.set(Reg::Rax, 1);
+        // ...returning through a block translated where the call was.
+        t.ret(
+            &cpu,
+            0x102,
+            || 0x7102,
+            || ThreadKey::Task(7),
+            || ThreadKey::Task(7),
+            &mut into(&mut log),
+        );
+        assert_eq!(log, [(7, 0x7100, Outcome::Returned(1))]);
+        // A return point at another offset in its page is passed without asking where
+        // it runs or who is there.
+        t.enter(
+            &cpu,
+            who(7, true),
+            call(GETPPID, 0x100),
+            &|| 0,
+            &mut into(&mut log),
+        );
+        t.switched_out(&cpu, &mut into(&mut log));
+        t.ret(
+            &cpu,
+            0x204,
+            || panic!("not located"),
+            || panic!("no key"),
+            || panic!("no key"),
+            &mut into(&mut log),
+        );
+        // A call nobody follows is not located either.
+        let quiet = Tracer::new(SyscallFilter::None, 1);
+        quiet.enter(
+            &cpu,
+            who(7, true),
+            call(GETPPID, 0x100),
+            &|| panic!("not located"),
+            &mut into(&mut log),
+        );
+        assert_eq!(log.len(), 1);
     }
 
     #[test]
@@ -576,6 +654,7 @@ mod tests {
         t.ret(
             &cpu,
             0x102,
+            || 0x102,
             || ThreadKey::Task(7),
             || ThreadKey::Task(7),
             &mut |_| panic!("no result, no completion"),

@@ -150,6 +150,16 @@ pub struct RawCall {
 }
 
 impl RawCall {
+    /// The same call made from code `by` bytes away: the same instructions mapped at
+    /// another address (QEMU shares one translation between them).
+    pub fn shifted(self, by: u64) -> RawCall {
+        RawCall {
+            pc: self.pc.wrapping_add(by),
+            return_pc: self.return_pc.wrapping_add(by),
+            ..self
+        }
+    }
+
     /// The table that gives [`RawCall::nr`] its meaning.
     pub fn profile(&self) -> Profile {
         self.abi.profile()

@@ -69,14 +69,20 @@ pub type Done<K, P> = Vec<Completed<K, P>>;
 #[derive(Debug)]
 pub struct Matcher<K, P = ()> {
     pending: FxHashMap<K, Vec<(RawCall, P)>>,
-    /// How many pending calls return to each address: a return point with none can be
-    /// passed without finding out which thread is there.
+    /// How many pending calls return to each page offset: a return point with none at
+    /// its offset can be passed without finding out where it runs or which thread is
+    /// there.
     at_pc: FxHashMap<u64, usize>,
     /// Emptied stacks, kept for the next thread that enters a call: most threads have
     /// one call pending at a time, and would otherwise allocate a stack per call.
     spare: Vec<Vec<(RawCall, P)>>,
     count: usize,
     limit: usize,
+}
+
+/// `pc`'s offset in its 4 KiB page.
+pub fn page_offset(pc: u64) -> u64 {
+    pc & 0xfff
 }
 
 impl<K: Hash + Eq + Clone, P> Default for Matcher<K, P> {
@@ -110,20 +116,21 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         }
     }
 
-    /// Counts `calls` as pending at their return addresses.
+    /// Counts `calls` as pending at their return addresses' page offsets.
     fn index(at_pc: &mut FxHashMap<u64, usize>, calls: &[(RawCall, P)]) {
         for (c, _) in calls {
-            *at_pc.entry(c.return_pc).or_default() += 1;
+            *at_pc.entry(page_offset(c.return_pc)).or_default() += 1;
         }
     }
 
     /// Counts `calls` as no longer pending.
     fn unindex(at_pc: &mut FxHashMap<u64, usize>, calls: &[(RawCall, P)]) {
         for (c, _) in calls {
-            if let Some(n) = at_pc.get_mut(&c.return_pc) {
+            let at = page_offset(c.return_pc);
+            if let Some(n) = at_pc.get_mut(&at) {
                 *n -= 1;
                 if *n == 0 {
-                    at_pc.remove(&c.return_pc);
+                    at_pc.remove(&at);
                 }
             }
         }
@@ -136,9 +143,12 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
         }
     }
 
-    /// Whether any thread has a call pending that returns to `pc`.
-    pub fn returns_at(&self, pc: u64) -> bool {
-        self.at_pc.contains_key(&pc)
+    /// Whether any thread may have a call pending that returns to `pc`: one returns to
+    /// an address at `pc`'s offset in its page. The offset is all a return point knows
+    /// before it asks QEMU where it runs (see `plugin::running_address`), and it rules
+    /// out most return points that have nothing pending.
+    pub fn may_return_at(&self, pc: u64) -> bool {
+        self.at_pc.contains_key(&page_offset(pc))
     }
 
     /// Whether `thread` has any call pending.

@@ -25,7 +25,7 @@ pub use decode::{
     Args, Comm, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args,
 };
 pub use hooks::{HookCtx, SyscallHooks};
-pub use matcher::{Completed, Done, Matcher, Outcome};
+pub use matcher::{Completed, Done, Matcher, Outcome, page_offset};
 pub use proto::ArgKind;
 
 use serde::Serialize;
