@@ -128,11 +128,12 @@ fn assert_same_log(a: &Path, b: &Path) {
 
 /// With `icount=on` every record made while the guest runs carries its position (vCPU,
 /// instructions executed), and records come in execution order: per vCPU, positions
-/// never go back.
+/// never go back. Calls still pending at the end are written after the guest stopped,
+/// like `run_end`: no position.
 fn check_positions(events: &[Value]) {
     let mut last = std::collections::BTreeMap::<u64, u64>::new();
     for e in events {
-        if e["type"] == "run_start" || e["type"] == "run_end" {
+        if e["type"] == "run_start" || e["type"] == "run_end" || e["outcome"] == "unfinished" {
             continue;
         }
         let pos = e["icount"]
