@@ -671,19 +671,24 @@ impl Plugin {
         );
     }
 
+    /// Writes a system call record and counts it. `cpu` is the vCPU it was made on, which
+    /// positions it under `icount=on` (positioned records go boxed: the packed form has
+    /// no position); `None` once the guest has stopped (no position).
+    fn write_call(&self, record: SyscallRecord, cpu: Option<&dyn Vcpu>) {
+        self.syscall_records.fetch_add(1, Ordering::Relaxed);
+        match cpu {
+            Some(cpu) if self.options.icount => self.write_at(cpu, record),
+            Some(_) => self.sink.write_frequent(&record),
+            None => self.sink.write(record),
+        }
+    }
+
     /// Logs a completed call, then the lifecycle events it causes.
     /// `kernel_mode` says whether the kernel can be read here and in which mode the vCPU
     /// is (`None`: it cannot, a user-mode return under KPTI).
     fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
         if let Some(record) = done.record.take() {
-            self.syscall_records.fetch_add(1, Ordering::Relaxed);
-            // Positioned records (icount=on, for replays) go boxed; the packed form has
-            // no position.
-            if self.options.icount {
-                self.write_at(cpu, record);
-            } else {
-                self.sink.write_frequent(&record);
-            }
+            self.write_call(record, Some(cpu));
         }
         let call = &done.done.call;
         let name = call.name().unwrap_or("");
@@ -758,8 +763,7 @@ impl Plugin {
         // Outside any vCPU: no position, and no process events (nothing can be read).
         self.tracer.unfinished(&mut |mut done| {
             if let Some(record) = done.record.take() {
-                self.syscall_records.fetch_add(1, Ordering::Relaxed);
-                self.sink.write(record);
+                self.write_call(record, None);
             }
         });
         let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);

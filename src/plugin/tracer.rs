@@ -151,7 +151,7 @@ impl Tracer {
             rip: pc,
             ..Regs::default()
         };
-        let nargs = if self.needs_args(abi, regs.rax) {
+        let nargs = if self.follows(abi.info(regs.rax).map(|i| i.name)) {
             abi.arg_count(regs.rax)
         } else {
             0
@@ -165,10 +165,10 @@ impl Tracer {
         abi.entry_with(&regs, cpu, nargs)
     }
 
-    /// Whether call number `nr` is logged or may drive a process event: only then are
-    /// its arguments read.
-    fn needs_args(&self, abi: Abi, nr: u64) -> bool {
-        let name = abi.info(nr).map(|i| i.name);
+    /// Whether a call named `name` (`None`: a number the table does not know) is logged
+    /// or may drive a process event: only then are its arguments read and is it
+    /// followed to its return.
+    fn follows(&self, name: Option<&str>) -> bool {
         self.filter.logs(name) || name.is_none_or(super::lifecycle::is_lifecycle_call)
     }
 
@@ -264,7 +264,7 @@ impl Tracer {
         }
         // A call that is not logged and means nothing to process events is left out,
         // unless the thread has calls pending (its arrival may complete one: an exec).
-        let matters = args.is_some() || name.is_none_or(super::lifecycle::is_lifecycle_call);
+        let matters = self.follows(name);
         let waiting = matcher.has_pending(&who.key);
         if matters || waiting {
             let call = call.shifted(shift());
