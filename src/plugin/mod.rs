@@ -18,6 +18,7 @@
 pub mod hook;
 pub mod kernel;
 pub mod lifecycle;
+pub mod placement;
 pub mod probe;
 pub mod snapshot;
 pub mod threads;
@@ -46,6 +47,7 @@ use crate::syscalls::{Abi, RawCall, SyscallRecord, ThreadInfo};
 
 pub use hook::Hook;
 use kernel::KernelView;
+use placement::{running_address, running_shift};
 use probe::Probe;
 use snapshot::Reason;
 use tracer::{ThreadKey, Tracer};
@@ -515,7 +517,11 @@ impl Plugin {
         let d = Deferred {
             call,
             stack,
-            shift: Some(running_shift(cpu, pc)),
+            shift: Some(
+                self.tracer
+                    .shifts()
+                    .of(cpu, follows, pc, || running_shift(cpu, pc)),
+            ),
         };
         if known && call.name() != Some("reboot") {
             self.enter(cpu, d, At::UserKnown);
@@ -788,34 +794,6 @@ impl Plugin {
     }
 }
 
-/// Where the instruction translated at `translated` runs now, in the current address
-/// space.
-///
-/// QEMU translates x86 code position-independently and shares one translation between
-/// every virtual address that maps the same physical page (the vDSO, a shared library
-/// under ASLR: each process has them elsewhere). The address the plugin saw at
-/// translation is the first translator's; the same code now runs one or more pages away
-/// from it. `rip` is synced when a block starts, so it lies at most a block (under a page)
-/// before the instruction: rounding their distance up to whole pages gives that shift.
-/// Without this, a call entered through a block one process translated and returning
-/// through a block another did could never be paired.
-fn running_address(cpu: &dyn Vcpu, translated: u64) -> u64 {
-    translated.wrapping_add(running_shift(cpu, translated))
-}
-
-/// How far (whole pages) the instruction translated at `translated` runs from there: see
-/// [`running_address`].
-fn running_shift(cpu: &dyn Vcpu, translated: u64) -> u64 {
-    cpu.reg(Reg::Rip)
-        .map_or(0, |rip| page_shift(rip, translated))
-}
-
-/// The whole number of pages between the block start `rip` runs at and the instruction
-/// `translated`, where `rip` is at most a page before where the instruction now runs.
-fn page_shift(rip: u64, translated: u64) -> u64 {
-    rip.wrapping_sub(translated).wrapping_add(0xfff) & !0xfff
-}
-
 /// The process events' view of the thread that made a call.
 fn caller(thread: &ThreadInfo) -> Caller {
     Caller {
@@ -908,31 +886,6 @@ mod tests {
         assert_eq!(lines[lines.len() - 2]["type"], "syscall");
         assert_eq!(end["syscall_records"], 2);
         std::fs::remove_file(out).unwrap();
-    }
-
-    #[test]
-    fn shared_translations_run_where_rip_says() {
-        let at = |rip, translated: u64| translated.wrapping_add(page_shift(rip, translated));
-        // i386 vDSO, translated where one process maps it, run in another (as seen):
-        // `sysenter` 5 bytes into its block, and the return point starting one.
-        assert_eq!(at(0xb7f2_d550, 0xb7f9_5555), 0xb7f2_d555);
-        assert_eq!(at(0xb7f2_d559, 0xb7f9_5559), 0xb7f2_d559);
-        assert_eq!(at(0xb7fb_a550, 0xb7f9_5555), 0xb7fb_a555);
-        // Unshared code: the block starts 16 bytes before `int 0x80`.
-        assert_eq!(at(0x80b_a065, 0x80b_a075), 0x80b_a075);
-        // A block that starts on the page before the instruction.
-        assert_eq!(at(0x7f00_0000_1ff0, 0x7e00_0000_2004), 0x7f00_0000_2004);
-        // An x86-64 library a long way off, both ways.
-        assert_eq!(at(0x7f12_3456_7000, 0x5555_0000_7010), 0x7f12_3456_7010);
-        assert_eq!(at(0x5555_0000_7000, 0x7f12_3456_7010), 0x5555_0000_7010);
-        let cpu = FakeCpu::new(0);
-        assert_eq!(
-            running_address(&cpu, 0x1234),
-            0x1234,
-            "no rip: as translated"
-        );
-        cpu.set(Reg::Rip, 0x5000);
-        assert_eq!(running_address(&cpu, 0x1002), 0x5002);
     }
 
     #[test]

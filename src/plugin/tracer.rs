@@ -10,7 +10,8 @@
 //! a cached file). When context switches are followed, such a call waits in its vCPU's
 //! one in-flight slot and is paired there, without the shared [`Matcher`]; a context
 //! switch, or another call of the same thread (a signal handler's, a restart), moves it
-//! into the matcher, which then decides as it always did.
+//! into the matcher, which then decides as it always did. A thread known to have nothing
+//! in the matcher (since the matcher last changed) enters without taking its lock.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -25,6 +26,7 @@ use crate::syscalls::{
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::placement::{Shifts, remaps};
 use super::threads::{ThreadCache, instance_id};
 
 /// Slots of [`KNOWN_RETURNS`].
@@ -36,6 +38,13 @@ thread_local! {
     /// wrapper), and the set only grows, so this spares the shared lock on most calls.
     static KNOWN_RETURNS: [std::cell::Cell<(u64, u64)>; KNOWN_SLOTS] =
         const { [const { std::cell::Cell::new((u64::MAX, 0)) }; KNOWN_SLOTS] };
+}
+
+thread_local! {
+    /// The last thread this vCPU thread found with no call in a tracer's matcher:
+    /// (tracer id, [`Tracer::changes`] then, key). Valid until the matcher changes.
+    static QUIET: std::cell::Cell<Option<(u64, u64, ThreadKey)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Identifies a thread across its entry and return. The kernel's `task_struct` address
@@ -88,6 +97,10 @@ pub struct Tracer {
     threads: ThreadCache,
     /// Per vCPU, the call in flight there (see the module documentation).
     in_flight: Box<[Mutex<Option<InFlight>>]>,
+    /// Where call instructions run, remembered while address spaces stay put.
+    shifts: Shifts,
+    /// Counts changes of the matcher (made with its lock held), for [`QUIET`].
+    changes: AtomicU64,
     /// Tells tracers apart in [`KNOWN_RETURNS`].
     id: u64,
     /// Calls pending under a [`ThreadKey::Stack`] key. The first calls of a run enter
@@ -121,9 +134,16 @@ impl Tracer {
             stack_keys: Mutex::new(FxHashMap::default()),
             threads: ThreadCache::default(),
             in_flight: (0..vcpus).map(|_| Mutex::new(None)).collect(),
+            shifts: Shifts::new(vcpus),
+            changes: AtomicU64::new(0),
             id: instance_id(),
             stack_keyed: AtomicUsize::new(0),
         }
+    }
+
+    /// Where call instructions run (see [`Shifts`]).
+    pub fn shifts(&self) -> &Shifts {
+        &self.shifts
     }
 
     /// Whether any call can become a record (`syscalls=` other than `none`).
@@ -222,7 +242,8 @@ impl Tracer {
     /// A call enters the kernel. Hands `out` the calls this completes (an older call of
     /// the same thread that never returned, or this one if it never returns). `call`
     /// has its instruction's address as translated; `shift` says how far from there it
-    /// runs (see `plugin::running_address`), asked only if the call is followed.
+    /// runs (see `plugin::placement`), asked only if the call is followed, and for a
+    /// pinned thread once per address space ([`Shifts`]).
     pub fn enter(
         &self,
         cpu: &dyn Vcpu,
@@ -240,10 +261,40 @@ impl Tracer {
         if let (Some(task), Some(name)) = (who.task, name) {
             self.threads.entering(task, name);
         }
-        let slot = self.in_flight.get(cpu.index() as usize);
+        let matters = self.follows(name);
+        // An ordinary call of a thread with nothing else pending waits in the slot.
+        let ordinary = info.is_some_and(|i| !i.never_returns() && !i.is_exec());
+        let mut slot = self.in_flight.get(cpu.index() as usize).map(|s| s.lock());
         // Whatever was in flight here is not any more: its thread makes another call, or
         // (not pinned) a thread whose switches are not followed runs.
-        let spilled = self.take_in_flight(cpu);
+        let spilled = slot.as_mut().and_then(|s| s.take());
+        // Most calls come from a thread that has nothing pending, one after the other:
+        // they need neither the matcher nor its lock. (A thread keyed by its stack may
+        // have exec'd: see below.)
+        if spilled.is_none()
+            && matches!(who.key, ThreadKey::Task(_))
+            && (!matters || (who.pinned && ordinary && slot.is_some()))
+            && self.nothing_pending(&who.key)
+        {
+            if matters && let Some(slot) = slot.as_mut() {
+                let call = call.shifted(self.shifts.of(cpu, who.pinned, call.pc, shift));
+                self.note_return_pc(call.return_pc);
+                **slot = Some(InFlight {
+                    key: who.key,
+                    call,
+                    pending: Pending {
+                        thread: who.thread,
+                        args,
+                        seq: self.entries.fetch_add(1, Ordering::Relaxed),
+                    },
+                });
+            }
+            drop(slot);
+            if name.is_some_and(remaps) {
+                self.shifts.remapped();
+            }
+            return;
+        }
         let mut matcher = self.matcher.lock();
         let mut done = Done::new();
         if let Some(f) = spilled {
@@ -264,21 +315,18 @@ impl Tracer {
         }
         // A call that is not logged and means nothing to process events is left out,
         // unless the thread has calls pending (its arrival may complete one: an exec).
-        let matters = self.follows(name);
         let waiting = matcher.has_pending(&who.key);
         if matters || waiting {
-            let call = call.shifted(shift());
+            let call = call.shifted(self.shifts.of(cpu, who.pinned, call.pc, shift));
             self.note_return_pc(call.return_pc);
             let pending = Pending {
                 thread: who.thread,
                 args,
                 seq: self.entries.fetch_add(1, Ordering::Relaxed),
             };
-            // An ordinary call of a thread with nothing else pending waits in the slot.
-            let ordinary = info.is_some_and(|i| !i.never_returns() && !i.is_exec());
-            match slot.filter(|_| who.pinned && ordinary && !waiting) {
+            match slot.as_mut().filter(|_| who.pinned && ordinary && !waiting) {
                 Some(slot) => {
-                    *slot.lock() = Some(InFlight {
+                    **slot = Some(InFlight {
                         key: who.key,
                         call,
                         pending,
@@ -292,8 +340,31 @@ impl Tracer {
                 }
             }
         }
+        self.changed(&matcher, Some(&who.key));
         drop(matcher);
+        drop(slot);
+        // After the shift of this call was found: its own instruction ran in the old
+        // address space.
+        if name.is_some_and(remaps) {
+            self.shifts.remapped();
+        }
         self.hand_over(done, cpu, out);
+    }
+
+    /// Whether `key` had no call in the matcher when this vCPU thread last looked, and the
+    /// matcher has not changed since.
+    fn nothing_pending(&self, key: &ThreadKey) -> bool {
+        let now = self.changes.load(Ordering::Acquire);
+        QUIET.with(|q| q.get() == Some((self.id, now, *key)))
+    }
+
+    /// Counts a change of `matcher` (locked by the caller); remembers whether `key` has
+    /// nothing pending in it now.
+    fn changed(&self, matcher: &Matcher<ThreadKey, Pending>, key: Option<&ThreadKey>) {
+        let now = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(key) = key.filter(|k| !matcher.has_pending(k)) {
+            QUIET.with(|q| q.set(Some((self.id, now, *key))));
+        }
     }
 
     /// Makes `pc` a return point to probe. Most calls come back through a known one:
@@ -334,10 +405,14 @@ impl Tracer {
     /// The thread in flight on `cpu` is switched out: its call, if it has one, waits in
     /// the matcher from now on (it may return on another vCPU, or after other calls).
     pub fn switched_out(&self, cpu: &dyn Vcpu, out: &mut dyn FnMut(Finished)) {
+        self.shifts.moved(cpu.index());
         let Some(f) = self.take_in_flight(cpu) else {
             return;
         };
-        let done = self.matcher.lock().enter(f.key, f.call, f.pending);
+        let mut matcher = self.matcher.lock();
+        let done = matcher.enter(f.key, f.call, f.pending);
+        self.changed(&matcher, None);
+        drop(matcher);
         self.hand_over(done, cpu, out);
     }
 
@@ -345,7 +420,10 @@ impl Tracer {
     /// itself) as [`Outcome::Unfinished`], in the order they entered, as `strace` shows
     /// them `<unfinished ...>`. Outside any vCPU: nothing is read.
     pub fn unfinished(&self, out: &mut dyn FnMut(Finished)) {
-        let mut done = self.matcher.lock().drain();
+        let mut matcher = self.matcher.lock();
+        let mut done = matcher.drain();
+        self.changed(&matcher, None);
+        drop(matcher);
         for slot in &self.in_flight {
             if let Some(f) = slot.lock().take() {
                 done.push(Completed {
@@ -390,11 +468,14 @@ impl Tracer {
         };
         if let Some(slot) = self.in_flight.get(cpu.index() as usize) {
             let mut slot = slot.lock();
-            let here = slot.as_ref().filter(|f| {
-                page_offset(f.call.return_pc) == offset
-                    && f.call.return_pc == pc()
-                    && f.key == key()
-            });
+            // Since the call entered, this thread has not been switched out and no call
+            // entered on this vCPU (either would have moved it to the matcher): it ran
+            // kernel code, and user code only in a signal handler that made no call. So
+            // its first return point at the right offset in its page is its return,
+            // wherever that page is: `rip` need not be read.
+            let here = slot
+                .as_ref()
+                .filter(|f| page_offset(f.call.return_pc) == offset && f.key == key());
             if let Some(abi) = here.map(|f| f.call.abi) {
                 // Like the matcher's path: without the result the call stays pending.
                 let Some(value) = value(abi) else {
@@ -435,6 +516,7 @@ impl Tracer {
             return;
         };
         let done = matcher.ret(&key, pc, value);
+        self.changed(&matcher, Some(&key));
         drop(matcher);
         self.hand_over(done, cpu, out);
     }
@@ -731,5 +813,90 @@ mod tests {
             log,
             [(7, 0x100, Outcome::Returned(1)), (8, 0x400, Outcome::Exec)]
         );
+    }
+
+    #[test]
+    fn a_thread_whose_call_waits_in_the_matcher_is_not_taken_for_quiet() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let key = ThreadKey::Task(7);
+        let mut log = Log::new();
+        // Quiet: calls go straight to the slot and return from it.
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        ret(&t, &cpu, key, 0x102, 1, &mut log);
+        enter(&t, &cpu, 7, true, call(0, 0x200), &mut log);
+        // Switched out while blocked: the call waits in the matcher, and the thread's
+        // next call (a signal handler's) nests above it rather than waiting in the slot.
+        t.switched_out(&cpu, &mut |_| panic!("nothing completes"));
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x300), &mut log);
+        assert_eq!(t.matcher.lock().len(), 2);
+        ret(&t, &cpu, key, 0x302, 2, &mut log);
+        ret(&t, &cpu, key, 0x202, 3, &mut log);
+        // Quiet again once both returned.
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        assert!(t.matcher.lock().is_empty(), "waits in the slot");
+        ret(&t, &cpu, key, 0x102, 4, &mut log);
+        assert_eq!(
+            log,
+            [
+                (7, 0x100, Outcome::Returned(1)),
+                (7, 0x300, Outcome::Returned(2)),
+                (7, 0x200, Outcome::Returned(3)),
+                (7, 0x100, Outcome::Returned(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pinned_threads_shift_is_asked_once_per_address_space() {
+        let t = Tracer::new(SyscallFilter::All, 1);
+        let cpu = Cpu::new(0);
+        let asked = std::cell::Cell::new(0);
+        let shift = || {
+            asked.set(asked.get() + 1);
+            0x1000
+        };
+        let mut log = Log::new();
+        let key = ThreadKey::Task(7);
+        for _ in 0..3 {
+            t.enter(
+                &cpu,
+                who(7, true),
+                call(GETPPID, 0x100),
+                &shift,
+                &mut into(&mut log),
+            );
+            ret(&t, &cpu, key, 0x1102, 1, &mut log);
+        }
+        assert_eq!(asked.get(), 1);
+        t.switched_out(&cpu, &mut |_| panic!("nothing in flight"));
+        t.enter(
+            &cpu,
+            who(7, true),
+            call(GETPPID, 0x100),
+            &shift,
+            &mut into(&mut log),
+        );
+        assert_eq!(asked.get(), 2, "a context switch: asked again");
+        ret(&t, &cpu, key, 0x1102, 1, &mut log);
+        // mmap (its own shift still remembered) changes where code may run: the next
+        // call asks again.
+        t.enter(
+            &cpu,
+            who(7, true),
+            call(9, 0x100),
+            &shift,
+            &mut into(&mut log),
+        );
+        ret(&t, &cpu, key, 0x1102, 1, &mut log);
+        t.enter(
+            &cpu,
+            who(7, true),
+            call(GETPPID, 0x100),
+            &shift,
+            &mut into(&mut log),
+        );
+        assert_eq!(asked.get(), 3);
+        assert_eq!(log.len(), 5, "every call returned where it ran: {log:?}");
     }
 }
