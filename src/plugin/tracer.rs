@@ -277,16 +277,11 @@ impl Tracer {
             && self.nothing_pending(&who.key)
         {
             if matters && let Some(slot) = slot.as_mut() {
-                let call = call.shifted(self.shifts.of(cpu, who.pinned, call.pc, shift));
-                self.note_return_pc(call.return_pc);
+                let (call, pending) = self.awaited(cpu, &who, call, shift, args);
                 **slot = Some(InFlight {
                     key: who.key,
                     call,
-                    pending: Pending {
-                        thread: who.thread,
-                        args,
-                        seq: self.entries.fetch_add(1, Ordering::Relaxed),
-                    },
+                    pending,
                 });
             }
             drop(slot);
@@ -317,13 +312,7 @@ impl Tracer {
         // unless the thread has calls pending (its arrival may complete one: an exec).
         let waiting = matcher.has_pending(&who.key);
         if matters || waiting {
-            let call = call.shifted(self.shifts.of(cpu, who.pinned, call.pc, shift));
-            self.note_return_pc(call.return_pc);
-            let pending = Pending {
-                thread: who.thread,
-                args,
-                seq: self.entries.fetch_add(1, Ordering::Relaxed),
-            };
+            let (call, pending) = self.awaited(cpu, &who, call, shift, args);
             match slot.as_mut().filter(|_| who.pinned && ordinary && !waiting) {
                 Some(slot) => {
                     **slot = Some(InFlight {
@@ -349,6 +338,26 @@ impl Tracer {
             self.shifts.remapped();
         }
         self.hand_over(done, cpu, out);
+    }
+
+    /// `call` made ready to wait for its return: placed where it runs, its return point
+    /// probed, numbered in entry order.
+    fn awaited(
+        &self,
+        cpu: &dyn Vcpu,
+        who: &Who,
+        call: RawCall,
+        shift: &dyn Fn() -> u64,
+        args: Option<Args>,
+    ) -> (RawCall, Pending) {
+        let call = call.shifted(self.shifts.of(cpu, who.pinned, call.pc, shift));
+        self.note_return_pc(call.return_pc);
+        let pending = Pending {
+            thread: who.thread,
+            args,
+            seq: self.entries.fetch_add(1, Ordering::Relaxed),
+        };
+        (call, pending)
     }
 
     /// Whether `key` had no call in the matcher when this vCPU thread last looked, and the
