@@ -596,6 +596,11 @@ mod tests {
     /// (tid, pc of the call, outcome) of each finished call, in order.
     type Log = Vec<(u32, u64, Outcome)>;
 
+    /// A tracer logging everything on one vCPU, that vCPU, and an empty log.
+    fn one_vcpu() -> (Tracer, Cpu, Log) {
+        (Tracer::new(SyscallFilter::All, 1), Cpu::new(0), Log::new())
+    }
+
     /// Where finished calls go: into `log`.
     fn into(log: &mut Log) -> impl FnMut(Finished) + '_ {
         |f| log.push((f.thread.tid, f.done.call.pc, f.done.outcome))
@@ -635,9 +640,7 @@ mod tests {
 
     #[test]
     fn a_call_entered_before_its_task_was_known_returns_by_its_stack() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
-        let mut log = Log::new();
+        let (t, cpu, mut log) = one_vcpu();
         let stack = ThreadKey::Stack(1, 7);
         // The run's first call: no kernel yet, so keyed by stack.
         enter(&t, &cpu, 7, false, call(GETPPID, 0x100), &mut log);
@@ -670,9 +673,7 @@ mod tests {
 
     #[test]
     fn calls_pair_where_their_code_runs() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
-        let mut log = Log::new();
+        let (t, cpu, mut log) = one_vcpu();
         // Entered through a block translated 0x7000 bytes away from where it runs...
         t.enter(
             &cpu,
@@ -738,9 +739,7 @@ mod tests {
 
     #[test]
     fn a_result_that_cannot_be_read_leaves_the_call_pending() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
-        let mut log = Log::new();
+        let (t, cpu, mut log) = one_vcpu();
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
         t.ret(
             &cpu,
@@ -777,10 +776,8 @@ mod tests {
 
     #[test]
     fn nesting_and_restarts_leave_the_slot_for_the_matcher() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
+        let (t, cpu, mut log) = one_vcpu();
         let key = ThreadKey::Task(7);
-        let mut log = Log::new();
         // A signal handler's call while a call is pending: both return, innermost first.
         enter(&t, &cpu, 7, true, call(0, 0x100), &mut log);
         enter(&t, &cpu, 7, true, call(GETPPID, 0x200), &mut log);
@@ -804,9 +801,7 @@ mod tests {
 
     #[test]
     fn unpinned_threads_and_special_calls_use_the_matcher() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
-        let mut log = Log::new();
+        let (t, cpu, mut log) = one_vcpu();
         enter(&t, &cpu, 7, false, call(GETPPID, 0x100), &mut log);
         assert_eq!(
             t.matcher.lock().len(),
@@ -826,10 +821,8 @@ mod tests {
 
     #[test]
     fn a_thread_whose_call_waits_in_the_matcher_is_not_taken_for_quiet() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
+        let (t, cpu, mut log) = one_vcpu();
         let key = ThreadKey::Task(7);
-        let mut log = Log::new();
         // Quiet: calls go straight to the slot and return from it.
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
         ret(&t, &cpu, key, 0x102, 1, &mut log);
@@ -858,54 +851,31 @@ mod tests {
 
     #[test]
     fn a_pinned_threads_shift_is_asked_once_per_address_space() {
-        let t = Tracer::new(SyscallFilter::All, 1);
-        let cpu = Cpu::new(0);
+        let (t, cpu, mut log) = one_vcpu();
         let asked = std::cell::Cell::new(0);
         let shift = || {
             asked.set(asked.get() + 1);
             0x1000
         };
-        let mut log = Log::new();
         let key = ThreadKey::Task(7);
+        // A call from 0x100 (translated), running 0x1000 further, and its return.
+        let mut round_trip = |nr: u64, log: &mut Log| {
+            t.enter(&cpu, who(7, true), call(nr, 0x100), &shift, &mut into(log));
+            ret(&t, &cpu, key, 0x1102, 1, log);
+        };
         for _ in 0..3 {
-            t.enter(
-                &cpu,
-                who(7, true),
-                call(GETPPID, 0x100),
-                &shift,
-                &mut into(&mut log),
-            );
-            ret(&t, &cpu, key, 0x1102, 1, &mut log);
+            round_trip(GETPPID, &mut log);
         }
         assert_eq!(asked.get(), 1);
         t.switched_out(&cpu, &mut |_| panic!("nothing in flight"));
-        t.enter(
-            &cpu,
-            who(7, true),
-            call(GETPPID, 0x100),
-            &shift,
-            &mut into(&mut log),
-        );
+        round_trip(GETPPID, &mut log);
         assert_eq!(asked.get(), 2, "a context switch: asked again");
-        ret(&t, &cpu, key, 0x1102, 1, &mut log);
         // mmap (its own shift still remembered) changes where code may run: the next
         // call asks again.
-        t.enter(
-            &cpu,
-            who(7, true),
-            call(9, 0x100),
-            &shift,
-            &mut into(&mut log),
-        );
-        ret(&t, &cpu, key, 0x1102, 1, &mut log);
-        t.enter(
-            &cpu,
-            who(7, true),
-            call(GETPPID, 0x100),
-            &shift,
-            &mut into(&mut log),
-        );
+        round_trip(9, &mut log);
+        assert_eq!(asked.get(), 2);
+        round_trip(GETPPID, &mut log);
         assert_eq!(asked.get(), 3);
-        assert_eq!(log.len(), 5, "every call returned where it ran: {log:?}");
+        assert_eq!(log.len(), 6, "every call returned where it ran: {log:?}");
     }
 }
