@@ -859,7 +859,7 @@ mod tests {
         };
         let key = ThreadKey::Task(7);
         // A call from 0x100 (translated), running 0x1000 further, and its return.
-        let mut round_trip = |nr: u64, log: &mut Log| {
+        let round_trip = |nr: u64, log: &mut Log| {
             t.enter(&cpu, who(7, true), call(nr, 0x100), &shift, &mut into(log));
             ret(&t, &cpu, key, 0x1102, 1, log);
         };
