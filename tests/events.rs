@@ -109,15 +109,34 @@ fn check_events(run: &Run) {
         7,
         "5 from the shell's wait, 2 from waiter's waitid"
     );
+    // Calls a killed process was blocked in are written when it is reaped, as abandoned,
+    // not left pending until the run ends.
+    let mut abandoned_at_reap = 0;
     for m in &exited {
         let (p, status): (u32, i64) = (m[0].parse().unwrap(), m[1].parse().unwrap());
         let e = end_of(p);
         if status >= 128 {
             assert_eq!(e["signal"].as_i64(), Some(status - 128), "{e}");
+            let end = run.events.iter().position(|x| std::ptr::eq(x, *e)).unwrap();
+            let calls_of = |outcome: &str| {
+                run.events
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c["type"] == "syscall" && pid(c) == p)
+                    .filter(|(_, c)| c["outcome"] == outcome)
+                    .map(|(i, _)| i)
+                    .collect::<Vec<_>>()
+            };
+            assert!(calls_of("unfinished").is_empty(), "{p}: {where_}");
+            abandoned_at_reap += calls_of("abandoned").iter().filter(|&&i| i > end).count();
         } else {
             assert_eq!(e["exit_code"].as_i64(), Some(status), "{e}");
         }
     }
+    assert!(
+        abandoned_at_reap > 0,
+        "sleep and the threads were killed blocked: {where_}"
+    );
     // Execs: the new comm and argv.
     for m in marks(run, "execd") {
         let p: u32 = m[0].parse().unwrap();

@@ -15,6 +15,13 @@ pub fn is_lifecycle_call(name: &str) -> bool {
     reads_kernel(name) || matches!(name, "exit" | "exit_group" | "wait4" | "waitpid" | "waitid")
 }
 
+/// Whether a call named `name` may reap a child (end a process that was killed): its
+/// lifecycle is worth working out even when process events are off, since the tracer
+/// drops what the reaped process left pending.
+pub fn may_reap(name: &str) -> bool {
+    matches!(name, "wait4" | "waitpid" | "waitid")
+}
+
 /// Whether [`of`] reads the kernel for a call named `name` (a new child's process, a new
 /// image's): only then does the caller need to set up a Linux provider.
 pub fn reads_kernel(name: &str) -> bool {

@@ -37,7 +37,7 @@ use crate::args::Options;
 use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
-use crate::events::{Caller, Event, Tracker};
+use crate::events::{Caller, Event, Lifecycle, Tracker};
 use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
@@ -710,10 +710,22 @@ impl Plugin {
         {
             self.snapshot(cpu, linux, &reason);
         }
-        let Some(events) = &self.events else { return };
-        if let Some(what) = lifecycle::of(&done, cpu, linux) {
+        let what = (self.events.is_some() || lifecycle::may_reap(name))
+            .then(|| lifecycle::of(&done, cpu, linux))
+            .flatten();
+        let reaped = match what {
+            Some(Lifecycle::Reaped { child, .. }) => Some(child),
+            _ => None,
+        };
+        if let (Some(events), Some(what)) = (&self.events, what) {
             let caller = caller(&done.thread);
             self.track(cpu, events, |t| t.call(&caller, what));
+        }
+        // A reaped process makes no more calls: what its threads left pending (blocked
+        // when it was killed) is over, and is written now rather than at the end.
+        if let Some(pid) = reaped {
+            self.tracer
+                .process_gone(pid, &mut |gone| self.emit(gone, cpu, None));
         }
     }
 

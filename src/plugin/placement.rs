@@ -75,7 +75,9 @@ thread_local! {
 /// address space changes at a context switch, and a process's at exec or when it maps or
 /// unmaps memory; each of those starts a new epoch ([`Shifts::moved`], [`Shifts::remapped`]),
 /// and a shift is trusted only within the epoch it was found in. Only a caller that sees
-/// every context switch may use it ([`Shifts::of`]'s `followed`).
+/// every context switch may use it ([`Shifts::of`]'s `followed`). Not covered: a process
+/// that maps the same code page at two addresses and makes calls from both copies within
+/// one epoch; those calls would all be placed at the copy seen first.
 #[derive(Debug)]
 pub struct Shifts {
     epochs: Box<[AtomicU64]>,

@@ -425,6 +425,20 @@ impl Tracer {
         self.hand_over(done, cpu, out);
     }
 
+    /// Process `pid` was reaped: the calls its threads still had pending never return
+    /// (they were blocked when a signal killed it, or when another thread ended it).
+    /// Hands them to `out` as abandoned. Outside their threads: nothing is read.
+    pub fn process_gone(&self, pid: u32, out: &mut dyn FnMut(Finished)) {
+        let mut matcher = self.matcher.lock();
+        let done = matcher.forget_where(|p| p.thread.pid == pid);
+        if done.is_empty() {
+            return;
+        }
+        self.changed(&matcher, None);
+        drop(matcher);
+        self.hand_over(done, &NoMemory, out);
+    }
+
     /// The run ends: hands `out` every call still pending (blocked, or the power-off call
     /// itself) as [`Outcome::Unfinished`], in the order they entered, as `strace` shows
     /// them `<unfinished ...>`. Outside any vCPU: nothing is read.
@@ -877,5 +891,20 @@ mod tests {
         round_trip(GETPPID, &mut log);
         assert_eq!(asked.get(), 3);
         assert_eq!(log.len(), 6, "every call returned where it ran: {log:?}");
+    }
+
+    #[test]
+    fn a_reaped_processs_blocked_calls_are_abandoned_then() {
+        let (t, cpu, mut log) = one_vcpu();
+        // Tasks 7 and 8 block and are switched out; 7's process is killed and reaped.
+        enter(&t, &cpu, 7, true, call(0, 0x100), &mut log);
+        t.switched_out(&cpu, &mut |_| panic!("nothing completes"));
+        enter(&t, &cpu, 8, true, call(0, 0x200), &mut log);
+        t.switched_out(&cpu, &mut |_| panic!("nothing completes"));
+        t.process_gone(7, &mut into(&mut log));
+        assert_eq!(log, [(7, 0x100, Outcome::Abandoned)]);
+        t.process_gone(7, &mut |_| panic!("nothing left of 7"));
+        ret(&t, &cpu, ThreadKey::Task(8), 0x202, 1, &mut log);
+        assert_eq!(log[1], (8, 0x200, Outcome::Returned(1)));
     }
 }

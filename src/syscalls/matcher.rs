@@ -308,6 +308,18 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
             .collect()
     }
 
+    /// Every thread with a call pending whose payload `gone` picks (a reaped process's
+    /// threads): its calls as [`Outcome::Abandoned`], each thread's oldest first.
+    pub fn forget_where(&mut self, gone: impl Fn(&P) -> bool) -> Done<K, P> {
+        let threads: Vec<K> = self
+            .pending
+            .iter()
+            .filter(|(_, stack)| stack.iter().any(|(_, p)| gone(p)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        threads.iter().flat_map(|k| self.forget(k)).collect()
+    }
+
     /// The run ends: every pending call as [`Outcome::Unfinished`], each thread's oldest
     /// first.
     pub fn drain(&mut self) -> Done<K, P> {

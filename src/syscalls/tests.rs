@@ -919,3 +919,28 @@ fn comm_keeps_whole_characters_inline() {
         r#"{"pid":42,"tid":43,"comm":"cat"}"#
     );
 }
+
+#[test]
+fn a_gone_processs_threads_are_forgotten_together() {
+    let x64 = |nr| call(Abi::X64Syscall, nr, [0; 6]);
+    // Payload: the pid of the thread's process.
+    let mut m: Matcher<(u32, u32), u32> = Matcher::new();
+    m.enter((1, 10), x64(0), 1);
+    m.enter((1, 11), x64(7), 1);
+    m.enter((2, 20), x64(0), 2);
+    let done = m.forget_where(|pid| *pid == 1);
+    let mut gone: Vec<_> = done.iter().map(|d| (d.thread, d.outcome)).collect();
+    gone.sort_by_key(|g| g.0);
+    assert_eq!(
+        gone,
+        [((1, 10), Outcome::Abandoned), ((1, 11), Outcome::Abandoned)]
+    );
+    assert_eq!(m.len(), 1);
+    assert!(m.forget_where(|pid| *pid == 1).is_empty());
+    assert!(
+        m.may_return_at(x64(0).return_pc),
+        "process 2's call still counts"
+    );
+    assert_eq!(m.ret(&(2, 20), x64(0).return_pc, 5).len(), 1);
+    assert!(!m.may_return_at(x64(0).return_pc));
+}
