@@ -12,8 +12,9 @@
 //! ```
 //!
 //! [`kernel`] learns where the running kernel is (KASLR slide, KPTI, which group);
-//! [`tracer`] pairs entries with returns; [`lifecycle`] turns completed calls into
-//! process events; [`snapshot`] and [`probe`] make their records.
+//! [`tracer`] pairs entries with returns, placing calls where their shared translations
+//! run ([`placement`]); [`lifecycle`] turns completed calls into process events;
+//! [`snapshot`] and [`probe`] make their records.
 
 pub mod hook;
 pub mod kernel;
