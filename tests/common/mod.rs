@@ -27,6 +27,9 @@ pub fn lab_available(test: &str) -> bool {
         .unwrap_or(false);
     let plugin = plugin_path().exists();
     if qemu && plugin {
+        if let Some(why) = stale_plugin() {
+            panic!("{test}: {why}");
+        }
         return true;
     }
     let why = if qemu {
@@ -95,6 +98,43 @@ pub fn lab_conf(kernel: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Why the release build of the plugin would test old code, if it would: a source it is
+/// built from changed after it was linked. `cargo test` builds the library the tests link
+/// against, not the `libvmi.so` the guests load.
+fn stale_plugin() -> Option<String> {
+    if std::env::var_os("VMI_PLUGIN").is_some() {
+        return None;
+    }
+    let built = std::fs::metadata(plugin_path()).ok()?.modified().ok()?;
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut todo: Vec<PathBuf> = ["src", "build.rs", "Cargo.toml", "Cargo.lock", "prototypes"]
+        .iter()
+        .map(|p| root().join(p))
+        .collect();
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                todo.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(t) = meta.modified()
+            && newest.as_ref().is_none_or(|(n, _)| t > *n)
+        {
+            newest = Some((t, path));
+        }
+    }
+    let (changed, path) = newest?;
+    (changed > built).then(|| {
+        format!(
+            "{} is older than {}: run cargo build --release",
+            plugin_path().display(),
+            path.display()
+        )
+    })
 }
 
 /// The plugin under test: `$VMI_PLUGIN` or the release build.
