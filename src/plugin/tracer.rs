@@ -269,48 +269,34 @@ impl Tracer {
         // (not pinned) a thread whose switches are not followed runs.
         let spilled = slot.as_mut().and_then(|s| s.take());
         // Most calls come from a thread that has nothing pending, one after the other:
-        // they need neither the matcher nor its lock. (A thread keyed by its stack may
-        // have exec'd: see below.)
-        if spilled.is_none()
+        // they need neither the matcher nor its lock unless they wait in it. (A thread
+        // keyed by its stack may have exec'd: see below.)
+        let quiet = spilled.is_none()
             && matches!(who.key, ThreadKey::Task(_))
-            && (!matters || (who.pinned && ordinary && slot.is_some()))
-            && self.nothing_pending(&who.key)
-        {
-            if matters && let Some(slot) = slot.as_mut() {
-                let (call, pending) = self.awaited(cpu, &who, call, shift, args);
-                **slot = Some(InFlight {
-                    key: who.key,
-                    call,
-                    pending,
-                });
-            }
-            drop(slot);
-            if name.is_some_and(remaps) {
-                self.shifts.remapped();
-            }
-            return;
-        }
-        let mut matcher = self.matcher.lock();
+            && self.nothing_pending(&who.key);
+        let mut matcher = (!quiet).then(|| self.matcher.lock());
         let mut done = Done::new();
-        if let Some(f) = spilled {
-            done.extend(matcher.enter(f.key, f.call, f.pending));
-        }
-        // A thread keyed by its stack (KPTI) gets a new key when exec replaces its address
-        // space and stack: its old key's pending execve succeeded.
-        if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
-            let mut keys = self.stack_keys.lock();
-            if let Some(old) = keys.insert(task, who.key)
-                && old != who.key
-            {
-                done.extend(matcher.exec_succeeded(&old));
+        if let Some(matcher) = matcher.as_mut() {
+            if let Some(f) = spilled {
+                done.extend(matcher.enter(f.key, f.call, f.pending));
             }
-            if info.is_some_and(|i| i.name == "exit" || i.name == "exit_group") {
-                keys.remove(&task);
+            // A thread keyed by its stack (KPTI) gets a new key when exec replaces its
+            // address space and stack: its old key's pending execve succeeded.
+            if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
+                let mut keys = self.stack_keys.lock();
+                if let Some(old) = keys.insert(task, who.key)
+                    && old != who.key
+                {
+                    done.extend(matcher.exec_succeeded(&old));
+                }
+                if info.is_some_and(|i| i.name == "exit" || i.name == "exit_group") {
+                    keys.remove(&task);
+                }
             }
         }
         // A call that is not logged and means nothing to process events is left out,
         // unless the thread has calls pending (its arrival may complete one: an exec).
-        let waiting = matcher.has_pending(&who.key);
+        let waiting = matcher.as_ref().is_some_and(|m| m.has_pending(&who.key));
         if matters || waiting {
             let (call, pending) = self.awaited(cpu, &who, call, shift, args);
             match slot.as_mut().filter(|_| who.pinned && ordinary && !waiting) {
@@ -325,11 +311,14 @@ impl Tracer {
                     if matches!(who.key, ThreadKey::Stack(..)) {
                         self.stack_keyed.fetch_add(1, Ordering::Relaxed);
                     }
+                    let matcher = matcher.get_or_insert_with(|| self.matcher.lock());
                     done.extend(matcher.enter(who.key, call, pending));
                 }
             }
         }
-        self.changed(&matcher, Some(&who.key));
+        if let Some(matcher) = &matcher {
+            self.changed(matcher, Some(&who.key));
+        }
         drop(matcher);
         drop(slot);
         // After the shift of this call was found: its own instruction ran in the old
@@ -462,7 +451,7 @@ impl Tracer {
     }
 
     /// `cpu` is at a return point, translated at `translated`; `locate` says where it
-    /// runs now (see `plugin::running_address`), asked only when a call may return there
+    /// runs now (see `plugin::placement`), asked only when a call may return there
     /// (one returns at the same offset in its page), and at most once. Completes the
     /// pending call of the thread there if it returns here (and any nested calls above
     /// it that never returned). `key` finds out which thread is there, under the same

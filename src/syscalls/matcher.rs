@@ -145,7 +145,7 @@ impl<K: Hash + Eq + Clone, P> Matcher<K, P> {
 
     /// Whether any thread may have a call pending that returns to `pc`: one returns to
     /// an address at `pc`'s offset in its page. The offset is all a return point knows
-    /// before it asks QEMU where it runs (see `plugin::running_address`), and it rules
+    /// before it asks QEMU where it runs (see `plugin::placement`), and it rules
     /// out most return points that have nothing pending.
     pub fn may_return_at(&self, pc: u64) -> bool {
         self.at_pc.contains_key(&page_offset(pc))
