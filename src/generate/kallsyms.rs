@@ -86,46 +86,52 @@ fn token_tables(d: &[u8]) -> Vec<Tokens<'_>> {
 }
 
 /// Checks that `digits` (the token `"0"`) is token 48 of a real token table.
+///
+/// The table is found from the index that follows it, not by walking back to its start:
+/// the byte before token 0 is the end of the previous array, which need not be a NUL
+/// (6.1's `kallsyms_seqs_of_names` has 3-byte entries and ends without padding when their
+/// count is a multiple of four).
 fn token_table_at(d: &[u8], digits: usize) -> Option<Tokens<'_>> {
-    // Walk back over 48 non-empty NUL-terminated tokens.
-    let mut start = digits;
-    for _ in 0..48 {
-        if start < 2 || d[start - 1] != 0 || d[start - 2] == 0 {
-            return None;
-        }
-        let prev_nul = d[..start - 1].iter().rposition(|&b| b == 0)?;
-        start = prev_nul + 1;
-        if digits - start > 48 * 64 {
-            return None;
-        }
-    }
-    let mut tokens = Vec::with_capacity(256);
-    let mut pos = start;
-    for _ in 0..256 {
-        let len = d.get(pos..)?.iter().take(64).position(|&b| b == 0)?;
+    // Tokens 48..=255 run forward from `digits`; the index follows them, aligned.
+    let mut end = digits;
+    for _ in 48..256 {
+        let len = d.get(end..)?.iter().take(64).position(|&b| b == 0)?;
         if len == 0 {
             return None;
         }
-        tokens.push(&d[pos..pos + len]);
-        pos += len + 1;
+        end += len + 1;
     }
-    // The token index follows, aligned.
-    for index in (align_up(pos, 2)..pos + 16).step_by(2) {
-        let mut off = 0usize;
-        let ok = tokens.iter().enumerate().all(|(i, t)| {
-            let good = u16_at(d, index + 2 * i) == Some(off as u16);
-            off += t.len() + 1;
-            good
-        });
-        if ok {
-            return Some(Tokens {
-                start,
-                tokens,
-                index,
-            });
+    (align_up(end, 2)..end + 16)
+        .step_by(2)
+        .find_map(|index| tokens_indexed(d, digits, index))
+}
+
+/// The 256 tokens if the `u16` array at `index` is their index and puts token 48 at
+/// `digits`: offsets start at 0 and each token ends with a NUL right before the next one.
+fn tokens_indexed(d: &[u8], digits: usize, index: usize) -> Option<Tokens<'_>> {
+    let start = digits.checked_sub(usize::from(u16_at(d, index + 2 * 48)?))?;
+    if u16_at(d, index)? != 0 {
+        return None;
+    }
+    let mut tokens = Vec::with_capacity(256);
+    for i in 0..256 {
+        let at = start + usize::from(u16_at(d, index + 2 * i)?);
+        let len = d.get(at..)?.iter().take(64).position(|&b| b == 0)?;
+        let next = if i < 255 {
+            start + usize::from(u16_at(d, index + 2 * (i + 1))?)
+        } else {
+            at + len + 1
+        };
+        if len == 0 || at + len + 1 != next {
+            return None;
         }
+        tokens.push(&d[at..at + len]);
     }
-    None
+    Some(Tokens {
+        start,
+        tokens,
+        index,
+    })
 }
 
 /// Markers candidate: position, element size, values.
@@ -363,6 +369,19 @@ mod tests {
     /// A synthetic table in the 6.12 order decodes.
     #[test]
     fn synthetic_table() {
+        synthetic(0);
+    }
+
+    /// As in 6.1 stable: `kallsyms_seqs_of_names` between the markers and the token table,
+    /// ending without padding, so that no NUL precedes token 0.
+    #[test]
+    fn synthetic_table_after_unpadded_bytes() {
+        synthetic(3 * 1096);
+    }
+
+    /// Builds a table of 1100 symbols, `seqs` non-zero bytes before the token table, and
+    /// decodes it.
+    fn synthetic(seqs: usize) {
         let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
         tokens[0] = b"in".to_vec();
         tokens[1] = b"it_".to_vec();
@@ -402,6 +421,7 @@ mod tests {
         while !d.len().is_multiple_of(8) {
             d.push(0);
         }
+        d.resize(d.len() + seqs, 0x5a);
         let mut index = Vec::new();
         let mut off = 0u16;
         for t in &tokens {
