@@ -511,9 +511,8 @@ fn truncated_images_fail_cleanly() {
     }
 }
 
-/// i386 (guests of the lab cannot boot it yet: its busybox is amd64): the addresses taken
-/// from the -dbg vmlinux's symbol table equal the image's own kallsyms (text symbols only,
-/// no KALLSYMS_ALL) and the -dbg package's System.map.
+/// i386: the addresses taken from the -dbg vmlinux's symbol table equal the image's own
+/// kallsyms (text symbols only, no KALLSYMS_ALL) and the -dbg package's System.map.
 #[test]
 fn symbols_i386_6_1_agree_with_image_kallsyms_and_system_map() {
     let Some(dir) = kernel_dir("i386-6.1") else {
