@@ -421,19 +421,31 @@ fn assert_poweroff_unfinished(run: &Run) {
     assert_eq!(run.events.last().unwrap()["type"], "run_end");
 }
 
+/// Boots `kernel` (with KASLR when `kaslr`) into `scenario` if the lab is there.
+fn traced(test: &str, kernel: &'static str, scenario: &'static str, kaslr: bool) -> Option<Run> {
+    lab_available(test).then(|| {
+        boot(&Boot {
+            kernel,
+            scenario,
+            kaslr,
+            ..Boot::default()
+        })
+    })
+}
+
+/// The `syscalls` scenario: the workload's records equal strace's, context switches were
+/// followed, and the run ends with the guest's `reboot` unfinished.
+fn workload_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
+    if let Some(run) = traced(test, kernel, "syscalls", kaslr) {
+        check_against_strace(&run, Compare::WORKLOAD);
+        assert_switches_followed(&run);
+        assert_poweroff_unfinished(&run);
+    }
+}
+
 #[test]
 fn amd64_61_matches_strace() {
-    if !lab_available("amd64_61_matches_strace") {
-        return;
-    }
-    let run = boot(&Boot {
-        kernel: "amd64-6.1",
-        scenario: "syscalls",
-        ..Boot::default()
-    });
-    check_against_strace(&run, Compare::WORKLOAD);
-    assert_switches_followed(&run);
-    assert_poweroff_unfinished(&run);
+    workload_matches_strace("amd64_61_matches_strace", "amd64-6.1", false);
 }
 
 /// A group whose `vmi.switch_to_addr` names another function (here the dispatch function
@@ -481,18 +493,7 @@ fn amd64_61_wrong_switch_to_is_refuted() {
 
 #[test]
 fn amd64_612_matches_strace() {
-    if !lab_available("amd64_612_matches_strace") {
-        return;
-    }
-    let run = boot(&Boot {
-        kernel: "amd64-6.12",
-        scenario: "syscalls",
-        kaslr: true,
-        ..Boot::default()
-    });
-    check_against_strace(&run, Compare::WORKLOAD);
-    assert_switches_followed(&run);
-    assert_poweroff_unfinished(&run);
+    workload_matches_strace("amd64_612_matches_strace", "amd64-6.12", true);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
@@ -600,48 +601,30 @@ fn check_compat(run: &Run) -> usize {
     compared
 }
 
+/// The `compat` scenario on `kernel`, checked by [`check_compat`].
+fn compat_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
+    if let Some(run) = traced(test, kernel, "compat", kaslr) {
+        check_compat(&run);
+    }
+}
+
 #[test]
 fn amd64_61_compat_matches_strace() {
-    if !lab_available("amd64_61_compat_matches_strace") {
-        return;
-    }
-    let run = boot(&Boot {
-        kernel: "amd64-6.1",
-        scenario: "compat",
-        ..Boot::default()
-    });
-    check_compat(&run);
+    compat_matches_strace("amd64_61_compat_matches_strace", "amd64-6.1", false);
 }
 
 #[test]
 fn amd64_612_compat_matches_strace() {
-    if !lab_available("amd64_612_compat_matches_strace") {
-        return;
-    }
     // CONFIG_IA32_EMULATION=y without IA32_EMULATION_DEFAULT_DISABLED in Debian's 6.12:
     // 32-bit programs run without ia32_emulation=1.
-    let run = boot(&Boot {
-        kernel: "amd64-6.12",
-        scenario: "compat",
-        kaslr: true,
-        ..Boot::default()
-    });
-    check_compat(&run);
+    compat_matches_strace("amd64_612_compat_matches_strace", "amd64-6.12", true);
 }
 
 /// The same program natively on i386: the vDSO uses sysenter there (argument 6 at
 /// `[ebp]`); KPTI, so strace's execve of it has no record (see `Compare`).
 #[test]
 fn i386_61_compat_matches_strace() {
-    if !lab_available("i386_61_compat_matches_strace") {
-        return;
-    }
-    let run = boot(&Boot {
-        kernel: "i386-6.1",
-        scenario: "compat",
-        ..Boot::default()
-    });
-    check_compat(&run);
+    compat_matches_strace("i386_61_compat_matches_strace", "i386-6.1", false);
 }
 
 #[test]
@@ -662,17 +645,7 @@ fn strace_lines_parse() {
 
 #[test]
 fn i386_61_matches_strace() {
-    if !lab_available("i386_61_matches_strace") {
-        return;
-    }
-    let run = boot(&Boot {
-        kernel: "i386-6.1",
-        scenario: "syscalls",
-        ..Boot::default()
-    });
-    check_against_strace(&run, Compare::WORKLOAD);
-    assert_switches_followed(&run);
-    assert_poweroff_unfinished(&run);
+    workload_matches_strace("i386_61_matches_strace", "i386-6.1", false);
 }
 
 /// Checks a kept run again without booting, for work on the comparison:
