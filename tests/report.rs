@@ -719,3 +719,45 @@ fn memory_stays_bounded_on_a_long_log() {
     let trace: Value = serde_json::from_slice(&trace.finish(&s).unwrap()).unwrap();
     assert_eq!(validate_trace(&trace)["X"].len(), 60_000);
 }
+
+/// A call the plugin could not attach to a thread (pid 0, tid 0: made before the kernel
+/// was found, under KPTI) is counted, and not given to the idle task as a process.
+#[test]
+fn a_call_without_a_caller_is_not_the_idle_tasks() {
+    let dir = scratch("unattributed");
+    let log = write(
+        &dir,
+        "vmi.jsonl",
+        concat!(
+            r#"{"type":"run_start","version":"0.1.0","target":"i386","plugin_api":4,"vcpus":1}"#,
+            "\n",
+            r#"{"type":"syscall","pid":0,"tid":0,"comm":"","nr":45,"name":"brk","args":{"brk":0},"ret":151957504,"seq":0}"#,
+            "\n",
+            r#"{"type":"kernel_ready","group":"g","kaslr_slide":"0x0","page_offset":"0xc0000000","kpti":true,"banner_matches":true}"#,
+            "\n",
+            r#"{"type":"process_start","pid":1,"tid":1,"ppid":0,"comm":"init","kernel_thread":false,"already_running":true}"#,
+            "\n",
+            r#"{"type":"syscall","pid":1,"tid":1,"comm":"init","nr":45,"name":"brk","args":{"brk":151959680},"ret":151959680,"seq":1}"#,
+            "\n",
+        ),
+    );
+    let log = log.to_str().unwrap();
+    let s = json_report(log);
+    assert_eq!(s["syscalls"]["total"], 2, "{}", s["syscalls"]);
+    assert_eq!(s["syscalls"]["unattributed"], 1, "{}", s["syscalls"]);
+    assert_eq!(process(&s, 1, "init")["syscalls"], 1);
+    assert!(
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["pid"] != 0),
+        "{}",
+        s["processes"]
+    );
+    let text = stdout(&vmi(&["report", log]));
+    assert!(
+        text.contains("  1 by a caller the log does not name (pid 0: the kernel was not readable)"),
+        "{text}"
+    );
+}

@@ -392,6 +392,27 @@ fn assert_switches_followed(run: &Run) {
     );
 }
 
+/// Every system call record names its caller. The one exception is a call made before
+/// the kernel was found under KPTI (the run's first): neither its entry nor its user-mode
+/// return can read the kernel, so it is written with pid 0 before `kernel_ready`.
+fn assert_callers_named(run: &Run) {
+    let ready = run
+        .events
+        .iter()
+        .position(|e| e["type"] == "kernel_ready")
+        .unwrap_or_else(|| panic!("no kernel_ready: {}", run.dir.display()));
+    let kpti = run.events[ready]["kpti"] == true;
+    for (at, e) in run.events.iter().enumerate() {
+        if e["type"] == "syscall" && e["tid"] == 0 {
+            assert!(
+                kpti && at < ready,
+                "record {at} names no caller: {e} ({})",
+                run.dir.display()
+            );
+        }
+    }
+}
+
 /// The power-off call never returns (QEMU exits during it): it is written at the end of
 /// the run as `unfinished`, with the calls still blocked then, and nothing follows them
 /// but `run_end`.
@@ -440,6 +461,7 @@ fn workload_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
         check_against_strace(&run, Compare::WORKLOAD);
         assert_switches_followed(&run);
         assert_poweroff_unfinished(&run);
+        assert_callers_named(&run);
     }
 }
 

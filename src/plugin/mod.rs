@@ -624,15 +624,7 @@ impl Plugin {
             d.stack.is_none(),
             keep,
             self.follows_switches(),
-            |t| {
-                let linux = linux()?;
-                let th = linux::task::thread(&linux, t).ok()?;
-                Some(ThreadInfo {
-                    pid: th.pid,
-                    tid: th.tid,
-                    comm: linux::task::comm(&linux, t).unwrap_or_default().into(),
-                })
-            },
+            |t| thread_info(&linux()?, t),
             || d.stack.unwrap_or_else(|| self.stack_key(cpu)),
         );
         // A thread seen for the first time may be a process that started unseen (a
@@ -674,8 +666,30 @@ impl Plugin {
             || running_address(cpu, pc),
             key,
             || self.stack_key(cpu),
-            &mut |done| self.emit(done, cpu, kernel_mode),
+            &mut |mut done| {
+                // A call that entered before the kernel was found (the run's first, under
+                // KASLR) returns in its own thread, which can be named now.
+                if done.caller_unknown()
+                    && let Some(thread) = self.returning_thread(cpu, readable)
+                {
+                    done.identify(thread);
+                }
+                self.emit(done, cpu, kernel_mode)
+            },
         );
+    }
+
+    /// pid, tid and comm of the thread running at a return point: known from its earlier
+    /// calls, or read when the kernel is `readable` here.
+    fn returning_thread(&self, cpu: &dyn Vcpu, readable: bool) -> Option<ThreadInfo> {
+        let task = if readable {
+            self.current_task(cpu, false)?
+        } else {
+            self.switched_task(cpu)?
+        };
+        self.tracer
+            .known(task)
+            .or_else(|| thread_info(&self.linux(cpu, false).filter(|_| readable)?, task))
     }
 
     /// Writes a system call record and counts it. `cpu` is the vCPU it was made on, which
@@ -805,6 +819,16 @@ impl Plugin {
         self.sink.write(record);
         self.sink.close();
     }
+}
+
+/// pid, tid and comm of `task`, read from the kernel.
+fn thread_info(linux: &Linux<'_>, task: u64) -> Option<ThreadInfo> {
+    let th = linux::task::thread(linux, task).ok()?;
+    Some(ThreadInfo {
+        pid: th.pid,
+        tid: th.tid,
+        comm: linux::task::comm(linux, task).unwrap_or_default().into(),
+    })
 }
 
 /// The process events' view of the thread that made a call.

@@ -85,6 +85,22 @@ pub struct Finished {
     pub record: Option<SyscallRecord>,
 }
 
+impl Finished {
+    /// Whether the caller was not known when the call entered: the kernel could not be
+    /// read then (the run's first calls, before the kernel is found).
+    pub fn caller_unknown(&self) -> bool {
+        self.thread == ThreadInfo::default()
+    }
+
+    /// Names the caller of a call that entered unidentified (see [`Finished::caller_unknown`]).
+    pub fn identify(&mut self, thread: ThreadInfo) {
+        self.thread = thread;
+        if let Some(record) = self.record.as_mut() {
+            record.thread = thread;
+        }
+    }
+}
+
 /// Pending calls and the set of return addresses to probe.
 #[derive(Debug)]
 pub struct Tracer {
@@ -154,6 +170,11 @@ impl Tracer {
     /// Whether pid, tid and comm of `task` are known from an earlier call.
     pub fn knows(&self, task: u64) -> bool {
         self.threads.contains(task)
+    }
+
+    /// pid, tid and comm of `task`, if known from an earlier call.
+    pub fn known(&self, task: u64) -> Option<ThreadInfo> {
+        self.threads.get(task)
     }
 
     /// Whether a block starting at `va` is a return point to probe.

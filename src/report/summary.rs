@@ -254,6 +254,10 @@ pub struct SyscallTotals {
     pub failed: u64,
     /// Calls without a result, by `outcome`.
     pub without_result: BTreeMap<String, u64>,
+    /// Calls whose caller the plugin could not name (pid 0, tid 0: no kernelinfo, or
+    /// made before the kernel was found under KPTI): counted here, not given to the idle
+    /// task.
+    pub unattributed: u64,
     /// The most frequent names.
     pub top: Vec<NameCount>,
     /// Errors by errno, most frequent first.
@@ -377,6 +381,7 @@ pub struct Aggregator {
     totals: HashMap<String, (u64, u64)>,
     errors: HashMap<i64, u64>,
     without_result: BTreeMap<String, u64>,
+    unattributed: u64,
     syscalls: u64,
     failed: u64,
     failures: HashMap<(String, String, i64), (u64, Vec<u32>)>,
@@ -404,6 +409,7 @@ impl Aggregator {
             totals: HashMap::new(),
             errors: HashMap::new(),
             without_result: BTreeMap::new(),
+            unattributed: 0,
             syscalls: 0,
             failed: 0,
             failures: HashMap::new(),
@@ -671,9 +677,6 @@ impl Aggregator {
     }
 
     fn syscall(&mut self, c: &Syscall, pos: u64) {
-        let id = self.process_of(c.pid, pos, "syscall");
-        self.add_tid(id, c.tid);
-        let bucket = self.bucket(pos);
         let name = c.display_name();
         let err = c.ret.and_then(errno::of_ret);
         self.syscalls += 1;
@@ -690,6 +693,13 @@ impl Aggregator {
         let t = self.totals.entry(name.clone()).or_default();
         t.0 += 1;
         t.1 += u64::from(err.is_some());
+        if c.pid == 0 && c.tid == 0 {
+            self.unattributed += 1;
+            return;
+        }
+        let id = self.process_of(c.pid, pos, "syscall");
+        self.add_tid(id, c.tid);
+        let bucket = self.bucket(pos);
 
         let limits = self.limits;
         let buckets = self.density.map_or(1, |d| d.buckets);
@@ -984,6 +994,7 @@ impl Aggregator {
                 total: self.syscalls,
                 failed: self.failed,
                 without_result: self.without_result,
+                unattributed: self.unattributed,
                 top: sorted(&self.totals, 15),
                 errors,
             },

@@ -428,6 +428,15 @@ fn global(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
             }
         ),
     )?;
+    if t.unattributed > 0 {
+        line(
+            out,
+            &format!(
+                "  {} by a caller the log does not name (pid 0: the kernel was not readable)",
+                t.unattributed
+            ),
+        )?;
+    }
     let mut text = String::from(" ");
     for n in &t.top {
         let item = format!(" {} {}", n.name, n.count);
