@@ -11,11 +11,13 @@
 //! block after the instruction ─ on_return_point ─ tracer.ret ─ emit: record, events
 //! ```
 //!
+//! `calls` follows each system call from its instruction to its record;
 //! [`kernel`] learns where the running kernel is (KASLR slide, KPTI, which group);
 //! [`tracer`] pairs entries with returns, placing calls where their shared translations
 //! run ([`placement`]); [`lifecycle`] turns completed calls into process events;
 //! [`snapshot`] and [`probe`] make their records.
 
+mod calls;
 pub mod hook;
 pub mod kernel;
 pub mod lifecycle;
@@ -25,7 +27,6 @@ pub mod snapshot;
 pub mod threads;
 pub mod tracer;
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;
@@ -38,20 +39,19 @@ use crate::args::Options;
 use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
 use crate::error::Error;
-use crate::events::{Caller, Event, Lifecycle, Tracker};
+use crate::events::{Event, Tracker};
 use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
 use crate::output::{JsonlSink, Record};
-use crate::syscalls::{Abi, RawCall, SyscallRecord, ThreadInfo};
+use crate::syscalls::{Abi, SyscallRecord};
 
 pub use hook::Hook;
 use kernel::KernelView;
-use placement::{running_address, running_shift};
 use probe::Probe;
 use snapshot::Reason;
-use tracer::{ThreadKey, Tracer};
+use tracer::Tracer;
 
 /// What QEMU told the plugin about the machine at install time.
 #[derive(Debug, Clone)]
@@ -68,48 +68,6 @@ pub struct MachineInfo {
 
 /// System calls during which the plugin tries to choose a kernelinfo group by banner.
 const DETECT_BUDGET: u64 = 1000;
-
-/// A system call seen at its user-mode instruction, waiting for the kernel's dispatch
-/// function, where the kernel can be read even under KPTI.
-#[derive(Debug, Clone, Copy)]
-struct Deferred {
-    /// Read at the instruction, with its address as translated.
-    call: RawCall,
-    /// How far the instruction runs from where it was translated, when found at the
-    /// instruction (a dispatch function, in kernel mode, cannot find it).
-    shift: Option<u64>,
-    /// The thread's key by address space and user stack, when the return point will
-    /// need it (under KPTI); made at the instruction, where the user stack is current.
-    stack: Option<ThreadKey>,
-}
-
-/// Where a call is followed into the kernel, which decides what can be read there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum At {
-    /// The user-mode instruction, with the kernel mapped (no KPTI).
-    User,
-    /// The kernel's dispatch function: under KPTI, the first place the kernel is mapped.
-    Dispatch,
-    /// The user-mode instruction under KPTI, for a thread known from its earlier calls and
-    /// followed across context switches: nothing is read from the kernel.
-    UserKnown,
-}
-
-impl At {
-    fn in_kernel(self) -> bool {
-        self == At::Dispatch
-    }
-
-    /// In which mode the kernel can be read here; `None`: it cannot.
-    fn kernel_mode(self) -> Option<bool> {
-        (self != At::UserKnown).then_some(self.in_kernel())
-    }
-}
-
-thread_local! {
-    /// The call this vCPU thread is making, between its instruction and the dispatch.
-    static DEFERRED: Cell<Option<Deferred>> = const { Cell::new(None) };
-}
 
 /// The plugin: options, output, counters. Shared by all vCPU threads, so every field is
 /// either immutable after install or internally synchronised.
@@ -471,279 +429,6 @@ impl Plugin {
         }
     }
 
-    /// Whether the kernel must be read at the dispatch functions (KPTI) rather than at
-    /// the user-mode instruction.
-    fn deferred_to_kernel(&self, cpu: &dyn Vcpu) -> bool {
-        self.kernel().and_then(|k| k.readable_from_user(cpu)) == Some(false)
-    }
-
-    /// The system call instruction at `pc` (of convention `abi`, if it is a Linux system
-    /// call) is about to execute on `cpu`.
-    pub fn on_syscall_insn(&self, kind: SyscallInsn, abi: Option<Abi>, cpu: &dyn Vcpu, pc: u64) {
-        self.syscall_insns[kind.index()].fetch_add(1, Ordering::Relaxed);
-        if let Some(probe) = &self.probe {
-            probe.read(cpu);
-        }
-        if self.views.iter().any(KernelView::needs_slide) {
-            kernel::await_entry(kind);
-        }
-        self.choose_group(cpu);
-        if self.kernel().is_none() && !self.tracer.logs_anything() {
-            // Loaded without introspection and without logging: counting is all.
-            return;
-        }
-        let Some(abi) = abi else {
-            return;
-        };
-        let call = self.tracer.read_call(abi, cpu, pc);
-        if !self.deferred_to_kernel(cpu) {
-            let d = Deferred {
-                call,
-                stack: None,
-                shift: None,
-            };
-            self.enter(cpu, d, At::User);
-            return;
-        }
-        // KPTI. With context switches followed the task is known here without reading
-        // the kernel, and threads are keyed by it; a thread known from its earlier calls
-        // is followed at once, others (and reboot, which snapshots) wait for the dispatch
-        // function. Without, the key is made of address space and stack, here.
-        let follows = self.follows_switches();
-        let known = follows
-            && self
-                .switched_task(cpu)
-                .is_some_and(|t| self.tracer.knows(t));
-        let stack = (!follows).then(|| self.stack_key(cpu));
-        let d = Deferred {
-            call,
-            stack,
-            shift: Some(
-                self.tracer
-                    .shifts()
-                    .of(cpu, follows, pc, || running_shift(cpu, pc)),
-            ),
-        };
-        if known && call.name() != Some("reboot") {
-            self.enter(cpu, d, At::UserKnown);
-        } else {
-            DEFERRED.with(|cell| cell.set(Some(d)));
-        }
-    }
-
-    /// Whether the kernel the guest runs has its context switches followed.
-    fn follows_switches(&self) -> bool {
-        self.kernel().is_some_and(KernelView::follows_switches)
-    }
-
-    /// The task the last context switch on `cpu` went to, when switches are followed.
-    fn switched_task(&self, cpu: &dyn Vcpu) -> Option<u64> {
-        let slot = self.current.get(cpu.index() as usize)?;
-        Some(slot.load(Ordering::Relaxed)).filter(|&t| t != 0 && self.follows_switches())
-    }
-
-    /// The key of the thread on `cpu` by address space and user stack (in user mode).
-    fn stack_key(&self, cpu: &dyn Vcpu) -> ThreadKey {
-        ThreadKey::Stack(self.asid(cpu), cpu.reg(Reg::Rsp).unwrap_or(0))
-    }
-
-    /// A block that may be `__switch_to` of `views[view]` runs (`slide`: under which
-    /// slide): if it is, its second argument is the task this vCPU runs from now on.
-    pub fn on_task_switch(&self, cpu: &dyn Vcpu, view: u16, slide: u16) {
-        if self.chosen.get() != Some(&usize::from(view)) {
-            return;
-        }
-        // This block was instrumented as a candidate under `slide`, so under the real
-        // slide switches are followed.
-        if !self.kernel().is_some_and(|k| k.is_switch(slide)) {
-            return;
-        }
-        let next = match self.arch {
-            Arch::X86_64 => Reg::Rsi,
-            Arch::I386 => Reg::Rdx,
-        };
-        if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
-            slot.store(task, Ordering::Relaxed);
-            self.task_switches.fetch_add(1, Ordering::Relaxed);
-            // The thread switched out may be blocked in a call: it may return elsewhere.
-            // (Kernel mode, but nothing completed here needs the kernel: only calls of
-            // threads past the matcher's limit are dropped.)
-            self.tracer
-                .switched_out(cpu, &mut |done| self.emit(done, cpu, None));
-        }
-    }
-
-    /// The `task_struct` running on `cpu`: the one the last context switch went to, when
-    /// switches are followed, else read from the kernel (and remembered until the next
-    /// switch).
-    fn current_task(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Option<u64> {
-        if let Some(task) = self.switched_task(cpu) {
-            return Some(task);
-        }
-        let task = self.kernel()?.current_task(cpu, in_kernel)?;
-        if self.follows_switches()
-            && let Some(slot) = self.current.get(cpu.index() as usize)
-        {
-            slot.store(task, Ordering::Relaxed);
-        }
-        Some(task)
-    }
-
-    /// A kernel dispatch function runs: finish the call its thread's instruction began.
-    pub fn on_kernel_dispatch(&self, cpu: &dyn Vcpu) {
-        if let Some(deferred) = DEFERRED.with(|d| d.take()) {
-            self.enter(cpu, deferred, At::Dispatch);
-        }
-    }
-
-    /// Follows a call as it enters the kernel: snapshot requests, the caller's lifecycle,
-    /// decoding, and whatever this call completes. The kernel is read for the current
-    /// task only; the rest of the provider is set up when something needs it.
-    fn enter(&self, cpu: &dyn Vcpu, d: Deferred, at: At) {
-        let in_kernel = at.in_kernel();
-        let readable = at.kernel_mode().is_some();
-        let linux = || self.linux(cpu, in_kernel).filter(|_| readable);
-        let name = d.call.name();
-        if name == Some("reboot")
-            && let Some(linux) = linux()
-        {
-            self.snapshot(cpu, &linux, &Reason::Reboot);
-        }
-        if readable && let (Some(kernel), Some(followed)) = (self.kernel(), self.switched_task(cpu))
-        {
-            kernel.confirm_switch(cpu, in_kernel, followed);
-        }
-        let task = self.current_task(cpu, in_kernel);
-        // Identities are remembered only once process events can be told of new threads.
-        let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);
-        let (who, fresh) = self.tracer.who(
-            task,
-            // Under KPTI, unless context switches are followed, the return point (user
-            // mode) cannot know the task: the instruction then made a key by address space
-            // and stack, which the return point makes too.
-            d.stack.is_none(),
-            keep,
-            self.follows_switches(),
-            |t| thread_info(&linux()?, t),
-            || d.stack.unwrap_or_else(|| self.stack_key(cpu)),
-        );
-        // A thread seen for the first time may be a process that started unseen (a
-        // child running before its parent returns from clone).
-        if fresh
-            && let Some(events) = &self.events
-            && let Some(linux) = linux()
-        {
-            let caller = caller(&who.thread);
-            self.track(cpu, events, |t| {
-                t.seen(&caller, || linux.current_process().ok())
-            });
-        }
-        let kernel_mode = at.kernel_mode();
-        let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
-        self.tracer.enter(cpu, who, d.call, &shift, &mut |done| {
-            self.emit(done, cpu, kernel_mode)
-        });
-    }
-
-    /// A system call may return at the start of this block, translated at `pc`.
-    pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
-        let readable = !self.deferred_to_kernel(cpu);
-        let key = || {
-            let task = if readable {
-                self.current_task(cpu, false)
-            } else {
-                self.switched_task(cpu)
-            };
-            match task {
-                Some(t) => ThreadKey::Task(t),
-                None => self.stack_key(cpu),
-            }
-        };
-        let kernel_mode = readable.then_some(false);
-        self.tracer.ret(
-            cpu,
-            pc,
-            || running_address(cpu, pc),
-            key,
-            || self.stack_key(cpu),
-            &mut |mut done| {
-                // A call that entered before the kernel was found (the run's first, under
-                // KASLR) returns in its own thread, which can be named now.
-                if done.caller_unknown()
-                    && let Some(thread) = self.returning_thread(cpu, readable)
-                {
-                    done.identify(thread);
-                }
-                self.emit(done, cpu, kernel_mode)
-            },
-        );
-    }
-
-    /// pid, tid and comm of the thread running at a return point: known from its earlier
-    /// calls, or read when the kernel is `readable` here.
-    fn returning_thread(&self, cpu: &dyn Vcpu, readable: bool) -> Option<ThreadInfo> {
-        let task = if readable {
-            self.current_task(cpu, false)?
-        } else {
-            self.switched_task(cpu)?
-        };
-        self.tracer
-            .known(task)
-            .or_else(|| thread_info(&self.linux(cpu, false).filter(|_| readable)?, task))
-    }
-
-    /// Writes a system call record and counts it. `cpu` is the vCPU it was made on, which
-    /// positions it under `icount=on` (positioned records go boxed: the packed form has
-    /// no position); `None` once the guest has stopped (no position).
-    fn write_call(&self, record: SyscallRecord, cpu: Option<&dyn Vcpu>) {
-        self.syscall_records.fetch_add(1, Ordering::Relaxed);
-        match cpu {
-            Some(cpu) if self.options.icount => self.write_at(cpu, record),
-            Some(_) => self.sink.write_frequent(&record),
-            None => self.sink.write(record),
-        }
-    }
-
-    /// Logs a completed call, then the lifecycle events it causes.
-    /// `kernel_mode` says whether the kernel can be read here and in which mode the vCPU
-    /// is (`None`: it cannot, a user-mode return under KPTI).
-    fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
-        if let Some(record) = done.record.take() {
-            self.write_call(record, Some(cpu));
-        }
-        let call = &done.done.call;
-        let name = call.name().unwrap_or("");
-        let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
-        let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(name));
-        let linux = kernel_mode
-            .filter(|_| needs_kernel)
-            .and_then(|in_kernel| self.linux(cpu, in_kernel));
-        let linux = linux.as_ref();
-        if exec
-            && let Some(linux) = linux
-            && let Some(reason) = self.exec_snapshot_reason(linux)
-        {
-            self.snapshot(cpu, linux, &reason);
-        }
-        let what = (self.events.is_some() || lifecycle::may_reap(name))
-            .then(|| lifecycle::of(&done, cpu, linux))
-            .flatten();
-        let reaped = match what {
-            Some(Lifecycle::Reaped { child, .. }) => Some(child),
-            _ => None,
-        };
-        if let (Some(events), Some(what)) = (&self.events, what) {
-            let caller = caller(&done.thread);
-            self.track(cpu, events, |t| t.call(&caller, what));
-        }
-        // A reaped process makes no more calls: what its threads left pending (blocked
-        // when it was killed) is over, and is written now rather than at the end.
-        if let Some(pid) = reaped {
-            self.tracer
-                .process_gone(pid, &mut |gone| self.emit(gone, cpu, None));
-        }
-    }
-
     /// Whether the program the current process just started is the `snapshot=` one. Asked
     /// once the new image runs (its first system call), by its name (`comm`, which exec
     /// sets from the path it was given, symlinks included): at exec entry the path may
@@ -818,25 +503,6 @@ impl Plugin {
         });
         self.sink.write(record);
         self.sink.close();
-    }
-}
-
-/// pid, tid and comm of `task`, read from the kernel.
-fn thread_info(linux: &Linux<'_>, task: u64) -> Option<ThreadInfo> {
-    let th = linux::task::thread(linux, task).ok()?;
-    Some(ThreadInfo {
-        pid: th.pid,
-        tid: th.tid,
-        comm: linux::task::comm(linux, task).unwrap_or_default().into(),
-    })
-}
-
-/// The process events' view of the thread that made a call.
-fn caller(thread: &ThreadInfo) -> Caller {
-    Caller {
-        pid: thread.pid,
-        tid: thread.tid,
-        comm: thread.comm.to_string(),
     }
 }
 
