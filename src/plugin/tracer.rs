@@ -662,6 +662,44 @@ mod tests {
         t.unfinished(&mut |_| panic!("written once"));
     }
 
+    /// The run's first call, entered before the kernel was found, has no caller; it is
+    /// named at its return, record included.
+    #[test]
+    fn a_call_entered_unnamed_is_named_at_its_return() {
+        let (t, cpu, _) = one_vcpu();
+        let stack = ThreadKey::Stack(1, 7);
+        let unknown = Who {
+            key: stack,
+            thread: ThreadInfo::default(),
+            task: None,
+            pinned: false,
+        };
+        t.enter(&cpu, unknown, call(GETPPID, 0x100), &|| 0, &mut |_| {
+            panic!("nothing completes")
+        });
+        cpu.set(Reg::Rax, 1);
+        let mut done = Vec::new();
+        t.ret(
+            &cpu,
+            0x102,
+            || 0x102,
+            || ThreadKey::Task(7),
+            || stack,
+            &mut |f| done.push(f),
+        );
+        let [mut f] = <[Finished; 1]>::try_from(done).expect("one call returns");
+        assert!(f.caller_unknown());
+        let init = ThreadInfo {
+            pid: 1,
+            tid: 1,
+            comm: "init".into(),
+        };
+        f.identify(init);
+        assert!(!f.caller_unknown());
+        assert_eq!(f.thread, init);
+        assert_eq!(f.record.map(|r| r.thread), Some(init));
+    }
+
     #[test]
     fn a_call_entered_before_its_task_was_known_returns_by_its_stack() {
         let (t, cpu, mut log) = one_vcpu();
