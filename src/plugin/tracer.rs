@@ -662,6 +662,12 @@ mod tests {
         t.unfinished(&mut |_| panic!("written once"));
     }
 
+    /// The call entered at 0x100 returns at 0x102, where the task (7) is known: found
+    /// by its `stack` key.
+    fn returns_as_task_7(t: &Tracer, cpu: &Cpu, stack: ThreadKey, out: &mut dyn FnMut(Finished)) {
+        t.ret(cpu, 0x102, || 0x102, || ThreadKey::Task(7), || stack, out);
+    }
+
     /// The run's first call, entered before the kernel was found, has no caller; it is
     /// named at its return, record included.
     #[test]
@@ -679,14 +685,7 @@ mod tests {
         });
         cpu.set(Reg::Rax, 1);
         let mut done = Vec::new();
-        t.ret(
-            &cpu,
-            0x102,
-            || 0x102,
-            || ThreadKey::Task(7),
-            || stack,
-            &mut |f| done.push(f),
-        );
+        returns_as_task_7(&t, &cpu, stack, &mut |f| done.push(f));
         let [mut f] = <[Finished; 1]>::try_from(done).expect("one call returns");
         assert!(f.caller_unknown());
         let init = ThreadInfo {
@@ -708,14 +707,7 @@ mod tests {
         enter(&t, &cpu, 7, false, call(GETPPID, 0x100), &mut log);
         cpu.set(Reg::Rax, 1);
         // It returns once the task is known: found by the stack key.
-        t.ret(
-            &cpu,
-            0x102,
-            || 0x102,
-            || ThreadKey::Task(7),
-            || stack,
-            &mut into(&mut log),
-        );
+        returns_as_task_7(&t, &cpu, stack, &mut into(&mut log));
         assert_eq!(log, [(7, 0x100, Outcome::Returned(1))]);
         // With nothing pending by stack any more, the stack key is not made.
         enter(&t, &cpu, 8, false, call(GETPPID, 0x100), &mut log);
