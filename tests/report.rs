@@ -91,7 +91,8 @@ fn text_shows_the_tree_files_errnos_programs_and_modules() {
         "      1×  /usr/bin/python3  (pid 102)",
         "  ENOENT: No such file or directory",
         "  EACCES: Permission denied",
-        "SYSCALLS (20 calls, 6 failed; no result: 1 abandoned, 1 exec, 1 no_return)",
+        "SYSCALLS (20 calls, 6 failed)",
+        "  no result: 1 abandoned, 1 exec, 1 no_return",
         "  errors: ENOENT 2, EACCES 1, EFAULT 1, ENAMETOOLONG 1, ENOSYS 1",
         "MODULES (3, from 2 snapshots)",
         "  nf_tables                0xffffffffc0100000      311296  @39.0k",
@@ -760,4 +761,39 @@ fn a_call_without_a_caller_is_not_the_idle_tasks() {
         text.contains("  1 by a caller the log does not name (pid 0: the kernel was not readable)"),
         "{text}"
     );
+}
+
+/// A process killed by a signal shows the signal, and the calls it left blocked (written
+/// as `abandoned` after its `process_end`) stay its own: no second process of that pid.
+#[test]
+fn a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal() {
+    let dir = scratch("killed");
+    let lines = [
+        r#"{"type":"run_start","version":"0.1.0","target":"x86_64","plugin_api":4,"vcpus":1}"#,
+        r#"{"type":"process_start","pid":1,"tid":1,"ppid":0,"comm":"init","kernel_thread":false,"already_running":true}"#,
+        r#"{"type":"process_start","pid":90,"tid":90,"ppid":1,"comm":"threads","kernel_thread":false}"#,
+        r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":231,"name":"set_robust_list","args":{"head":"0x0","len":24},"ret":0,"seq":1}"#,
+        r#"{"type":"process_end","pid":90,"tid":90,"ppid":1,"comm":"threads","signal":15}"#,
+        r#"{"type":"syscall","pid":90,"tid":91,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":2}"#,
+        r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":3}"#,
+    ];
+    let log = write(&dir, "vmi.jsonl", &(lines.join("\n") + "\n"));
+    let log = log.to_str().unwrap();
+    let s = json_report(log);
+    let of_90: Vec<&Value> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["pid"] == 90)
+        .collect();
+    assert_eq!(of_90.len(), 1, "{of_90:?}");
+    assert_eq!(of_90[0]["syscalls"], 3);
+    assert_eq!(of_90[0]["threads"], 2);
+    assert_eq!(of_90[0]["signal"], 15);
+    let text = stdout(&vmi(&["report", log]));
+    let row = text
+        .lines()
+        .find(|l| l.contains("─ threads"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains(" sig15 "), "{row}");
 }

@@ -162,6 +162,8 @@ pub struct ProcessEvent {
     pub path: Option<String>,
     /// Exit code (end).
     pub exit_code: Option<i64>,
+    /// The signal that killed it (end).
+    pub signal: Option<i64>,
     /// The process existed before the plugin could see it (start).
     pub already_running: bool,
 }
@@ -504,6 +506,7 @@ fn process(kind: ProcessKind, mut m: Map<String, Value>) -> Result<ProcessEvent,
         tid: u32_of(m.get("tid")).unwrap_or(pid),
         ppid: u32_of(m.get("ppid")),
         exit_code: m.get("exit_code").and_then(Value::as_i64),
+        signal: m.get("signal").and_then(Value::as_i64),
         already_running: m
             .get("already_running")
             .and_then(Value::as_bool)

@@ -164,6 +164,8 @@ pub struct Process {
     pub end: Option<u64>,
     /// Exit code from `process_end`.
     pub exit_code: Option<i64>,
+    /// The signal that killed it, from `process_end`.
+    pub signal: Option<i64>,
     /// A kernel thread (from a snapshot).
     pub kernel_thread: bool,
     /// Distinct thread ids seen.
@@ -479,6 +481,7 @@ impl Aggregator {
             last_seen: pos,
             end: None,
             exit_code: None,
+            signal: None,
             kernel_thread: false,
             threads: 0,
             threads_ended: 0,
@@ -600,6 +603,7 @@ impl Aggregator {
             ProcessKind::ProcessEnd => {
                 p.end = Some(pos);
                 p.exit_code = e.exit_code;
+                p.signal = e.signal;
             }
         }
     }
@@ -697,7 +701,12 @@ impl Aggregator {
             self.unattributed += 1;
             return;
         }
-        let id = self.process_of(c.pid, pos, "syscall");
+        let id = match self.by_pid.get(&c.pid) {
+            // Calls a killed process left blocked are written after its `process_end`:
+            // they are that process's, not a new one's.
+            Some(&id) if c.outcome.as_deref() == Some("abandoned") => id,
+            _ => self.process_of(c.pid, pos, "syscall"),
+        };
         self.add_tid(id, c.tid);
         let bucket = self.bucket(pos);
 

@@ -243,7 +243,11 @@ fn tree(s: &Summary, all: bool, out: &mut dyn Write) -> io::Result<()> {
             None => format!("~{}", short(p.first_seen)),
         };
         let end = p.end.map_or("-".to_string(), short);
-        let exit = p.exit_code.map_or("-".to_string(), |c| c.to_string());
+        let exit = match (p.exit_code, p.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(sig)) => format!("sig{sig}"),
+            (None, None) => "-".to_string(),
+        };
         line(
             out,
             &format!(
@@ -263,7 +267,8 @@ fn tree(s: &Summary, all: bool, out: &mut dyn Write) -> io::Result<()> {
     line(
         out,
         "  ~: first seen there, no start logged; -: not seen. CALLS: system calls.",
-    )
+    )?;
+    line(out, "  EXIT: exit code, or sigN when killed by signal N.")
 }
 
 fn file_status(f: &super::summary::FileUse) -> String {
@@ -417,17 +422,11 @@ fn global(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
         .collect();
     heading(
         out,
-        &format!(
-            "SYSCALLS ({} calls, {} failed{})",
-            t.total,
-            t.failed,
-            if without.is_empty() {
-                String::new()
-            } else {
-                format!("; no result: {}", without.join(", "))
-            }
-        ),
+        &format!("SYSCALLS ({} calls, {} failed)", t.total, t.failed),
     )?;
+    if !without.is_empty() {
+        line(out, &format!("  no result: {}", without.join(", ")))?;
+    }
     if t.unattributed > 0 {
         line(
             out,
