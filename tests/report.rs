@@ -796,4 +796,12 @@ fn a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal() {
         .find(|l| l.contains("─ threads"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains(" sig15 "), "{row}");
+    let trace = dir.join("trace.json");
+    let o = vmi(&["report", log, "--perfetto", trace.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        trace.contains(r#""name":"process_end (signal 15)""#),
+        "{trace}"
+    );
 }

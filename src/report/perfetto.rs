@@ -157,6 +157,7 @@ impl<W: Write> TraceWriter<W> {
                 put("path", json!(e.path));
                 put("argv", json!(e.argv));
                 put("exit_code", json!(e.exit_code));
+                put("signal", json!(e.signal));
                 if e.already_running {
                     put("already_running", json!(true));
                 }
@@ -166,9 +167,10 @@ impl<W: Write> TraceWriter<W> {
                 }
                 let name = match (e.kind, &e.path) {
                     (ProcessKind::ProcessExec, Some(p)) => format!("exec {p}"),
-                    (ProcessKind::ProcessEnd, _) => match e.exit_code {
-                        Some(c) => format!("process_end ({c})"),
-                        None => "process_end".to_string(),
+                    (ProcessKind::ProcessEnd, _) => match (e.exit_code, e.signal) {
+                        (Some(c), _) => format!("process_end ({c})"),
+                        (None, Some(s)) => format!("process_end (signal {s})"),
+                        (None, None) => "process_end".to_string(),
                     },
                     (k, _) => k.type_name().to_string(),
                 };
