@@ -40,6 +40,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A log of `records`, one per line, in a fresh directory `name`; returns the directory
+/// and the log.
+fn log_of(name: &str, records: &[&str]) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let log = write(&dir, "vmi.jsonl", &(records.join("\n") + "\n"));
+    (dir, log)
+}
+
 fn json_report(log: &str) -> Value {
     let o = vmi(&["report", log, "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -303,18 +311,13 @@ fn json_summary_structure() {
 
 #[test]
 fn without_icount_or_process_events_lines_and_execve_calls_stand_in() {
-    let dir = scratch("plain");
-    let log = write(
-        &dir,
-        "plain.jsonl",
-        concat!(
+    let (_, log) = log_of(
+        "plain",
+        &[
             r#"{"type":"syscall","pid":7,"tid":7,"comm":"sh","nr":59,"name":"execve","args":{"filename":"/bin/true","argv":["true"],"envp":[]},"ret":0}"#,
-            "\n",
             r#"{"type":"syscall","pid":7,"tid":7,"comm":"true","nr":2,"name":"open","args":{"filename":"/x","flags":0,"mode":0},"ret":-2}"#,
-            "\n",
             r#"{"type":"syscall","pid":7,"tid":7,"comm":"true","nr":85,"name":"creat","args":{"pathname":"/y","mode":420},"ret":4}"#,
-            "\n",
-        ),
+        ],
     );
     let s = json_report(log.to_str().unwrap());
     assert_eq!(s["position_unit"], "line");
@@ -725,22 +728,15 @@ fn memory_stays_bounded_on_a_long_log() {
 /// was found, under KPTI) is counted, and not given to the idle task as a process.
 #[test]
 fn a_call_without_a_caller_is_not_the_idle_tasks() {
-    let dir = scratch("unattributed");
-    let log = write(
-        &dir,
-        "vmi.jsonl",
-        concat!(
+    let (_, log) = log_of(
+        "unattributed",
+        &[
             r#"{"type":"run_start","version":"0.1.0","target":"i386","plugin_api":4,"vcpus":1}"#,
-            "\n",
             r#"{"type":"syscall","pid":0,"tid":0,"comm":"","nr":45,"name":"brk","args":{"brk":0},"ret":151957504,"seq":0}"#,
-            "\n",
             r#"{"type":"kernel_ready","group":"g","kaslr_slide":"0x0","page_offset":"0xc0000000","kpti":true,"banner_matches":true}"#,
-            "\n",
             r#"{"type":"process_start","pid":1,"tid":1,"ppid":0,"comm":"init","kernel_thread":false,"already_running":true}"#,
-            "\n",
             r#"{"type":"syscall","pid":1,"tid":1,"comm":"init","nr":45,"name":"brk","args":{"brk":151959680},"ret":151959680,"seq":1}"#,
-            "\n",
-        ),
+        ],
     );
     let log = log.to_str().unwrap();
     let s = json_report(log);
@@ -767,17 +763,18 @@ fn a_call_without_a_caller_is_not_the_idle_tasks() {
 /// as `abandoned` after its `process_end`) stay its own: no second process of that pid.
 #[test]
 fn a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal() {
-    let dir = scratch("killed");
-    let lines = [
-        r#"{"type":"run_start","version":"0.1.0","target":"x86_64","plugin_api":4,"vcpus":1}"#,
-        r#"{"type":"process_start","pid":1,"tid":1,"ppid":0,"comm":"init","kernel_thread":false,"already_running":true}"#,
-        r#"{"type":"process_start","pid":90,"tid":90,"ppid":1,"comm":"threads","kernel_thread":false}"#,
-        r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":231,"name":"set_robust_list","args":{"head":"0x0","len":24},"ret":0,"seq":1}"#,
-        r#"{"type":"process_end","pid":90,"tid":90,"ppid":1,"comm":"threads","signal":15}"#,
-        r#"{"type":"syscall","pid":90,"tid":91,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":2}"#,
-        r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":3}"#,
-    ];
-    let log = write(&dir, "vmi.jsonl", &(lines.join("\n") + "\n"));
+    let (dir, log) = log_of(
+        "killed",
+        &[
+            r#"{"type":"run_start","version":"0.1.0","target":"x86_64","plugin_api":4,"vcpus":1}"#,
+            r#"{"type":"process_start","pid":1,"tid":1,"ppid":0,"comm":"init","kernel_thread":false,"already_running":true}"#,
+            r#"{"type":"process_start","pid":90,"tid":90,"ppid":1,"comm":"threads","kernel_thread":false}"#,
+            r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":231,"name":"set_robust_list","args":{"head":"0x0","len":24},"ret":0,"seq":1}"#,
+            r#"{"type":"process_end","pid":90,"tid":90,"ppid":1,"comm":"threads","signal":15}"#,
+            r#"{"type":"syscall","pid":90,"tid":91,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":2}"#,
+            r#"{"type":"syscall","pid":90,"tid":90,"comm":"threads","nr":34,"name":"pause","args":{},"ret":null,"outcome":"abandoned","seq":3}"#,
+        ],
+    );
     let log = log.to_str().unwrap();
     let s = json_report(log);
     let of_90: Vec<&Value> = s["processes"]

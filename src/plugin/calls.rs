@@ -198,7 +198,8 @@ impl Plugin {
     fn enter(&self, cpu: &dyn Vcpu, d: Deferred, at: At) {
         let in_kernel = at.in_kernel();
         let readable = at.kernel_mode().is_some();
-        let linux = || self.linux(cpu, in_kernel).filter(|_| readable);
+        // Where the kernel cannot be read, it is not touched at all.
+        let linux = || readable.then(|| self.linux(cpu, in_kernel)).flatten();
         let name = d.call.name();
         if name == Some("reboot")
             && let Some(linux) = linux()
@@ -244,16 +245,9 @@ impl Plugin {
     /// A system call may return at the start of this block, translated at `pc`.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
         let readable = !self.deferred_to_kernel(cpu);
-        let key = || {
-            let task = if readable {
-                self.current_task(cpu, false)
-            } else {
-                self.switched_task(cpu)
-            };
-            match task {
-                Some(t) => ThreadKey::Task(t),
-                None => self.stack_key(cpu),
-            }
+        let key = || match self.returning_task(cpu, readable) {
+            Some(t) => ThreadKey::Task(t),
+            None => self.stack_key(cpu),
         };
         let kernel_mode = readable.then_some(false);
         self.tracer.ret(
@@ -275,17 +269,24 @@ impl Plugin {
         );
     }
 
+    /// The task running at a return point: read from the kernel when it is `readable`
+    /// here (user mode), else known only from the context switches followed.
+    fn returning_task(&self, cpu: &dyn Vcpu, readable: bool) -> Option<u64> {
+        if readable {
+            self.current_task(cpu, false)
+        } else {
+            self.switched_task(cpu)
+        }
+    }
+
     /// pid, tid and comm of the thread running at a return point: known from its earlier
     /// calls, or read when the kernel is `readable` here.
     fn returning_thread(&self, cpu: &dyn Vcpu, readable: bool) -> Option<ThreadInfo> {
-        let task = if readable {
-            self.current_task(cpu, false)?
-        } else {
-            self.switched_task(cpu)?
-        };
-        self.tracer
-            .known(task)
-            .or_else(|| thread_info(&self.linux(cpu, false).filter(|_| readable)?, task))
+        let task = self.returning_task(cpu, readable)?;
+        self.tracer.known(task).or_else(|| {
+            let linux = readable.then(|| self.linux(cpu, false)).flatten()?;
+            thread_info(&linux, task)
+        })
     }
 
     /// Writes a system call record and counts it. `cpu` is the vCPU it was made on, which
