@@ -210,6 +210,12 @@ impl Plugin {
         {
             kernel.confirm_switch(cpu, in_kernel, followed);
         }
+        // Most calls of an events-only or filtered run end here.
+        if let Some(task) = self.switched_task(cpu)
+            && self.tracer.passes_by(cpu, task, &d.call)
+        {
+            return;
+        }
         let task = self.current_task(cpu, in_kernel);
         // Identities are remembered only once process events can be told of new threads.
         let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);

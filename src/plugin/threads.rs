@@ -44,6 +44,12 @@ fn invalidates(name: &str) -> Invalidates {
     }
 }
 
+/// Whether a call named `name` leaves what is known of its caller (and of every other
+/// thread) as it is.
+pub(super) fn keeps_threads(name: &str) -> bool {
+    invalidates(name) == Invalidates::Nothing
+}
+
 /// The last answer [`ThreadCache::get`] gave on this thread: which cache, at which
 /// [`ThreadCache::changes`], for which task, and what.
 type Last = (u64, u64, u64, ThreadInfo);

@@ -213,6 +213,26 @@ impl Tracer {
         self.filter.logs(name) || name.is_none_or(super::lifecycle::is_lifecycle_call)
     }
 
+    /// Whether following `call`, entered by `task` on `cpu`, would change nothing: it is
+    /// not logged and drives no process event, changes neither an address space nor what
+    /// is known of a thread, and its thread is known, has no call pending and none in
+    /// flight. Most calls of an events-only or filtered run are such calls; they need no
+    /// more than their number.
+    pub fn passes_by(&self, cpu: &dyn Vcpu, task: u64, call: &RawCall) -> bool {
+        let Some(name) = call.name() else {
+            return false;
+        };
+        !self.follows(Some(name))
+            && !remaps(name)
+            && super::threads::keeps_threads(name)
+            && self.nothing_pending(&ThreadKey::Task(task))
+            && self.threads.contains(task)
+            && self
+                .in_flight
+                .get(cpu.index() as usize)
+                .is_some_and(|slot| slot.lock().is_none())
+    }
+
     /// Who runs now, and the key that finds its pending call again; the flag says the
     /// thread was not known yet. `task` is the current `task_struct` when the kernel can
     /// be read; `keyed` says the key may be it (otherwise `stack` makes the key: address
@@ -851,6 +871,30 @@ mod tests {
             ]
         );
         assert!(t.matcher.lock().is_empty());
+    }
+
+    #[test]
+    fn only_calls_that_change_nothing_pass_by() {
+        let t = Tracer::new(SyscallFilter::None, 1);
+        let (cpu, mut log) = (Cpu::new(0), Log::new());
+        t.threads.insert(7, who(7, true).thread);
+        // Until its first call is followed, the thread's matcher state is not known here.
+        assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        assert!(t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        assert!(!t.passes_by(&cpu, 8, &call(GETPPID, 0x100)), "unknown thread");
+        assert!(!t.passes_by(&cpu, 7, &call(9, 0x100)), "mmap moves code");
+        assert!(!t.passes_by(&cpu, 7, &call(59, 0x100)), "execve is a process event");
+        assert!(!t.passes_by(&cpu, 7, &call(999, 0x100)), "a number the table lacks");
+        // A pending execve completes at the thread's next call, whatever it is.
+        enter(&t, &cpu, 7, true, call(59, 0x200), &mut log);
+        assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        // A logged call is always followed.
+        let all = Tracer::new(SyscallFilter::All, 1);
+        all.threads.insert(7, who(7, true).thread);
+        enter(&all, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        ret(&all, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);
+        assert!(!all.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
     }
 
     #[test]
