@@ -101,3 +101,73 @@ impl GuestMemory for QemuCpu {
         })
     }
 }
+
+/// Bytes of a guest page in host memory: the page a block being translated starts in.
+/// QEMU hands out a host pointer to the block's first instruction; reading next to it in
+/// the same page needs no page-table walk, where [`QemuCpu`]'s reads walk the guest's
+/// tables for every call (measured: about a third of the plugin's translation-time work).
+pub struct TranslatedPage {
+    cpu: QemuCpu,
+    /// Guest virtual address of the page's first byte.
+    page: u64,
+    /// Where that byte is in host memory.
+    host: *const u8,
+}
+
+/// Bytes of a target page: x86 translates 4 KiB pages, and a guest RAM page is contiguous
+/// in host memory.
+const PAGE: u64 = 4096;
+
+impl TranslatedPage {
+    /// The page of the instruction at guest `va`, found at host `haddr` (QEMU's
+    /// `qemu_plugin_insn_haddr`; null for code outside RAM, which falls back to `cpu`).
+    pub fn new(cpu: QemuCpu, va: u64, haddr: *const u8) -> TranslatedPage {
+        let offset = va % PAGE;
+        TranslatedPage {
+            cpu,
+            page: va - offset,
+            host: if haddr.is_null() {
+                haddr
+            } else {
+                haddr.wrapping_sub(offset as usize)
+            },
+        }
+    }
+}
+
+impl Vcpu for TranslatedPage {
+    fn index(&self) -> u32 {
+        self.cpu.index()
+    }
+}
+
+impl Registers for TranslatedPage {
+    fn reg(&self, reg: Reg) -> Option<u64> {
+        self.cpu.reg(reg)
+    }
+
+    fn regs(&self, regs: &[Reg], out: &mut [u64]) {
+        self.cpu.regs(regs, out)
+    }
+}
+
+impl GuestMemory for TranslatedPage {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let inside = va
+            .checked_sub(self.page)
+            .is_some_and(|at| at.saturating_add(buf.len() as u64) <= PAGE);
+        if self.host.is_null() || !inside {
+            return self.cpu.read(va, buf);
+        }
+        // SAFETY: `host` is where QEMU keeps the guest page being translated (RAM, not
+        // null), valid for the whole translation callback; the range lies inside that page.
+        // Another vCPU may write the page meanwhile: bytes are copied, never referenced.
+        unsafe {
+            let from = self.host.add((va - self.page) as usize);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = from.add(i).read_volatile();
+            }
+        }
+        Ok(())
+    }
+}

@@ -16,7 +16,7 @@ use qemu_plugin_sys as sys;
 
 use crate::plugin::{Hook, MachineInfo, Plugin};
 
-use memory::QemuCpu;
+use memory::{QemuCpu, TranslatedPage};
 
 /// The plugin API version this build speaks; QEMU refuses a plugin whose version it
 /// does not support, before calling anything else.
@@ -154,8 +154,21 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
             let head: Vec<_> = (0..n.min(2)).map(insn_bytes).collect();
             let head: Vec<&[u8]> = head.iter().map(|(_, b, l)| &b[..*l]).collect();
             // Translation runs on the vCPU thread, so its registers and memory can be
-            // read here.
-            let code = QemuCpu::current(0);
+            // read here; the block's own page straight from host memory.
+            let first = if n == 0 {
+                std::ptr::null_mut()
+            } else {
+                sys::qemu_plugin_tb_get_insn(tb, 0)
+            };
+            let code = TranslatedPage::new(
+                QemuCpu::current(0),
+                sys::qemu_plugin_tb_vaddr(tb),
+                if first.is_null() {
+                    std::ptr::null()
+                } else {
+                    sys::qemu_plugin_insn_haddr(first).cast_const().cast()
+                },
+            );
             plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head, &code);
             for i in 0..n {
                 let (insn, bytes, len) = insn_bytes(i);
