@@ -882,10 +882,19 @@ mod tests {
         assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
         assert!(t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
-        assert!(!t.passes_by(&cpu, 8, &call(GETPPID, 0x100)), "unknown thread");
+        assert!(
+            !t.passes_by(&cpu, 8, &call(GETPPID, 0x100)),
+            "unknown thread"
+        );
         assert!(!t.passes_by(&cpu, 7, &call(9, 0x100)), "mmap moves code");
-        assert!(!t.passes_by(&cpu, 7, &call(59, 0x100)), "execve is a process event");
-        assert!(!t.passes_by(&cpu, 7, &call(999, 0x100)), "a number the table lacks");
+        assert!(
+            !t.passes_by(&cpu, 7, &call(59, 0x100)),
+            "execve is a process event"
+        );
+        assert!(
+            !t.passes_by(&cpu, 7, &call(999, 0x100)),
+            "a number the table lacks"
+        );
         // A pending execve completes at the thread's next call, whatever it is.
         enter(&t, &cpu, 7, true, call(59, 0x200), &mut log);
         assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
