@@ -14,6 +14,13 @@ pub trait Vcpu: GuestMemory + Registers {
     fn icount(&self) -> Option<u64> {
         None
     }
+
+    /// Says whether this vCPU's return-point callbacks may be skipped from now on, until
+    /// said otherwise: true once the thread running here has nothing in flight that a
+    /// return could complete. QEMU then tests a per-vCPU flag inline and makes no call,
+    /// so a call the plugin does not follow costs one callback, not two. Default: every
+    /// return point calls back.
+    fn skip_returns(&self, _skip: bool) {}
 }
 
 /// A vCPU for unit tests: the registers a test sets (the others unreadable) and any
@@ -31,6 +38,8 @@ pub mod fake {
         index: u32,
         regs: [Cell<Option<u64>>; Reg::ALL.len()],
         mem: M,
+        /// What [`Vcpu::skip_returns`] was last told.
+        pub skipping: Cell<bool>,
     }
 
     impl FakeCpu {
@@ -47,6 +56,7 @@ pub mod fake {
                 index,
                 regs: std::array::from_fn(|_| Cell::new(None)),
                 mem,
+                skipping: Cell::new(false),
             }
         }
 
@@ -59,6 +69,10 @@ pub mod fake {
     impl<M: GuestMemory> Vcpu for FakeCpu<M> {
         fn index(&self) -> u32 {
             self.index
+        }
+
+        fn skip_returns(&self, skip: bool) {
+            self.skipping.set(skip);
         }
     }
 

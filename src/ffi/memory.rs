@@ -59,6 +59,10 @@ impl Vcpu for QemuCpu {
     fn icount(&self) -> Option<u64> {
         super::icount::read(self.vcpu)
     }
+
+    fn skip_returns(&self, skip: bool) {
+        super::gate::set(self.vcpu, skip)
+    }
 }
 
 impl Registers for QemuCpu {

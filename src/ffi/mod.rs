@@ -4,6 +4,7 @@
 //!
 //! Every trampoline catches panics: unwinding into QEMU's C frames would abort QEMU.
 
+mod gate;
 mod icount;
 mod memory;
 mod registers;
@@ -90,6 +91,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
         if plugin.options().icount {
             icount::enable();
         }
+        gate::enable();
         PLUGIN
             .set(plugin)
             .map_err(|_| "the plugin is already installed".to_string())?;
@@ -181,14 +183,18 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
                     log::debug!("{hook:?} at {va:#x} cannot be instrumented");
                     continue;
                 };
-                sys::qemu_plugin_register_vcpu_insn_exec_cb(
-                    insn,
-                    Some(on_hook),
-                    sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
-                    // The hook and address travel as the user-data word itself: nothing
-                    // is allocated, so nothing leaks when QEMU retranslates.
-                    word as usize as *mut c_void,
-                );
+                // The hook and address travel as the user-data word itself: nothing is
+                // allocated, so nothing leaks when QEMU retranslates.
+                if hook == Hook::ReturnPoint {
+                    gate::register_return(insn, Some(on_hook), word);
+                } else {
+                    sys::qemu_plugin_register_vcpu_insn_exec_cb(
+                        insn,
+                        Some(on_hook),
+                        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                        word as usize as *mut c_void,
+                    );
+                }
             }
         }
     });

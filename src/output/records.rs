@@ -168,6 +168,9 @@ pub struct RunEnd {
     /// `vmi.switch_to_addr`: then every system call reads the current task from the
     /// kernel instead.
     pub task_switches: u64,
+    /// Return-point callbacks QEMU made. Fewer than `syscalls` when calls the plugin
+    /// does not follow (events only, a filter) had their returns skipped inline.
+    pub return_callbacks: u64,
     /// What the `probe=` diagnostics saw, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeReport>,

@@ -123,6 +123,7 @@ impl Plugin {
         if known && call.name() != Some("reboot") {
             self.enter(cpu, d, At::UserKnown);
         } else {
+            cpu.skip_returns(false);
             DEFERRED.with(|cell| cell.set(Some(d)));
         }
     }
@@ -161,6 +162,8 @@ impl Plugin {
         if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
             slot.store(task, Ordering::Relaxed);
             self.task_switches.fetch_add(1, Ordering::Relaxed);
+            // The thread switched in may have a call to return from.
+            cpu.skip_returns(false);
             // The thread switched out may be blocked in a call: it may return elsewhere.
             // (Kernel mode, but nothing completed here needs the kernel: only calls of
             // threads past the matcher's limit are dropped.)
@@ -210,10 +213,14 @@ impl Plugin {
         {
             kernel.confirm_switch(cpu, in_kernel, followed);
         }
-        // Most calls of an events-only or filtered run end here.
-        if let Some(task) = self.switched_task(cpu)
-            && self.tracer.passes_by(cpu, task, &d.call)
-        {
+        // Most calls of an events-only or filtered run end here. Their returns then need
+        // no callback either: once each context switch is sure to be seen, return points
+        // are skipped until this thread makes a followed call or another thread runs.
+        let passes = self
+            .switched_task(cpu)
+            .is_some_and(|task| self.tracer.passes_by(cpu, task, &d.call));
+        cpu.skip_returns(passes && self.kernel().is_some_and(KernelView::switches_settled));
+        if passes {
             return;
         }
         let task = self.current_task(cpu, in_kernel);
@@ -250,6 +257,7 @@ impl Plugin {
 
     /// A system call may return at the start of this block, translated at `pc`.
     pub fn on_return_point(&self, cpu: &dyn Vcpu, pc: u64) {
+        self.return_callbacks.fetch_add(1, Ordering::Relaxed);
         let readable = !self.deferred_to_kernel(cpu);
         let key = || match self.returning_task(cpu, readable) {
             Some(t) => ThreadKey::Task(t),

@@ -90,6 +90,8 @@ pub struct KernelView {
     /// Calls left at which the followed task is compared with the kernel's own
     /// ([`KernelView::confirm_switch`]).
     switch_checks: AtomicU32,
+    /// Comparisons finished without refuting (equal, or `current_task` unreadable).
+    switch_settled: AtomicU32,
     /// A comparison failed: `vmi.switch_to_addr` is not this kernel's `__switch_to`.
     switch_refuted: AtomicBool,
 }
@@ -113,6 +115,7 @@ impl KernelView {
             verified: OnceCell::new(),
             switch_hooked: Default::default(),
             switch_checks: AtomicU32::new(SWITCH_CHECKS),
+            switch_settled: AtomicU32::new(0),
             switch_refuted: AtomicBool::new(false),
         };
         if view.entry_link(SyscallInsn::Syscall).is_none()
@@ -245,9 +248,12 @@ impl KernelView {
             return;
         }
         let Some(actual) = self.current_task(cpu, in_kernel) else {
+            self.switch_settled.fetch_add(1, Ordering::Release);
             return;
         };
-        if actual != followed && !self.switch_refuted.swap(true, Ordering::Relaxed) {
+        if actual == followed {
+            self.switch_settled.fetch_add(1, Ordering::Release);
+        } else if !self.switch_refuted.swap(true, Ordering::Relaxed) {
             self.switch_checks.store(0, Ordering::Relaxed);
             log::warn!(
                 "kernelinfo group [{}]: vmi.switch_to_addr ({:#x}) is not this kernel's __switch_to (it reported task {followed:#x} where current_task is {actual:#x}): context switches are not followed, which makes tracing slower; regenerate the group with 'vmi kernelinfo'",
@@ -255,6 +261,13 @@ impl KernelView {
                 self.info.vmi.switch_to_addr.unwrap_or(0)
             );
         }
+    }
+
+    /// Whether switches are followed for good: every comparison of
+    /// [`KernelView::confirm_switch`] has finished and none refuted them. Until then a
+    /// vCPU may stop following switches, so nothing may rely on seeing each one.
+    pub fn switches_settled(&self) -> bool {
+        self.switch_settled.load(Ordering::Acquire) == SWITCH_CHECKS && self.follows_switches()
     }
 
     /// Whether the slide is still to be found.
@@ -492,5 +505,24 @@ mod tests {
         assert!(!view.follows_switches());
         assert_eq!(view.switch_candidate(SWITCH), Some(0));
         assert!(view.follows_switches());
+    }
+
+    #[test]
+    fn switches_are_settled_once_every_comparison_finished_unrefuted() {
+        let view = switching_view();
+        view.entry_observed(SyscallInsn::Syscall, ENTRY);
+        let cpu = FakeCpu::new(0);
+        let _ = view.current_task(&cpu, false);
+        assert_eq!(view.switch_candidate(SWITCH), Some(0));
+        // Comparisons that cannot read `current_task` refute nothing.
+        for _ in 1..SWITCH_CHECKS {
+            view.confirm_switch(&cpu, true, 0x1000);
+        }
+        assert!(view.follows_switches());
+        assert!(!view.switches_settled(), "one comparison is left");
+        view.confirm_switch(&cpu, true, 0x1000);
+        assert!(view.switches_settled());
+        view.switch_refuted.store(true, Ordering::Relaxed);
+        assert!(!view.switches_settled());
     }
 }

@@ -99,6 +99,7 @@ pub struct Plugin {
     syscall_records: AtomicU64,
     event_records: AtomicU64,
     task_switches: AtomicU64,
+    return_callbacks: AtomicU64,
 }
 
 impl Plugin {
@@ -182,6 +183,7 @@ impl Plugin {
             syscall_records: AtomicU64::new(0),
             event_records: AtomicU64::new(0),
             task_switches: AtomicU64::new(0),
+            return_callbacks: AtomicU64::new(0),
             options,
         };
         plugin.sink.write(Record::RunStart(RunStart {
@@ -499,6 +501,7 @@ impl Plugin {
             event_records: self.event_records.load(Ordering::Relaxed),
             dropped_records: self.sink.dropped(),
             task_switches: self.task_switches.load(Ordering::Relaxed),
+            return_callbacks: self.return_callbacks.load(Ordering::Relaxed),
             probe: self.probe.as_ref().map(Probe::report),
         });
         self.sink.write(record);

@@ -226,6 +226,8 @@ impl Tracer {
             && !remaps(name)
             && super::threads::keeps_threads(name)
             && self.nothing_pending(&ThreadKey::Task(task))
+            // A call keyed by stack may be this thread's too.
+            && self.stack_keyed.load(Ordering::Relaxed) == 0
             && self.threads.contains(task)
             && self
                 .in_flight
@@ -880,6 +882,15 @@ mod tests {
         t.threads.insert(7, who(7, true).thread);
         // Until its first call is followed, the thread's matcher state is not known here.
         assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        assert!(t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        // A call keyed by address space and stack may be any thread's, this one's too.
+        enter(&t, &cpu, 9, false, call(59, 0x300), &mut log);
+        enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
+        assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
+        // Its next call completes the exec and waits for its return in the matcher.
+        enter(&t, &cpu, 9, false, call(GETPPID, 0x500), &mut log);
+        ret(&t, &cpu, ThreadKey::Stack(1, 9), 0x502, 1, &mut log);
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
         assert!(t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
         assert!(

@@ -310,6 +310,7 @@ const RUN_END_FIELDS: &[&str] = &[
     "event_records",
     "dropped_records",
     "task_switches",
+    "return_callbacks",
     "probe",
 ];
 const KERNEL_READY_FIELDS: &[&str] = &[
