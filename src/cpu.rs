@@ -38,8 +38,6 @@ pub mod fake {
         index: u32,
         regs: [Cell<Option<u64>>; Reg::ALL.len()],
         mem: M,
-        /// What [`Vcpu::skip_returns`] was last told.
-        pub skipping: Cell<bool>,
     }
 
     impl FakeCpu {
@@ -56,7 +54,6 @@ pub mod fake {
                 index,
                 regs: std::array::from_fn(|_| Cell::new(None)),
                 mem,
-                skipping: Cell::new(false),
             }
         }
 
@@ -69,10 +66,6 @@ pub mod fake {
     impl<M: GuestMemory> Vcpu for FakeCpu<M> {
         fn index(&self) -> u32 {
             self.index
-        }
-
-        fn skip_returns(&self, skip: bool) {
-            self.skipping.set(skip);
         }
     }
 
