@@ -307,6 +307,8 @@ struct Compare {
     /// At least this many strace lines, and this many processes.
     min_calls: usize,
     min_procs: usize,
+    /// The calls the run logged (`syscalls=` joined by `:`); empty: all.
+    only: &'static [&'static str],
 }
 
 impl Compare {
@@ -314,6 +316,7 @@ impl Compare {
     const WORKLOAD: Compare = Compare {
         min_calls: 100,
         min_procs: 4,
+        only: &[],
     };
 }
 
@@ -322,7 +325,10 @@ impl Compare {
 fn check_against_strace(run: &Run, how: Compare) -> usize {
     let where_ = run.dir.display();
     run.assert_finished();
-    let traced = strace_calls(run);
+    let mut traced = strace_calls(run);
+    if !how.only.is_empty() {
+        traced.retain(|t| how.only.contains(&t.name.as_str()));
+    }
     assert!(
         traced.len() >= how.min_calls,
         "strace saw only {} calls: {where_}",
@@ -465,6 +471,44 @@ fn workload_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
     }
 }
 
+/// A filtered run: only the named calls are logged, the others end at their entry and
+/// their returns are skipped inline. The calls logged are still exactly strace's, and
+/// nothing else is logged.
+#[test]
+fn amd64_612_filtered_matches_strace() {
+    if !lab_available("amd64_612_filtered_matches_strace") {
+        return;
+    }
+    const ONLY: &[&str] = &["execve", "openat", "read", "write", "close"];
+    let run = boot(&Boot {
+        kernel: "amd64-6.12",
+        scenario: "syscalls",
+        smp: 2,
+        plugin_args: vec![format!("syscalls={}", ONLY.join(":"))],
+        ..Boot::default()
+    });
+    let how = Compare {
+        min_calls: 15,
+        min_procs: 4,
+        only: ONLY,
+    };
+    check_against_strace(&run, how);
+    let where_ = run.dir.display();
+    for r in run.of_type("syscall") {
+        let name = r["name"].as_str().unwrap_or("");
+        assert!(
+            ONLY.contains(&name),
+            "{name} was not asked for: {r} ({where_})"
+        );
+    }
+    let end = run.run_end();
+    let count = |field: &str| end[field].as_u64().unwrap_or(0);
+    assert!(
+        count("return_callbacks") < count("syscalls"),
+        "unfollowed calls' returns skipped: {end} ({where_})"
+    );
+}
+
 #[test]
 fn amd64_61_matches_strace() {
     workload_matches_strace("amd64_61_matches_strace", "amd64-6.1", false);
@@ -534,6 +578,7 @@ fn check_compat(run: &Run) -> usize {
         Compare {
             min_calls: 30,
             min_procs: 1,
+            only: &[],
         },
     );
     let mut ours: Vec<&Value> = run
