@@ -390,7 +390,7 @@ fn check_against_strace(run: &Run, how: Compare) -> usize {
 /// The records were made on the fast path: the current task came from the context
 /// switches the plugin followed, not from reading the kernel at every call.
 fn assert_switches_followed(run: &Run) {
-    let switches = run.run_end()["task_switches"].as_u64().unwrap_or(0);
+    let switches = run.run_end_count("task_switches");
     assert!(
         switches > 100,
         "{switches} context switches followed: {}",
@@ -501,11 +501,10 @@ fn amd64_612_filtered_matches_strace() {
             "{name} was not asked for: {r} ({where_})"
         );
     }
-    let end = run.run_end();
-    let count = |field: &str| end[field].as_u64().unwrap_or(0);
     assert!(
-        count("return_callbacks") < count("syscalls"),
-        "unfollowed calls' returns skipped: {end} ({where_})"
+        run.run_end_count("return_callbacks") < run.run_end_count("syscalls"),
+        "unfollowed calls' returns skipped: {} ({where_})",
+        run.run_end()
     );
 }
 
@@ -549,7 +548,7 @@ fn amd64_61_wrong_switch_to_is_refuted() {
     check_against_strace(&run, Compare::WORKLOAD);
     let line = run.stderr_line("vmi.switch_to_addr");
     assert!(line.contains("vmi kernelinfo"), "{line}");
-    let switches = run.run_end()["task_switches"].as_u64().unwrap_or(0);
+    let switches = run.run_end_count("task_switches");
     assert!(
         switches < 100,
         "{switches} switches followed after the refutation"

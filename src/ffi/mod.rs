@@ -8,6 +8,7 @@ mod gate;
 mod icount;
 mod memory;
 mod registers;
+mod scoreboard;
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -185,16 +186,7 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
                 };
                 // The hook and address travel as the user-data word itself: nothing is
                 // allocated, so nothing leaks when QEMU retranslates.
-                if hook == Hook::ReturnPoint {
-                    gate::register_return(insn, Some(on_hook), word);
-                } else {
-                    sys::qemu_plugin_register_vcpu_insn_exec_cb(
-                        insn,
-                        Some(on_hook),
-                        sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
-                        word as usize as *mut c_void,
-                    );
-                }
+                gate::register(insn, Some(on_hook), word, hook == Hook::ReturnPoint);
             }
         }
     });

@@ -204,6 +204,11 @@ impl Run {
         assert_eq!(ends.len(), 1, "one run_end in {}", self.dir.display());
         ends[0]
     }
+
+    /// A number of the `run_end` record (0 when absent).
+    pub fn run_end_count(&self, field: &str) -> u64 {
+        self.run_end()[field].as_u64().unwrap_or(0)
+    }
 }
 
 /// Boots a guest and waits for it to power off.
