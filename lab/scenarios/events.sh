@@ -10,8 +10,9 @@ exitcode 9 &
 p=$!; wait $p; vmi_mark exited "$p $?"; vmi_mark execd "$p exitcode"
 sleep 100 &
 p=$!; vmi_wait_for $p sleep 1; kill $p; wait $p; vmi_mark exited "$p $?"
-threads 2 &
-p=$!; vmi_wait_for $p threads 3; vmi_mark threaded "$p 3"; kill $p; wait $p; vmi_mark exited "$p $?"
+threads 2 /tmp/threads.ready &
+p=$!; until [ -e /tmp/threads.ready ] || ! kill -0 $p 2>/dev/null; do :; done
+vmi_wait_for $p threads 3; vmi_mark threaded "$p 3"; kill $p; wait $p; vmi_mark exited "$p $?"
 echo pipeline | passthru | passthru >/dev/null
 waiter
 i=0
