@@ -3,7 +3,11 @@
  *   floor=load   registers a translation callback and instruments nothing;
  *   floor=calls  one callback at each `syscall` instruction and one at the block it returns
  *                to, each reading rax through qemu_plugin_read_register (the number at the
- *                entry, the result at the return) and nothing else.
+ *                entry, the result at the return) and nothing else;
+ *   floor=returns  one callback per call only, at the block it returns to, reading what a
+ *                tracer that makes the whole record there would: rax and the six x86_64
+ *                argument registers (which survive the call). The floor of a design without
+ *                an entry callback.
  *
  * Not part of the plugin: a yardstick. It declares the few API functions it uses itself
  * (QEMU 10.0, plugin API v4) so that it builds with gcc and GLib's headers alone. */
@@ -40,8 +44,10 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 4;
 /* Return addresses announced by translated `syscall` instructions (open addressing). */
 #define SLOTS 4096
 static uint64_t returns[SLOTS];
-static int instrument;
+static int instrument, returns_only;
 static struct qemu_plugin_register *rax;
+static const char *const arg_names[] = {"rdi", "rsi", "rdx", "r10", "r8", "r9"};
+static struct qemu_plugin_register *args[6];
 static GByteArray *scratch;
 static volatile uint64_t sink;
 
@@ -70,6 +76,14 @@ static void read_rax(unsigned vcpu, void *udata)
         sink += *(uint64_t *)scratch->data;
 }
 
+static void read_all(unsigned vcpu, void *udata)
+{
+    read_rax(vcpu, udata);
+    for (int i = 0; i < 6; i++)
+        if (args[i] && qemu_plugin_read_register(args[i], scratch) == 8)
+            sink += *(uint64_t *)(scratch->data + scratch->len - 8);
+}
+
 static void on_init(qemu_plugin_id_t id, unsigned vcpu)
 {
     (void)id;
@@ -79,6 +93,9 @@ static void on_init(qemu_plugin_id_t id, unsigned vcpu)
         reg_descriptor *d = &g_array_index(regs, reg_descriptor, i);
         if (strcmp(d->name, "rax") == 0)
             rax = d->handle;
+        for (int a = 0; a < 6; a++)
+            if (strcmp(d->name, arg_names[a]) == 0)
+                args[a] = d->handle;
     }
     if (regs)
         g_array_free(regs, TRUE);
@@ -99,8 +116,12 @@ static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         int syscall = qemu_plugin_insn_data(insn, b, 2) == 2 && b[0] == 0x0f && b[1] == 0x05;
         if (syscall)
             is_return(va + 2, 1);
-        if (syscall || at_return)
+        if (returns_only) {
+            if (at_return)
+                qemu_plugin_register_vcpu_insn_exec_cb(insn, read_all, CB_R_REGS, NULL);
+        } else if (syscall || at_return) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, read_rax, CB_R_REGS, NULL);
+        }
     }
 }
 
@@ -111,6 +132,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "floor=calls") == 0)
             instrument = 1;
+        else if (strcmp(argv[i], "floor=returns") == 0)
+            instrument = returns_only = 1;
     qemu_plugin_register_vcpu_init_cb(id, on_init);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_trans);
     return 0;
