@@ -168,7 +168,7 @@ fn tables(out: &mut String, l: &Loaded) {
             )
             .unwrap();
         }
-        out.push_str("] }),\n");
+        writeln!(out, "], effects: Effects::of_name({:?}) }}),", p.name()).unwrap();
     }
     out.push_str("];\n\n");
 }

@@ -16,7 +16,7 @@ use crate::cpu::Vcpu;
 use crate::events::{Caller, Lifecycle};
 use crate::linux::{self, Linux};
 use crate::osi::Introspect;
-use crate::syscalls::{Abi, RawCall, SyscallRecord, ThreadInfo};
+use crate::syscalls::{Abi, Effects, RawCall, SyscallRecord, ThreadInfo};
 
 use super::kernel::{self, KernelView};
 use super::placement::{running_address, running_shift};
@@ -120,7 +120,7 @@ impl Plugin {
                     .of(cpu, follows, pc, || running_shift(cpu, pc)),
             ),
         };
-        if known && call.name() != Some("reboot") {
+        if known && !call.effects().any(Effects::POWER) {
             self.enter(cpu, d, At::UserKnown);
         } else {
             cpu.skip_returns(false);
@@ -203,8 +203,7 @@ impl Plugin {
         let readable = at.kernel_mode().is_some();
         // Where the kernel cannot be read, it is not touched at all.
         let linux = || readable.then(|| self.linux(cpu, in_kernel)).flatten();
-        let name = d.call.name();
-        if name == Some("reboot")
+        if d.call.effects().any(Effects::POWER)
             && let Some(linux) = linux()
         {
             self.snapshot(cpu, &linux, &Reason::Reboot);
@@ -323,9 +322,9 @@ impl Plugin {
             self.write_call(record, Some(cpu));
         }
         let call = &done.done.call;
-        let name = call.name().unwrap_or("");
+        let effects = call.effects();
         let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
-        let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(name));
+        let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(effects));
         let linux = kernel_mode
             .filter(|_| needs_kernel)
             .and_then(|in_kernel| self.linux(cpu, in_kernel));
@@ -336,7 +335,7 @@ impl Plugin {
         {
             self.snapshot(cpu, linux, &reason);
         }
-        let what = (self.events.is_some() || lifecycle::may_reap(name))
+        let what = (self.events.is_some() || lifecycle::may_reap(effects))
             .then(|| lifecycle::of(&done, cpu, linux))
             .flatten();
         let reaped = match what {

@@ -5,30 +5,32 @@ use crate::cpu::Vcpu;
 use crate::events::Lifecycle;
 use crate::linux::{Linux, task};
 use crate::osi::Introspect;
-use crate::syscalls::{Outcome, decode::mask};
+use crate::syscalls::{Effects, Outcome, decode::mask};
 
 use super::tracer::Finished;
 
-/// Whether a call named `name` can mean something to the process lifecycle ([`of`] may
+/// Whether a call with `effects` can mean something to the process lifecycle ([`of`] may
 /// return an event for it): the others need no matching when they are not logged.
-pub fn is_lifecycle_call(name: &str) -> bool {
-    reads_kernel(name) || matches!(name, "exit" | "exit_group" | "wait4" | "waitpid" | "waitid")
+pub fn is_lifecycle_call(effects: Effects) -> bool {
+    reads_kernel(effects)
+        || effects.any(
+            Effects::EXIT_THREAD
+                .with(Effects::EXIT_GROUP)
+                .with(Effects::REAP),
+        )
 }
 
-/// Whether a call named `name` may reap a child (end a process that was killed): its
+/// Whether a call with `effects` may reap a child (end a process that was killed): its
 /// lifecycle is worth working out even when process events are off, since the tracer
 /// drops what the reaped process left pending.
-pub fn may_reap(name: &str) -> bool {
-    matches!(name, "wait4" | "waitpid" | "waitid")
+pub fn may_reap(effects: Effects) -> bool {
+    effects.any(Effects::REAP)
 }
 
-/// Whether [`of`] reads the kernel for a call named `name` (a new child's process, a new
-/// image's): only then does the caller need to set up a Linux provider.
-pub fn reads_kernel(name: &str) -> bool {
-    matches!(
-        name,
-        "clone" | "clone3" | "fork" | "vfork" | "execve" | "execveat"
-    )
+/// Whether [`of`] reads the kernel for a call with `effects` (a new child's process, a
+/// new image's): only then does the caller need to set up a Linux provider.
+pub fn reads_kernel(effects: Effects) -> bool {
+    effects.any(Effects::SPAWN.with(Effects::EXEC))
 }
 
 /// The lifecycle meaning of `done`, if it has one. `linux` reads the kernel; it is absent
@@ -36,6 +38,9 @@ pub fn reads_kernel(name: &str) -> bool {
 /// until the child runs (the process list cannot be read there).
 pub fn of(done: &Finished, cpu: &dyn Vcpu, linux: Option<&Linux<'_>>) -> Option<Lifecycle> {
     let call = &done.done.call;
+    if !is_lifecycle_call(call.effects()) {
+        return None;
+    }
     let name = call.name()?;
     let bits = call.profile().word_bits();
     let arg = |i: usize| mask(call.args[i], bits);

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::regs::Reg;
 use crate::cpu::Vcpu;
+use crate::syscalls::Effects;
 
 use super::threads::instance_id;
 
@@ -151,21 +152,10 @@ impl Shifts {
     }
 }
 
-/// Whether a call named `name` may change where code runs in its process: a new image,
+/// Whether a call with `effects` may change where code runs in its process: a new image,
 /// or mappings added, moved or removed.
-pub fn remaps(name: &str) -> bool {
-    matches!(
-        name,
-        "execve"
-            | "execveat"
-            | "mmap"
-            | "mmap2"
-            | "munmap"
-            | "mremap"
-            | "remap_file_pages"
-            | "shmat"
-            | "shmdt"
-    )
+pub fn remaps(effects: Effects) -> bool {
+    effects.any(Effects::EXEC.with(Effects::MAPS))
 }
 
 #[cfg(test)]
@@ -225,6 +215,7 @@ mod tests {
         assert_eq!(asked.get(), 5, "a switch or a remapping starts a new epoch");
         let other = Shifts::new(2);
         assert_eq!(other.of(&cpu1, true, 0x1000, || ask(0xc000)), 0xc000);
+        let remaps = |name| remaps(Effects::of_name(name));
         assert!(remaps("mmap") && remaps("execve") && !remaps("read"));
     }
 }

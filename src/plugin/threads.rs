@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use crate::syscalls::ThreadInfo;
+use crate::syscalls::{Effects, ThreadInfo};
 
 /// Entries kept at most; past that the cache starts afresh (dead tasks' entries would
 /// otherwise pile up in a long fork-heavy run).
@@ -36,18 +36,26 @@ enum Invalidates {
     Everything,
 }
 
-fn invalidates(name: &str) -> Invalidates {
-    match name {
-        "execve" | "execveat" | "prctl" | "exit" | "exit_group" => Invalidates::Caller,
-        "clone" | "clone3" | "fork" | "vfork" => Invalidates::Everything,
-        _ => Invalidates::Nothing,
+/// A new task may share or copy anything; an exec, a rename or an exit changes only
+/// what is known of the caller.
+fn invalidates(effects: Effects) -> Invalidates {
+    let caller = Effects::EXEC
+        .with(Effects::RENAME)
+        .with(Effects::EXIT_THREAD)
+        .with(Effects::EXIT_GROUP);
+    if effects.any(Effects::SPAWN) {
+        Invalidates::Everything
+    } else if effects.any(caller) {
+        Invalidates::Caller
+    } else {
+        Invalidates::Nothing
     }
 }
 
-/// Whether a call named `name` leaves what is known of its caller (and of every other
+/// Whether a call with `effects` leaves what is known of its caller (and of every other
 /// thread) as it is.
-pub(super) fn keeps_threads(name: &str) -> bool {
-    invalidates(name) == Invalidates::Nothing
+pub(super) fn keeps_threads(effects: Effects) -> bool {
+    invalidates(effects) == Invalidates::Nothing
 }
 
 /// The last answer [`ThreadCache::get`] gave on this thread: which cache, at which
@@ -121,8 +129,8 @@ impl ThreadCache {
     }
 
     /// `task` enters the system call `name`: forgets what the call may make wrong.
-    pub fn entering(&self, task: u64, name: &str) {
-        match invalidates(name) {
+    pub fn entering(&self, task: u64, effects: Effects) {
+        match invalidates(effects) {
             Invalidates::Nothing => {}
             Invalidates::Caller => self.change(|map| {
                 map.remove(&task);
@@ -156,16 +164,16 @@ mod tests {
         let cache = ThreadCache::default();
         cache.insert(0x1000, info(1, "init"));
         cache.insert(0x2000, info(2, "sh"));
-        cache.entering(0x1000, "getppid");
+        cache.entering(0x1000, Effects::of_name("getppid"));
         assert_eq!(cache.get(0x1000), Some(info(1, "init")));
-        cache.entering(0x1000, "execve");
+        cache.entering(0x1000, Effects::of_name("execve"));
         assert_eq!(cache.get(0x1000), None, "exec renames the caller");
         assert_eq!(cache.get(0x2000), Some(info(2, "sh")), "others stay");
-        cache.entering(0x2000, "prctl");
+        cache.entering(0x2000, Effects::of_name("prctl"));
         assert_eq!(cache.get(0x2000), None);
         cache.insert(0x2000, info(2, "sh"));
         cache.insert(0x3000, info(3, "x"));
-        cache.entering(0x2000, "clone");
+        cache.entering(0x2000, Effects::of_name("clone"));
         assert_eq!(
             cache.get(0x3000),
             None,
@@ -192,11 +200,11 @@ mod tests {
         assert_eq!(a.get(0x1000), Some(info(1, "init")));
         assert_eq!(b.get(0x1000), Some(info(2, "sh")));
         assert_eq!(a.get(0x1000), Some(info(1, "init")));
-        a.entering(0x1000, "prctl");
+        a.entering(0x1000, Effects::of_name("prctl"));
         assert_eq!(a.get(0x1000), None, "dropped after it was remembered");
         a.insert(0x1000, info(1, "renamed"));
         assert_eq!(a.get(0x1000), Some(info(1, "renamed")));
-        a.entering(0x2000, "clone");
+        a.entering(0x2000, Effects::of_name("clone"));
         assert!(!a.contains(0x1000));
     }
 }

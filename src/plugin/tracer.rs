@@ -20,8 +20,8 @@ use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
 use crate::mem::{GuestMemory, NoMemory};
 use crate::syscalls::{
-    Abi, Args, Completed, Done, Matcher, Outcome, RawCall, Regs, SyscallRecord, ThreadInfo, When,
-    decode_args, page_offset,
+    Abi, Args, Completed, Done, Effects, Matcher, Outcome, RawCall, Regs, SyscallInfo,
+    SyscallRecord, ThreadInfo, When, decode_args, page_offset,
 };
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -192,7 +192,7 @@ impl Tracer {
             rip: pc,
             ..Regs::default()
         };
-        let nargs = if self.follows(abi.info(regs.rax).map(|i| i.name)) {
+        let nargs = if self.follows(abi.info(regs.rax)) {
             abi.arg_count(regs.rax)
         } else {
             0
@@ -209,8 +209,9 @@ impl Tracer {
     /// Whether a call named `name` (`None`: a number the table does not know) is logged
     /// or may drive a process event: only then are its arguments read and is it
     /// followed to its return.
-    fn follows(&self, name: Option<&str>) -> bool {
-        self.filter.logs(name) || name.is_none_or(super::lifecycle::is_lifecycle_call)
+    fn follows(&self, info: Option<&SyscallInfo>) -> bool {
+        self.filter.logs(info.map(|i| i.name))
+            || info.is_none_or(|i| super::lifecycle::is_lifecycle_call(i.effects))
     }
 
     /// Whether following `call`, entered by `task` on `cpu`, would change nothing: it is
@@ -219,12 +220,12 @@ impl Tracer {
     /// flight. Most calls of an events-only or filtered run are such calls; they need no
     /// more than their number.
     pub fn passes_by(&self, cpu: &dyn Vcpu, task: u64, call: &RawCall) -> bool {
-        let Some(name) = call.name() else {
+        let Some(info) = call.info() else {
             return false;
         };
-        !self.follows(Some(name))
-            && !remaps(name)
-            && super::threads::keeps_threads(name)
+        !self.follows(Some(info))
+            && !remaps(info.effects)
+            && super::threads::keeps_threads(info.effects)
             && self.nothing_pending(&ThreadKey::Task(task))
             // A call keyed by stack may be this thread's too.
             && self.stack_keyed.load(Ordering::Relaxed) == 0
@@ -301,10 +302,10 @@ impl Tracer {
             .filter
             .logs(name)
             .then(|| decode_args(info, &call, cpu, When::Enter));
-        if let (Some(task), Some(name)) = (who.task, name) {
-            self.threads.entering(task, name);
+        if let (Some(task), Some(info)) = (who.task, info) {
+            self.threads.entering(task, info.effects);
         }
-        let matters = self.follows(name);
+        let matters = self.follows(info);
         // An ordinary call of a thread with nothing else pending waits in the slot.
         let ordinary = info.is_some_and(|i| !i.never_returns() && !i.is_exec());
         let mut slot = self.in_flight.get(cpu.index() as usize).map(|s| s.lock());
@@ -332,7 +333,8 @@ impl Tracer {
                 {
                     done.extend(matcher.exec_succeeded(&old));
                 }
-                if info.is_some_and(|i| i.name == "exit" || i.name == "exit_group") {
+                let exits = Effects::EXIT_THREAD.with(Effects::EXIT_GROUP);
+                if info.is_some_and(|i| i.effects.any(exits)) {
                     keys.remove(&task);
                 }
             }
@@ -366,7 +368,7 @@ impl Tracer {
         drop(slot);
         // After the shift of this call was found: its own instruction ran in the old
         // address space.
-        if name.is_some_and(remaps) {
+        if info.is_some_and(|i| remaps(i.effects)) {
             self.shifts.remapped();
         }
         self.hand_over(done, cpu, out);

@@ -174,6 +174,12 @@ impl RawCall {
     pub fn name(&self) -> Option<&'static str> {
         self.info().map(|i| i.name)
     }
+
+    /// What the call does besides its result (`NONE` for a number the table does not
+    /// know).
+    pub fn effects(&self) -> super::Effects {
+        self.info().map_or(super::Effects::NONE, |i| i.effects)
+    }
 }
 
 impl Abi {

@@ -16,6 +16,7 @@
 
 pub mod abi;
 pub mod decode;
+pub mod effects;
 pub mod hooks;
 pub mod matcher;
 pub mod proto;
@@ -24,6 +25,7 @@ pub use abi::{Abi, RawCall, Regs};
 pub use decode::{
     Args, Comm, DecodedArg, SyscallRecord, ThreadInfo, When, decode_arg, decode_args,
 };
+pub use effects::Effects;
 pub use hooks::{HookCtx, SyscallHooks};
 pub use matcher::{Completed, Done, Matcher, Outcome, page_offset};
 pub use proto::ArgKind;
@@ -56,6 +58,8 @@ pub struct SyscallInfo {
     pub func: &'static str,
     /// The arguments, at most 6.
     pub args: &'static [ArgSpec],
+    /// What it does that bookkeeping depends on (from the name, at compile time).
+    pub effects: Effects,
 }
 
 /// Shorthand used by the generated tables.
@@ -156,15 +160,12 @@ impl SyscallInfo {
     /// interrupted code). A successful `execve` does not return either, but a failed one
     /// does; see [`SyscallInfo::is_exec`].
     pub fn never_returns(&self) -> bool {
-        matches!(
-            self.name,
-            "exit" | "exit_group" | "rt_sigreturn" | "sigreturn"
-        )
+        self.effects.never_returns()
     }
 
     /// `execve` or `execveat`: no return when it succeeds, an error return when not.
     pub fn is_exec(&self) -> bool {
-        matches!(self.name, "execve" | "execveat")
+        self.effects.any(Effects::EXEC)
     }
 }
 
