@@ -236,6 +236,12 @@ impl Plugin {
             |t| thread_info(&linux()?, t),
             || d.stack.unwrap_or_else(|| self.stack_key(cpu)),
         );
+        if who.thread != ThreadInfo::default() {
+            for mut held in self.unnamed.take(|| self.asid(cpu)) {
+                held.identify(who.thread);
+                self.emit(held, cpu, None);
+            }
+        }
         // A thread seen for the first time may be a process that started unseen (a
         // child running before its parent returns from clone).
         if fresh
@@ -271,11 +277,20 @@ impl Plugin {
             || self.stack_key(cpu),
             &mut |mut done| {
                 // A call that entered before the kernel was found (the run's first, under
-                // KASLR) returns in its own thread, which can be named now.
-                if done.caller_unknown()
-                    && let Some(thread) = self.returning_thread(cpu, readable)
-                {
-                    done.identify(thread);
+                // KASLR) returns in its own thread, which can be named now, or (KPTI)
+                // by the next call of its process, if the call means nothing to process
+                // events.
+                if done.caller_unknown() {
+                    match self.returning_thread(cpu, readable) {
+                        Some(thread) => done.identify(thread),
+                        None if !readable
+                            && !lifecycle::is_lifecycle_call(done.done.call.effects()) =>
+                        {
+                            self.unnamed.hold(self.asid(cpu), done);
+                            return;
+                        }
+                        None => {}
+                    }
                 }
                 self.emit(done, cpu, kernel_mode)
             },

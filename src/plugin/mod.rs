@@ -15,7 +15,8 @@
 //! [`kernel`] learns where the running kernel is (KASLR slide, KPTI, which group);
 //! [`tracer`] pairs entries with returns, placing calls where their shared translations
 //! run ([`placement`]); [`lifecycle`] turns completed calls into process events;
-//! [`snapshot`] and [`probe`] make their records.
+//! [`snapshot`] and [`probe`] make their records; `unnamed` keeps the calls whose caller
+//! cannot be named yet.
 
 mod calls;
 pub mod hook;
@@ -26,6 +27,7 @@ pub mod probe;
 pub mod snapshot;
 pub mod threads;
 pub mod tracer;
+mod unnamed;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -52,6 +54,7 @@ use kernel::KernelView;
 use probe::Probe;
 use snapshot::Reason;
 use tracer::Tracer;
+use unnamed::Unnamed;
 
 /// What QEMU told the plugin about the machine at install time.
 #[derive(Debug, Clone)]
@@ -100,6 +103,8 @@ pub struct Plugin {
     event_records: AtomicU64,
     task_switches: AtomicU64,
     return_callbacks: AtomicU64,
+    /// Calls whose caller is not known yet (under KPTI, before the kernel is found).
+    unnamed: Unnamed,
 }
 
 impl Plugin {
@@ -184,6 +189,7 @@ impl Plugin {
             event_records: AtomicU64::new(0),
             task_switches: AtomicU64::new(0),
             return_callbacks: AtomicU64::new(0),
+            unnamed: Unnamed::default(),
             options,
         };
         plugin.sink.write(Record::RunStart(RunStart {
@@ -481,6 +487,11 @@ impl Plugin {
     /// QEMU is exiting: write the calls still pending, then `run_end` with the counters.
     pub fn on_exit(&self) {
         // Outside any vCPU: no position, and no process events (nothing can be read).
+        for mut done in self.unnamed.drain() {
+            if let Some(record) = done.record.take() {
+                self.write_call(record, None);
+            }
+        }
         self.tracer.unfinished(&mut |mut done| {
             if let Some(record) = done.record.take() {
                 self.write_call(record, None);
