@@ -402,6 +402,11 @@ fn assert_switches_followed(run: &Run) {
 /// was found under KPTI (the run's first): neither its entry nor its user-mode return can
 /// read the kernel, so it waits for the next call of its process to name it.
 fn assert_callers_named(run: &Run) {
+    assert!(
+        run.events.iter().any(|e| e["type"] == "kernel_ready"),
+        "no kernel_ready: {}",
+        run.dir.display()
+    );
     for (at, e) in run.events.iter().enumerate() {
         if e["type"] == "syscall" {
             assert!(

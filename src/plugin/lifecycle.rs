@@ -12,12 +12,7 @@ use super::tracer::Finished;
 /// Whether a call with `effects` can mean something to the process lifecycle ([`of`] may
 /// return an event for it): the others need no matching when they are not logged.
 pub fn is_lifecycle_call(effects: Effects) -> bool {
-    reads_kernel(effects)
-        || effects.any(
-            Effects::EXIT_THREAD
-                .with(Effects::EXIT_GROUP)
-                .with(Effects::REAP),
-        )
+    reads_kernel(effects) || effects.any(Effects::EXITS.with(Effects::REAP))
 }
 
 /// Whether a call with `effects` may reap a child (end a process that was killed): its

@@ -487,16 +487,13 @@ impl Plugin {
     /// QEMU is exiting: write the calls still pending, then `run_end` with the counters.
     pub fn on_exit(&self) {
         // Outside any vCPU: no position, and no process events (nothing can be read).
-        for mut done in self.unnamed.drain() {
-            if let Some(record) = done.record.take() {
+        let mut write = |done: tracer::Finished| {
+            if let Some(record) = done.record {
                 self.write_call(record, None);
             }
-        }
-        self.tracer.unfinished(&mut |mut done| {
-            if let Some(record) = done.record.take() {
-                self.write_call(record, None);
-            }
-        });
+        };
+        self.unnamed.drain().into_iter().for_each(&mut write);
+        self.tracer.unfinished(&mut write);
         let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);
         let syscall_insns = SyscallInsnCounts {
             syscall: count(SyscallInsn::Syscall),

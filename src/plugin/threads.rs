@@ -39,10 +39,7 @@ enum Invalidates {
 /// A new task may share or copy anything; an exec, a rename or an exit changes only
 /// what is known of the caller.
 fn invalidates(effects: Effects) -> Invalidates {
-    let caller = Effects::EXEC
-        .with(Effects::RENAME)
-        .with(Effects::EXIT_THREAD)
-        .with(Effects::EXIT_GROUP);
+    let caller = Effects::EXEC.with(Effects::RENAME).with(Effects::EXITS);
     if effects.any(Effects::SPAWN) {
         Invalidates::Everything
     } else if effects.any(caller) {
@@ -128,7 +125,7 @@ impl ThreadCache {
         });
     }
 
-    /// `task` enters the system call `name`: forgets what the call may make wrong.
+    /// `task` enters a system call with `effects`: forgets what the call may make wrong.
     pub fn entering(&self, task: u64, effects: Effects) {
         match invalidates(effects) {
             Invalidates::Nothing => {}

@@ -206,7 +206,7 @@ impl Tracer {
         abi.entry_with(&regs, cpu, nargs)
     }
 
-    /// Whether a call named `name` (`None`: a number the table does not know) is logged
+    /// Whether a call `info` describes (`None`: a number the table does not know) is logged
     /// or may drive a process event: only then are its arguments read and is it
     /// followed to its return.
     fn follows(&self, info: Option<&SyscallInfo>) -> bool {
@@ -333,8 +333,7 @@ impl Tracer {
                 {
                     done.extend(matcher.exec_succeeded(&old));
                 }
-                let exits = Effects::EXIT_THREAD.with(Effects::EXIT_GROUP);
-                if info.is_some_and(|i| i.effects.any(exits)) {
+                if info.is_some_and(|i| i.effects.any(Effects::EXITS)) {
                     keys.remove(&task);
                 }
             }

@@ -33,9 +33,11 @@ impl Effects {
     pub const RENAME: Effects = Effects(1 << 7);
     /// May restart or power off the machine: `reboot`.
     pub const POWER: Effects = Effects(1 << 8);
+    /// Ends the calling thread, alone or with its process: `exit`, `exit_group`.
+    pub const EXITS: Effects = Effects::EXIT_THREAD.with(Effects::EXIT_GROUP);
 
     /// Which call names have which effects, in either table.
-    const BY_NAME: [(&'static str, Effects); 23] = [
+    const BY_NAME: [(&'static str, Effects); 24] = [
         ("execve", Effects::EXEC),
         ("execveat", Effects::EXEC),
         ("mmap", Effects::MAPS),
@@ -59,14 +61,12 @@ impl Effects {
         ("waitpid", Effects::REAP),
         ("waitid", Effects::REAP),
         ("prctl", Effects::RENAME),
+        ("reboot", Effects::POWER),
     ];
 
     /// The effects of the call named `name` (`NONE` for a name not listed). A `const fn`,
     /// so that the generated tables hold the result.
     pub const fn of_name(name: &str) -> Effects {
-        if same(name, "reboot") {
-            return Effects::POWER;
-        }
         let mut i = 0;
         while i < Self::BY_NAME.len() {
             if same(name, Self::BY_NAME[i].0) {
@@ -91,11 +91,7 @@ impl Effects {
     /// ends, or it resumes interrupted code. (A successful exec does not come back
     /// either, but a failed one does.)
     pub const fn never_returns(self) -> bool {
-        self.any(
-            Effects::EXIT_THREAD
-                .with(Effects::EXIT_GROUP)
-                .with(Effects::SIGRETURN),
-        )
+        self.any(Effects::EXITS.with(Effects::SIGRETURN))
     }
 }
 
