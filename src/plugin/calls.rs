@@ -242,22 +242,35 @@ impl Plugin {
                 self.emit(held, cpu, None);
             }
         }
-        // A thread seen for the first time may be a process that started unseen (a
-        // child running before its parent returns from clone).
-        if fresh
-            && let Some(events) = &self.events
-            && let Some(linux) = linux()
-        {
-            let caller = caller(&who.thread);
-            self.track(cpu, events, |t| {
-                t.seen(&caller, || linux.current_process().ok())
-            });
+        if fresh {
+            self.first_seen(cpu, &who.thread, &linux);
         }
         let kernel_mode = at.kernel_mode();
         let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
         self.tracer.enter(cpu, who, d.call, &shift, &mut |done| {
             self.emit(done, cpu, kernel_mode)
         });
+    }
+
+    /// A thread seen for the first time may be a process that started unseen (a child
+    /// running before its parent returns from clone). Rare: kept out of the path every
+    /// call takes, whose instruction-cache footprint is most of what a call costs.
+    #[cold]
+    #[inline(never)]
+    fn first_seen<'a>(
+        &'a self,
+        cpu: &dyn Vcpu,
+        thread: &ThreadInfo,
+        linux: &dyn Fn() -> Option<Linux<'a>>,
+    ) {
+        if let Some(events) = &self.events
+            && let Some(linux) = linux()
+        {
+            let caller = caller(thread);
+            self.track(cpu, events, |t| {
+                t.seen(&caller, || linux.current_process().ok())
+            });
+        }
     }
 
     /// A system call may return at the start of this block, translated at `pc`.
@@ -336,9 +349,24 @@ impl Plugin {
         if let Some(record) = done.record.take() {
             self.write_call(record, Some(cpu));
         }
-        let call = &done.done.call;
-        let effects = call.effects();
         let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
+        if exec || lifecycle::is_lifecycle_call(done.done.call.effects()) {
+            self.follow_lifecycle(done, cpu, kernel_mode, exec);
+        }
+    }
+
+    /// What a call that starts, changes or ends a process means to process events and
+    /// snapshots. Few calls are such calls: the others skip this code altogether.
+    #[cold]
+    #[inline(never)]
+    fn follow_lifecycle(
+        &self,
+        done: tracer::Finished,
+        cpu: &dyn Vcpu,
+        kernel_mode: Option<bool>,
+        exec: bool,
+    ) {
+        let effects = done.done.call.effects();
         let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(effects));
         let linux = kernel_mode
             .filter(|_| needs_kernel)

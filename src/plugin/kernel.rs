@@ -244,9 +244,16 @@ impl KernelView {
             .switch_checks
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok();
-        if !checking {
-            return;
+        if checking {
+            self.check_switch(cpu, in_kernel, followed);
         }
+    }
+
+    /// One of the checks of [`KernelView::confirm_switch`]: only the first calls make
+    /// one, so it stays out of the path of the others.
+    #[cold]
+    #[inline(never)]
+    fn check_switch(&self, cpu: &dyn Vcpu, in_kernel: bool, followed: u64) {
         let Some(actual) = self.current_task(cpu, in_kernel) else {
             self.switch_settled.fetch_add(1, Ordering::Release);
             return;

@@ -324,18 +324,8 @@ impl Tracer {
             if let Some(f) = spilled {
                 done.extend(matcher.enter(f.key, f.call, f.pending));
             }
-            // A thread keyed by its stack (KPTI) gets a new key when exec replaces its
-            // address space and stack: its old key's pending execve succeeded.
             if let (Some(task), ThreadKey::Stack(..)) = (who.task, who.key) {
-                let mut keys = self.stack_keys.lock();
-                if let Some(old) = keys.insert(task, who.key)
-                    && old != who.key
-                {
-                    done.extend(matcher.exec_succeeded(&old));
-                }
-                if info.is_some_and(|i| i.effects.any(Effects::EXITS)) {
-                    keys.remove(&task);
-                }
+                self.restacked(matcher, task, who.key, info, &mut done);
             }
         }
         // A call that is not logged and means nothing to process events is left out,
@@ -371,6 +361,31 @@ impl Tracer {
             self.shifts.remapped();
         }
         self.hand_over(done, cpu, out);
+    }
+
+    /// A thread keyed by its stack (KPTI, switches not followed) gets a new key when exec
+    /// replaces its address space and stack: its old key's pending execve succeeded.
+    /// Out of the path of threads keyed by their task, which is every call's path once
+    /// switches are followed.
+    #[cold]
+    #[inline(never)]
+    fn restacked(
+        &self,
+        matcher: &mut Matcher<ThreadKey, Pending>,
+        task: u64,
+        key: ThreadKey,
+        info: Option<&SyscallInfo>,
+        done: &mut Done<ThreadKey, Pending>,
+    ) {
+        let mut keys = self.stack_keys.lock();
+        if let Some(old) = keys.insert(task, key)
+            && old != key
+        {
+            done.extend(matcher.exec_succeeded(&old));
+        }
+        if info.is_some_and(|i| i.effects.any(Effects::EXITS)) {
+            keys.remove(&task);
+        }
     }
 
     /// `call` made ready to wait for its return: placed where it runs, its return point
