@@ -288,26 +288,32 @@ impl Plugin {
             || running_address(cpu, pc),
             key,
             || self.stack_key(cpu),
-            &mut |mut done| {
-                // A call that entered before the kernel was found (the run's first, under
-                // KASLR) returns in its own thread, which can be named now, or (KPTI)
-                // by the next call of its process, if the call means nothing to process
-                // events.
+            &mut |done| {
                 if done.caller_unknown() {
-                    match self.returning_thread(cpu, readable) {
-                        Some(thread) => done.identify(thread),
-                        None if !readable
-                            && !lifecycle::is_lifecycle_call(done.done.call.effects()) =>
-                        {
-                            self.unnamed.hold(self.asid(cpu), done);
-                            return;
-                        }
-                        None => {}
-                    }
+                    self.emit_unnamed(done, cpu, readable);
+                } else {
+                    self.emit(done, cpu, kernel_mode)
                 }
-                self.emit(done, cpu, kernel_mode)
             },
         );
+    }
+
+    /// A call that entered before the kernel was found (the run's first, under KASLR)
+    /// returns in its own thread, which can be named now, or (KPTI) by the next call of
+    /// its process, if the call means nothing to process events. Only the first calls
+    /// of a run come here.
+    #[cold]
+    #[inline(never)]
+    fn emit_unnamed(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, readable: bool) {
+        match self.returning_thread(cpu, readable) {
+            Some(thread) => done.identify(thread),
+            None if !readable && !lifecycle::is_lifecycle_call(done.done.call.effects()) => {
+                self.unnamed.hold(self.asid(cpu), done);
+                return;
+            }
+            None => {}
+        }
+        self.emit(done, cpu, readable.then_some(false))
     }
 
     /// The task running at a return point: read from the kernel when it is `readable`

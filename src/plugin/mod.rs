@@ -255,9 +255,16 @@ impl Plugin {
     /// Without `group=`: picks the group whose banner the guest's memory holds at that
     /// group's (slid) banner address. Gives up, saying what it read, after a while.
     fn choose_group(&self, cpu: &dyn Vcpu) {
-        if self.chosen.get().is_some() || self.views.iter().all(|v| v.slide().is_none()) {
-            return;
+        if self.chosen.get().is_none() && self.views.iter().any(|v| v.slide().is_some()) {
+            self.match_banners(cpu);
         }
+    }
+
+    /// [`Plugin::choose_group`]'s work, while no group is chosen: out of the path of
+    /// the calls made after that.
+    #[cold]
+    #[inline(never)]
+    fn match_banners(&self, cpu: &dyn Vcpu) {
         let budget = self.detect_budget.load(Ordering::Relaxed);
         if budget == 0 {
             return;
