@@ -290,7 +290,7 @@ impl Plugin {
             || self.stack_key(cpu),
             &mut |done| {
                 if done.caller_unknown() {
-                    self.emit_unnamed(done, cpu, readable);
+                    self.emit_unnamed(done, cpu, kernel_mode);
                 } else {
                     self.emit(done, cpu, kernel_mode)
                 }
@@ -301,10 +301,12 @@ impl Plugin {
     /// A call that entered before the kernel was found (the run's first, under KASLR)
     /// returns in its own thread, which can be named now, or (KPTI) by the next call of
     /// its process, if the call means nothing to process events. Only the first calls
-    /// of a run come here.
+    /// of a run come here. `kernel_mode` is the return point's (`None`: the kernel
+    /// cannot be read there).
     #[cold]
     #[inline(never)]
-    fn emit_unnamed(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, readable: bool) {
+    fn emit_unnamed(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
+        let readable = kernel_mode.is_some();
         match self.returning_thread(cpu, readable) {
             Some(thread) => done.identify(thread),
             None if !readable && !lifecycle::is_lifecycle_call(done.done.call.effects()) => {
@@ -313,7 +315,7 @@ impl Plugin {
             }
             None => {}
         }
-        self.emit(done, cpu, readable.then_some(false))
+        self.emit(done, cpu, kernel_mode)
     }
 
     /// The task running at a return point: read from the kernel when it is `readable`

@@ -218,8 +218,9 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
     let text = run.truth.kallsyms["_text"];
     let i386 = run.events[0]["target"] == "i386";
     if kaslr {
-        // KASLR may leave the kernel where it was linked (it did, once in a few hundred
-        // boots of 6.12). On x86_64 it moves the direct map too, so one of them has moved.
+        // KASLR may leave the kernel where it was linked (one 6.12 boot here did, by the
+        // guest's own kallsyms). On x86_64 it moves the direct map too, so one of them has
+        // moved.
         let page_offset = hex(&ready["page_offset"]);
         let map_moved = !i386 && page_offset != 0xffff_8880_0000_0000;
         assert!(
