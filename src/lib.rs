@@ -25,6 +25,7 @@ pub mod mem;
 pub mod osi;
 pub mod output;
 pub mod plugin;
+pub mod qemu;
 pub mod report;
 pub mod syscalls;
 

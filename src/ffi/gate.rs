@@ -8,8 +8,8 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 
+use super::api;
 use once_cell::sync::OnceCell;
-use qemu_plugin_sys as sys;
 
 use super::scoreboard::PerVcpu;
 
@@ -46,26 +46,26 @@ pub fn set(vcpu: u32, skip: bool) {
 /// # Safety
 /// `insn` must be an instruction handle of the block being translated.
 pub unsafe fn register(
-    insn: *mut sys::qemu_plugin_insn,
-    cb: sys::qemu_plugin_vcpu_udata_cb_t,
+    insn: *mut api::qemu_plugin_insn,
+    cb: api::VcpuUdataCb,
     word: u64,
     gated: bool,
 ) {
-    let flags = sys::qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS;
+    let flags = api::CB_R_REGS;
     let data = word as usize as *mut c_void;
     // SAFETY: `insn` is valid during translation; the scoreboard is live.
     unsafe {
         match SKIP.get().filter(|_| gated) {
-            Some(board) => sys::qemu_plugin_register_vcpu_insn_exec_cond_cb(
+            Some(board) => api::qemu_plugin_register_vcpu_insn_exec_cond_cb(
                 insn,
                 cb,
                 flags,
-                sys::qemu_plugin_cond::QEMU_PLUGIN_COND_EQ,
+                api::COND_EQ,
                 board.entry(),
                 0,
                 data,
             ),
-            None => sys::qemu_plugin_register_vcpu_insn_exec_cb(insn, cb, flags, data),
+            None => api::qemu_plugin_register_vcpu_insn_exec_cb(insn, cb, flags, data),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! inline add on every instruction (no callback), read when a record is made. Under
 //! record/replay it is the same at the same guest event in every replay.
 
+use super::api;
 use once_cell::sync::OnceCell;
-use qemu_plugin_sys as sys;
 
 use super::scoreboard::PerVcpu;
 
@@ -20,13 +20,13 @@ pub fn enable() {
 ///
 /// # Safety
 /// `insn` must be an instruction handle of the block being translated.
-pub unsafe fn count(insn: *mut sys::qemu_plugin_insn) {
+pub unsafe fn count(insn: *mut api::qemu_plugin_insn) {
     if let Some(board) = COUNTER.get() {
         // SAFETY: `insn` is valid during translation; `entry` names a live scoreboard.
         unsafe {
-            sys::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
+            api::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
                 insn,
-                sys::qemu_plugin_op::QEMU_PLUGIN_INLINE_ADD_U64,
+                api::INLINE_ADD_U64,
                 board.entry(),
                 1,
             );
@@ -36,5 +36,5 @@ pub unsafe fn count(insn: *mut sys::qemu_plugin_insn) {
 
 /// Instructions `vcpu` executed so far, when counting.
 pub fn read(vcpu: u32) -> Option<u64> {
-    Some(COUNTER.get()?.get(vcpu))
+    COUNTER.get()?.get(vcpu)
 }

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use qemu_plugin_sys as sys;
+use super::api;
 
 use crate::arch::regs::{Reg, Registers};
 use crate::cpu::Vcpu;
@@ -84,11 +84,8 @@ impl GuestMemory for QemuCpu {
         SCRATCH.with(|scratch| {
             let array = scratch.borrow();
             // SAFETY: `array.0` is a live GByteArray owned by this thread; QEMU resizes it
-            // to `buf.len()` with GLib's own function and fills it. The public prefix of
-            // the struct (data, len) is what both bindings describe.
-            let ok = unsafe {
-                sys::qemu_plugin_read_memory_vaddr(va, array.0.cast::<sys::GByteArray>(), buf.len())
-            };
+            // to `buf.len()` with GLib's own function and fills it.
+            let ok = unsafe { api::qemu_plugin_read_memory_vaddr(va, array.0, buf.len()) };
             if !ok {
                 return Err(fault);
             }

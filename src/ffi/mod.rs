@@ -3,7 +3,10 @@
 //! plain values and calls [`Plugin`].
 //!
 //! Every trampoline catches panics: unwinding into QEMU's C frames would abort QEMU.
+//! Callbacks whose C signature changed between plugin API versions have one trampoline
+//! per signature ([`api`] says which); nothing above this module knows the version.
 
+mod api;
 mod gate;
 mod icount;
 mod memory;
@@ -14,17 +17,10 @@ use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use once_cell::sync::OnceCell;
-use qemu_plugin_sys as sys;
 
 use crate::plugin::{Hook, MachineInfo, Plugin};
 
 use memory::{QemuCpu, TranslatedPage};
-
-/// The plugin API version this build speaks; QEMU refuses a plugin whose version it
-/// does not support, before calling anything else.
-#[unsafe(no_mangle)]
-#[used]
-pub static qemu_plugin_version: c_int = sys::QEMU_PLUGIN_VERSION as c_int;
 
 /// Records are built on vCPU threads and freed on the log's writer thread; glibc's
 /// allocator serialises such frees on its arena lock (measured: a fifth of a traced
@@ -58,8 +54,8 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 /// strings in `argv`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn qemu_plugin_install(
-    id: sys::qemu_plugin_id_t,
-    info: *const sys::qemu_info_t,
+    id: api::qemu_plugin_id_t,
+    info: *const api::qemu_info_t,
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
@@ -74,15 +70,16 @@ pub unsafe extern "C" fn qemu_plugin_install(
         let machine = unsafe {
             let info = &*info;
             let (vcpus, system) = if info.system_emulation {
-                (info.__bindgen_anon_1.system.smp_vcpus, true)
+                (info.smp_vcpus, true)
             } else {
                 (0, false)
             };
+            api::set_version(info.version_cur, info.version_min)?;
             MachineInfo {
                 target: CStr::from_ptr(info.target_name)
                     .to_string_lossy()
                     .into_owned(),
-                plugin_api: info.version.cur,
+                plugin_api: info.version_cur,
                 vcpus,
                 system,
             }
@@ -96,11 +93,19 @@ pub unsafe extern "C" fn qemu_plugin_install(
         PLUGIN
             .set(plugin)
             .map_err(|_| "the plugin is already installed".to_string())?;
-        // SAFETY: registering callbacks with the id QEMU gave us, during install.
+        // SAFETY: registering callbacks with the id QEMU gave us, during install, each
+        // with the signature of the version QEMU reported.
         unsafe {
-            sys::qemu_plugin_register_vcpu_init_cb(id, Some(on_vcpu_init));
-            sys::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans));
-            sys::qemu_plugin_register_atexit_cb(id, Some(on_exit), std::ptr::null_mut());
+            let none = std::ptr::null_mut();
+            if api::version() >= 7 {
+                api::register_vcpu_init_cb_v7(id, on_vcpu_init_v7, none);
+                api::register_vcpu_tb_trans_cb_v7(id, on_tb_trans_v7, none);
+                api::register_atexit_cb_v7(id, on_exit_v7, none);
+            } else {
+                api::register_vcpu_init_cb_v4(id, on_vcpu_init_v4);
+                api::register_vcpu_tb_trans_cb_v4(id, on_tb_trans_v4);
+                api::register_atexit_cb_v4(id, on_exit_v4, none);
+            }
         }
         Ok::<(), String>(())
     });
@@ -134,23 +139,48 @@ fn init_logging(args: &[String]) {
 }
 
 /// A vCPU starts: find the register handles (needs the vCPU's context).
-unsafe extern "C" fn on_vcpu_init(_id: sys::qemu_plugin_id_t, _vcpu: c_uint) {
+fn on_vcpu_init() {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("vCPU init callback", || registers::discover(plugin.arch()));
 }
 
+/// API 4-6 vCPU-init callback.
+unsafe extern "C" fn on_vcpu_init_v4(_id: api::qemu_plugin_id_t, _vcpu: c_uint) {
+    on_vcpu_init();
+}
+
+/// API 7 vCPU-init callback.
+unsafe extern "C" fn on_vcpu_init_v7(_vcpu: c_uint, _userdata: *mut c_void) {
+    on_vcpu_init();
+}
+
+/// API 4-6 translation callback.
+unsafe extern "C" fn on_tb_trans_v4(_id: api::qemu_plugin_id_t, tb: *mut api::qemu_plugin_tb) {
+    // SAFETY: QEMU's `tb`, valid for this callback.
+    unsafe { on_tb_trans(tb) }
+}
+
+/// API 7 translation callback.
+unsafe extern "C" fn on_tb_trans_v7(tb: *mut api::qemu_plugin_tb, _userdata: *mut c_void) {
+    // SAFETY: QEMU's `tb`, valid for this callback.
+    unsafe { on_tb_trans(tb) }
+}
+
 /// Translation of a block: instrument only the instructions [`Plugin::hook_for`] wants.
-unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_tb) {
+///
+/// # Safety
+/// `tb` must be the block QEMU is translating, inside its translation callback.
+unsafe fn on_tb_trans(tb: *mut api::qemu_plugin_tb) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("translation callback", || {
         // SAFETY: `tb` is valid for the duration of this callback, and so is every
         // instruction handle obtained from it.
         unsafe {
-            let n = sys::qemu_plugin_tb_n_insns(tb);
+            let n = api::qemu_plugin_tb_n_insns(tb);
             let insn_bytes = |i: usize| {
-                let insn = sys::qemu_plugin_tb_get_insn(tb, i);
+                let insn = api::qemu_plugin_tb_get_insn(tb, i);
                 let mut bytes = [0u8; MAX_INSN];
-                let len = sys::qemu_plugin_insn_data(insn, bytes.as_mut_ptr().cast(), MAX_INSN);
+                let len = api::qemu_plugin_insn_data(insn, bytes.as_mut_ptr().cast(), MAX_INSN);
                 (insn, bytes, len.min(MAX_INSN))
             };
             // The first two instructions identify the kernel's entry blocks.
@@ -161,22 +191,22 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
             let first = if n == 0 {
                 std::ptr::null_mut()
             } else {
-                sys::qemu_plugin_tb_get_insn(tb, 0)
+                api::qemu_plugin_tb_get_insn(tb, 0)
             };
             let code = TranslatedPage::new(
                 QemuCpu::current(0),
-                sys::qemu_plugin_tb_vaddr(tb),
+                api::qemu_plugin_tb_vaddr(tb),
                 if first.is_null() {
                     std::ptr::null()
                 } else {
-                    sys::qemu_plugin_insn_haddr(first).cast_const().cast()
+                    api::qemu_plugin_insn_haddr(first).cast_const().cast()
                 },
             );
-            plugin.on_block_translated(sys::qemu_plugin_tb_vaddr(tb), &head, &code);
+            plugin.on_block_translated(api::qemu_plugin_tb_vaddr(tb), &head, &code);
             for i in 0..n {
                 let (insn, bytes, len) = insn_bytes(i);
                 icount::count(insn);
-                let va = sys::qemu_plugin_insn_vaddr(insn);
+                let va = api::qemu_plugin_insn_vaddr(insn);
                 let Some(hook) = plugin.hook_for(va, &bytes[..len], i == 0, &code) else {
                     continue;
                 };
@@ -186,7 +216,7 @@ unsafe extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_
                 };
                 // The hook and address travel as the user-data word itself: nothing is
                 // allocated, so nothing leaks when QEMU retranslates.
-                gate::register(insn, Some(on_hook), word, hook == Hook::ReturnPoint);
+                gate::register(insn, on_hook, word, hook == Hook::ReturnPoint);
             }
         }
     });
@@ -208,8 +238,18 @@ unsafe extern "C" fn on_hook(vcpu: c_uint, userdata: *mut c_void) {
 }
 
 /// QEMU is exiting (the guest powered off, or QEMU was asked to quit).
-unsafe extern "C" fn on_exit(_id: sys::qemu_plugin_id_t, _userdata: *mut c_void) {
+fn on_exit() {
     if let Some(plugin) = PLUGIN.get() {
         guarded("exit callback", || plugin.on_exit());
     }
+}
+
+/// API 4-6 exit callback.
+unsafe extern "C" fn on_exit_v4(_id: api::qemu_plugin_id_t, _userdata: *mut c_void) {
+    on_exit();
+}
+
+/// API 7 exit callback.
+unsafe extern "C" fn on_exit_v7(_userdata: *mut c_void) {
+    on_exit();
 }

@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 use std::ffi::CStr;
 
+use super::api;
 use once_cell::sync::OnceCell;
-use qemu_plugin_sys as sys;
 
 use crate::arch::Arch;
 use crate::arch::regs::Reg;
@@ -28,25 +28,30 @@ pub fn discover(arch: Arch) {
         return;
     }
     let mut handles = [None; Reg::ALL.len()];
-    // SAFETY: called in vCPU context (vCPU init); QEMU returns a GArray of
-    // `qemu_plugin_reg_descriptor` that we own and free, with static name strings.
+    // SAFETY: called in vCPU context (vCPU init); QEMU returns a GArray of register
+    // descriptors that we own and free, with static name strings. Each element starts
+    // with the fields `qemu_plugin_reg_descriptor` declares; API 7 made the element
+    // longer, so the array's own element size is the stride.
     unsafe {
-        let list = sys::qemu_plugin_get_registers();
+        let list = api::qemu_plugin_get_registers();
         if list.is_null() {
             log::warn!("QEMU lists no registers: system call decoding is unavailable");
             return;
         }
-        let descriptors = std::slice::from_raw_parts(
-            (*list).data.cast::<sys::qemu_plugin_reg_descriptor>(),
-            (*list).len as usize,
-        );
-        for d in descriptors {
-            let name = CStr::from_ptr(d.name).to_string_lossy();
-            if let Some(reg) = Reg::ALL.iter().find(|r| r.qemu_name(arch) == Some(&*name)) {
-                handles[reg.index()] = Some(d.handle as usize);
+        let stride = glib_sys::g_array_get_element_size(list) as usize;
+        if stride >= std::mem::size_of::<api::qemu_plugin_reg_descriptor>() {
+            for i in 0..(*list).len as usize {
+                let d = &*(*list)
+                    .data
+                    .add(i * stride)
+                    .cast::<api::qemu_plugin_reg_descriptor>();
+                let name = CStr::from_ptr(d.name).to_string_lossy();
+                if let Some(reg) = Reg::ALL.iter().find(|r| r.qemu_name(arch) == Some(&*name)) {
+                    handles[reg.index()] = Some(d.handle as usize);
+                }
             }
         }
-        glib_sys::g_array_free(list.cast(), glib_sys::GTRUE);
+        glib_sys::g_array_free(list, glib_sys::GTRUE);
     }
     for reg in Reg::ALL {
         if reg.qemu_name(arch).is_some() && handles[reg.index()].is_none() {
@@ -89,19 +94,23 @@ pub fn read_many(regs: &[Reg], out: &mut [u64]) {
 /// Has QEMU append the register `handle` to `array` and decodes what it appended.
 fn append_read(array: &ByteArray, handle: usize) -> Option<u64> {
     // SAFETY: `array.0` is a live GByteArray owned by this thread; QEMU appends the
-    // register's bytes (target order: little-endian on x86) and returns how many;
-    // `handle` came from `qemu_plugin_get_registers`.
+    // register's bytes (target order: little-endian on x86); `handle` came from
+    // `qemu_plugin_get_registers`. What was read is measured by how much the array grew,
+    // which means the same under every API version (the return value changed type).
     unsafe {
         if (*array.0).len > SCRATCH_ROOM {
             glib_sys::g_byte_array_set_size(array.0, 0);
         }
         let start = (*array.0).len as usize;
-        let size = sys::qemu_plugin_read_register(
-            handle as *mut sys::qemu_plugin_register,
-            array.0.cast::<sys::GByteArray>(),
-        );
+        let handle = handle as *mut api::qemu_plugin_register;
+        let ok = if api::version() >= 6 {
+            api::read_register_v6(handle, array.0)
+        } else {
+            api::read_register_v4(handle, array.0) > 0
+        };
         let a = &*array.0;
-        if size <= 0 || size > 8 || (a.len as usize) < start + size as usize || a.data.is_null() {
+        let size = (a.len as usize).saturating_sub(start);
+        if !ok || size == 0 || size > 8 || a.data.is_null() {
             return None;
         }
         // Fixed-size reads: a variable-length copy is a call to memmove.
@@ -111,8 +120,7 @@ fn append_read(array: &ByteArray, handle: usize) -> Option<u64> {
             4 => u64::from(u32::from_le(at.cast::<u32>().read_unaligned())),
             _ => {
                 let mut bytes = [0u8; 8];
-                bytes[..size as usize]
-                    .copy_from_slice(std::slice::from_raw_parts(at, size as usize));
+                bytes[..size].copy_from_slice(std::slice::from_raw_parts(at, size));
                 u64::from_le_bytes(bytes)
             }
         })
