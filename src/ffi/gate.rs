@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use super::api;
 use once_cell::sync::OnceCell;
 
-use super::scoreboard::PerVcpu;
+use super::scoreboard::{self, PerVcpu};
 
 static SKIP: OnceCell<PerVcpu> = OnceCell::new();
 
@@ -55,7 +55,10 @@ pub unsafe fn register(
     let data = word as usize as *mut c_void;
     // SAFETY: `insn` is valid during translation; the scoreboard is live.
     unsafe {
-        match SKIP.get().filter(|_| gated) {
+        match SKIP
+            .get()
+            .filter(|_| gated && scoreboard::per_vcpu_ops_reliable())
+        {
             Some(board) => api::qemu_plugin_register_vcpu_insn_exec_cond_cb(
                 insn,
                 cb,

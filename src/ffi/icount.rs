@@ -5,7 +5,7 @@
 use super::api;
 use once_cell::sync::OnceCell;
 
-use super::scoreboard::PerVcpu;
+use super::scoreboard::{self, PerVcpu};
 
 static COUNTER: OnceCell<PerVcpu> = OnceCell::new();
 
@@ -21,7 +21,10 @@ pub fn enable() {
 /// # Safety
 /// `insn` must be an instruction handle of the block being translated.
 pub unsafe fn count(insn: *mut api::qemu_plugin_insn) {
-    if let Some(board) = COUNTER.get() {
+    if let Some(board) = COUNTER
+        .get()
+        .filter(|_| scoreboard::per_vcpu_ops_reliable())
+    {
         // SAFETY: `insn` is valid during translation; `entry` names a live scoreboard.
         unsafe {
             api::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
@@ -36,5 +39,8 @@ pub unsafe fn count(insn: *mut api::qemu_plugin_insn) {
 
 /// Instructions `vcpu` executed so far, when counting.
 pub fn read(vcpu: u32) -> Option<u64> {
-    COUNTER.get()?.get(vcpu)
+    COUNTER
+        .get()
+        .filter(|_| scoreboard::per_vcpu_ops_reliable())?
+        .get(vcpu)
 }

@@ -139,19 +139,22 @@ fn init_logging(args: &[String]) {
 }
 
 /// A vCPU starts: find the register handles (needs the vCPU's context).
-fn on_vcpu_init() {
+fn on_vcpu_init(vcpu: c_uint) {
     let Some(plugin) = PLUGIN.get() else { return };
-    guarded("vCPU init callback", || registers::discover(plugin.arch()));
+    guarded("vCPU init callback", || {
+        scoreboard::vcpu_started(vcpu);
+        registers::discover(plugin.arch())
+    });
 }
 
 /// API 4-6 vCPU-init callback.
-unsafe extern "C" fn on_vcpu_init_v4(_id: api::qemu_plugin_id_t, _vcpu: c_uint) {
-    on_vcpu_init();
+unsafe extern "C" fn on_vcpu_init_v4(_id: api::qemu_plugin_id_t, vcpu: c_uint) {
+    on_vcpu_init(vcpu);
 }
 
 /// API 7 vCPU-init callback.
-unsafe extern "C" fn on_vcpu_init_v7(_vcpu: c_uint, _userdata: *mut c_void) {
-    on_vcpu_init();
+unsafe extern "C" fn on_vcpu_init_v7(vcpu: c_uint, _userdata: *mut c_void) {
+    on_vcpu_init(vcpu);
 }
 
 /// API 4-6 translation callback.
