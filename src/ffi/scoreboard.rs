@@ -72,13 +72,13 @@ static SHARED_THREAD: AtomicBool = AtomicBool::new(false);
 pub fn vcpu_started(vcpu: u32) {
     let me = std::thread::current().id();
     let mut started = STARTED.lock();
-    if started.iter().any(|&(v, t)| t == me && v != vcpu) {
-        if !SHARED_THREAD.swap(true, Ordering::Relaxed) {
-            log::info!(
-                "one host thread runs several vCPUs: return points call back unconditionally \
-                 and icount positions are not recorded"
-            );
-        }
+    if started.iter().any(|&(v, t)| t == me && v != vcpu)
+        && !SHARED_THREAD.swap(true, Ordering::Relaxed)
+    {
+        log::info!(
+            "one host thread runs several vCPUs: return points call back unconditionally \
+             and icount positions are not recorded"
+        );
     }
     started.push((vcpu, me));
 }
