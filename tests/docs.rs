@@ -1,7 +1,11 @@
 //! The library examples of README.md ("Using it as a Rust library"), compiled and run,
 //! so that the README cannot drift from the API. Keep the two in sync.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
+
+use common::trial;
 
 use vmi::arch::x86::SyscallInsn;
 use vmi::config::KernelInfo;
@@ -9,6 +13,18 @@ use vmi::linux::{KernelContext, Linux};
 use vmi::mem::{Fault, GuestMemory};
 use vmi::osi::Introspect;
 use vmi::syscalls::{Abi, HookCtx, Regs, SyscallHooks};
+
+fn main() {
+    common::run(vec![
+        trial("readme_syscall_hooks", &[], readme_syscall_hooks),
+        trial("readme_introspect", &[], readme_introspect),
+        trial(
+            "readme_shows_these_examples",
+            &[],
+            readme_shows_these_examples,
+        ),
+    ]);
+}
 
 /// Guest memory from anything that can read it: here one flat range of virtual addresses.
 struct Flat {
@@ -26,7 +42,6 @@ impl GuestMemory for Flat {
     }
 }
 
-#[test]
 fn readme_syscall_hooks() {
     let mut mem = Flat {
         base: 0x1000,
@@ -65,7 +80,6 @@ fn readme_syscall_hooks() {
     );
 }
 
-#[test]
 fn readme_introspect() {
     let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/kernelinfo/amd64-6.1.conf");
     let keyfile = vmi::config::KeyFile::load(std::path::Path::new(conf)).unwrap();
@@ -93,7 +107,6 @@ fn readme_introspect() {
 }
 
 /// The README shows the blocks between the markers above verbatim.
-#[test]
 fn readme_shows_these_examples() {
     let readme = include_str!("../README.md");
     let me = include_str!("docs.rs");

@@ -5,8 +5,33 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Boot, Run, boot, lab_available};
+use common::{Boot, Run, boot, guest, trial};
 use serde_json::Value;
+
+fn main() {
+    common::run(vec![
+        trial(
+            "amd64_61_events_match_the_guest",
+            &guest("amd64-6.1"),
+            amd64_61_events_match_the_guest,
+        ),
+        trial(
+            "amd64_612_smp2_events_match_the_guest",
+            &guest("amd64-6.12"),
+            amd64_612_smp2_events_match_the_guest,
+        ),
+        trial(
+            "i386_61_kpti_events_match_the_guest",
+            &guest("i386-6.1"),
+            i386_61_kpti_events_match_the_guest,
+        ),
+        trial(
+            "amd64_612_smp2_events_only_match_the_guest",
+            &guest("amd64-6.12"),
+            amd64_612_smp2_events_only_match_the_guest,
+        ),
+    ]);
+}
 
 fn pid(v: &Value) -> u32 {
     v["pid"].as_u64().expect("pid") as u32
@@ -184,11 +209,7 @@ fn check_events(run: &Run, logged: bool) {
     }
 }
 
-#[test]
 fn amd64_61_events_match_the_guest() {
-    if !lab_available("amd64_61_events_match_the_guest") {
-        return;
-    }
     check_events(
         &boot(&Boot {
             kernel: "amd64-6.1",
@@ -199,11 +220,7 @@ fn amd64_61_events_match_the_guest() {
     );
 }
 
-#[test]
 fn amd64_612_smp2_events_match_the_guest() {
-    if !lab_available("amd64_612_smp2_events_match_the_guest") {
-        return;
-    }
     check_events(
         &boot(&Boot {
             kernel: "amd64-6.12",
@@ -218,11 +235,7 @@ fn amd64_612_smp2_events_match_the_guest() {
 
 /// i386 runs with KPTI: the kernel is read at system call dispatch, user-mode returns
 /// key threads by stack.
-#[test]
 fn i386_61_kpti_events_match_the_guest() {
-    if !lab_available("i386_61_kpti_events_match_the_guest") {
-        return;
-    }
     check_events(
         &boot(&Boot {
             kernel: "i386-6.1",
@@ -235,11 +248,7 @@ fn i386_61_kpti_events_match_the_guest() {
 
 /// Events only: most calls end at entry and their returns are skipped inline (a
 /// conditional callback per vCPU); two vCPUs, so that threads migrate between them.
-#[test]
 fn amd64_612_smp2_events_only_match_the_guest() {
-    if !lab_available("amd64_612_smp2_events_only_match_the_guest") {
-        return;
-    }
     let run = boot(&Boot {
         kernel: "amd64-6.12",
         scenario: "events",

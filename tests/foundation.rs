@@ -6,8 +6,34 @@ mod common;
 
 use std::process::Command;
 
-use common::{Boot, boot, lab_available, plugin_path, root};
+use common::Prereq::{Plugin, Qemu, Shared};
+use common::{Boot, boot, guest, need, plugin_path, trial};
 use object::{Object, ObjectSegment};
+
+fn main() {
+    common::run(vec![
+        trial(
+            "amd64_guest_runs_with_plugin_and_reads_kernel_memory",
+            &guest("amd64-6.1"),
+            amd64_guest_runs_with_plugin_and_reads_kernel_memory,
+        ),
+        trial(
+            "i386_guest_enters_the_kernel_through_sysenter_or_int80",
+            &guest("i386-6.1"),
+            i386_guest_enters_the_kernel_through_sysenter_or_int80,
+        ),
+        trial(
+            "bad_arguments_are_refused_with_one_clear_line",
+            &[Qemu, Plugin],
+            bad_arguments_are_refused_with_one_clear_line,
+        ),
+        trial(
+            "an_unknown_group_is_refused_listing_the_groups",
+            &[Qemu, Plugin, Shared],
+            an_unknown_group_is_refused_listing_the_groups,
+        ),
+    ]);
+}
 
 /// Link-time addresses of the kernel's version banners, and the banner text, found
 /// independently of the plugin: the banner's bytes in the kernel's ELF image, mapped
@@ -46,11 +72,7 @@ fn banners(kernel: &str, release: &str) -> (Vec<u64>, String) {
     (addresses, text)
 }
 
-#[test]
 fn amd64_guest_runs_with_plugin_and_reads_kernel_memory() {
-    if !lab_available("amd64_guest_runs_with_plugin_and_reads_kernel_memory") {
-        return;
-    }
     // The release (and with it the image) is known once the kernel is in the cache.
     let release = common::kernel_release("amd64-6.1");
     let (banners, banner_text) = banners("amd64-6.1", &release);
@@ -87,11 +109,7 @@ fn amd64_guest_runs_with_plugin_and_reads_kernel_memory() {
     assert_eq!(probe["text"], banner_text);
 }
 
-#[test]
 fn i386_guest_enters_the_kernel_through_sysenter_or_int80() {
-    if !lab_available("i386_guest_enters_the_kernel_through_sysenter_or_int80") {
-        return;
-    }
     let run = boot(&Boot {
         kernel: "i386-6.1",
         scenario: "default",
@@ -109,7 +127,7 @@ fn i386_guest_enters_the_kernel_through_sysenter_or_int80() {
 /// Starts QEMU with the plugin and `args`, without a guest: a refused plugin stops QEMU
 /// before any guest is loaded.
 fn refused(args: &str) -> String {
-    let out = Command::new("qemu-system-x86_64")
+    let out = Command::new(common::qemu_binary("qemu-system-x86_64"))
         .args([
             "-accel",
             "tcg",
@@ -145,12 +163,7 @@ fn refused(args: &str) -> String {
     line
 }
 
-#[test]
 fn bad_arguments_are_refused_with_one_clear_line() {
-    if !lab_available("bad_arguments_are_refused_with_one_clear_line") {
-        return;
-    }
-    let panda = root().join("../shared/reference/panda/kernelinfo.conf");
     let line = refused("colour=blue");
     assert!(line.contains("unknown plugin argument 'colour'"), "{line}");
     assert!(line.contains("conf, group, out, log"), "{line}");
@@ -167,17 +180,6 @@ fn bad_arguments_are_refused_with_one_clear_line() {
     let line = refused("group=debian:6.1");
     assert!(line.contains("needs conf="), "{line}");
 
-    if panda.exists() {
-        let line = refused(&format!("conf={},group=no-such-group", panda.display()));
-        assert!(line.contains("no group 'no-such-group'"), "{line}");
-        assert!(
-            line.contains("debian:3.2.0-4-686-pae:32"),
-            "lists the groups: {line}"
-        );
-    } else {
-        common::shared_absent("bad_arguments_are_refused_with_one_clear_line");
-    }
-
     let garbage = common::tempdir("garbage-conf").join("garbage.conf");
     std::fs::write(&garbage, b"not a key file [[[\n").unwrap();
     let line = refused(&format!("conf={}", garbage.display()));
@@ -187,4 +189,17 @@ fn bad_arguments_are_refused_with_one_clear_line() {
     std::fs::write(&empty, b"# nothing here\n").unwrap();
     let line = refused(&format!("conf={}", empty.display()));
     assert!(line.contains("no groups"), "{line}");
+}
+
+/// A group the conf does not have: the line lists the groups it has (PANDA's
+/// kernelinfo.conf, from `../shared`).
+fn an_unknown_group_is_refused_listing_the_groups() {
+    let panda = need(Shared).join("reference/panda/kernelinfo.conf");
+    assert!(panda.is_file(), "no {}", panda.display());
+    let line = refused(&format!("conf={},group=no-such-group", panda.display()));
+    assert!(line.contains("no group 'no-such-group'"), "{line}");
+    assert!(
+        line.contains("debian:3.2.0-4-686-pae:32"),
+        "lists the groups: {line}"
+    );
 }

@@ -4,18 +4,59 @@
 
 mod common;
 
+use common::Prereq::{Kernel, Plugin, Qemu};
 use common::checks::{check_against_proc, check_kernel_ready};
-use common::{Boot, boot, lab_available};
+use common::{Boot, boot, guest, trial};
+
+fn main() {
+    // Kernels whose kernelinfo these tests read (with `lab/lab conf`) besides the one booted.
+    let all = [
+        Qemu,
+        Plugin,
+        Kernel("amd64-6.1"),
+        Kernel("amd64-6.12"),
+        Kernel("i386-6.1"),
+    ];
+    common::run(vec![
+        trial("amd64_61_nokaslr", &guest("amd64-6.1"), amd64_61_nokaslr),
+        trial("amd64_61_kaslr", &guest("amd64-6.1"), amd64_61_kaslr),
+        trial("amd64_612_nokaslr", &guest("amd64-6.12"), amd64_612_nokaslr),
+        trial(
+            "amd64_612_kaslr_smp2",
+            &guest("amd64-6.12"),
+            amd64_612_kaslr_smp2,
+        ),
+        trial("i386_61_kpti", &guest("i386-6.1"), i386_61_kpti),
+        trial("i386_61_kaslr", &guest("i386-6.1"), i386_61_kaslr),
+        trial(
+            "amd64_61_kpti_kaslr",
+            &guest("amd64-6.1"),
+            amd64_61_kpti_kaslr,
+        ),
+        trial("group_chosen_by_banner", &all, group_chosen_by_banner),
+        trial(
+            "no_matching_group_leaves_the_guest_alone",
+            &all,
+            no_matching_group_leaves_the_guest_alone,
+        ),
+        trial(
+            "a_group_for_another_kernel_is_refused_at_run_time",
+            &[Qemu, Plugin, Kernel("amd64-6.1"), Kernel("amd64-6.12")],
+            a_group_for_another_kernel_is_refused_at_run_time,
+        ),
+        trial(
+            "common::stat_lines_with_odd_comms_parse",
+            &[],
+            common::stat_lines_with_odd_comms_parse,
+        ),
+    ]);
+}
 
 fn run_and_check(kernel: &'static str, kaslr: bool, smp: u32) {
     run_on_cpu(kernel, kaslr, smp, None);
 }
 
 fn run_on_cpu(kernel: &'static str, kaslr: bool, smp: u32, cpu: Option<&'static str>) {
-    let name = format!("{kernel} kaslr={kaslr} smp={smp} cpu={cpu:?}");
-    if !lab_available(&name) {
-        return;
-    }
     let run = boot(&Boot {
         kernel,
         scenario: "default",
@@ -36,49 +77,38 @@ fn run_on_cpu(kernel: &'static str, kaslr: bool, smp: u32, cpu: Option<&'static 
     check_against_proc(&run);
 }
 
-#[test]
 fn amd64_61_nokaslr() {
     run_and_check("amd64-6.1", false, 1);
 }
 
-#[test]
 fn amd64_61_kaslr() {
     run_and_check("amd64-6.1", true, 1);
 }
 
-#[test]
 fn amd64_612_nokaslr() {
     run_and_check("amd64-6.12", false, 1);
 }
 
-#[test]
 fn amd64_612_kaslr_smp2() {
     run_and_check("amd64-6.12", true, 2);
 }
 
 /// i386 guests run with KPTI by default: the kernel is read at system call dispatch.
-#[test]
 fn i386_61_kpti() {
     run_and_check("i386-6.1", false, 1);
 }
 
-#[test]
 fn i386_61_kaslr() {
     run_and_check("i386-6.1", true, 1);
 }
 
 /// An Intel CPU model that is vulnerable to Meltdown: the amd64 kernel turns KPTI on.
-#[test]
 fn amd64_61_kpti_kaslr() {
     run_on_cpu("amd64-6.1", true, 1, Some("Skylake-Client"));
 }
 
 /// Without `group=`, the plugin picks the group whose banner the guest holds.
-#[test]
 fn group_chosen_by_banner() {
-    if !lab_available("group_chosen_by_banner") {
-        return;
-    }
     let all = common::tempdir("all-groups").join("all.conf");
     let text = ["amd64-6.1", "amd64-6.12", "i386-6.1"]
         .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
@@ -106,11 +136,7 @@ fn group_chosen_by_banner() {
 
 /// No group matches: one line saying what was read and which groups exist; the plugin
 /// stays passive and the guest runs to the end.
-#[test]
 fn no_matching_group_leaves_the_guest_alone() {
-    if !lab_available("no_matching_group_leaves_the_guest_alone") {
-        return;
-    }
     let dir = common::tempdir("two-groups");
     let conf = dir.join("two.conf");
     let text = ["amd64-6.1", "i386-6.1"]
@@ -135,11 +161,7 @@ fn no_matching_group_leaves_the_guest_alone() {
 
 /// A kernelinfo for another kernel (6.12's group on the 6.1 guest): one warning line, no
 /// introspection, the guest runs to the end, QEMU exits normally.
-#[test]
 fn a_group_for_another_kernel_is_refused_at_run_time() {
-    if !lab_available("a_group_for_another_kernel_is_refused_at_run_time") {
-        return;
-    }
     let wrong = common::lab_conf("amd64-6.12");
     let run = boot(&Boot {
         kernel: "amd64-6.1",

@@ -13,8 +13,23 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::checks::{check_against_proc, check_kernel_ready};
-use common::{Boot, Recording, lab_available, read_lossy, record, replay, tempdir};
+use common::{Boot, Recording, guest, read_lossy, record, replay, tempdir, trial};
 use serde_json::Value;
+
+fn main() {
+    common::run(vec![
+        trial(
+            "amd64_61_replays_agree_with_each_other_and_with_proc",
+            &guest("amd64-6.1"),
+            amd64_61_replays_agree_with_each_other_and_with_proc,
+        ),
+        trial(
+            "amd64_61_diverging_replay_is_reported",
+            &guest("amd64-6.1"),
+            amd64_61_diverging_replay_is_reported,
+        ),
+    ]);
+}
 
 /// Fields that count QEMU's work rather than the guest's and so may differ between
 /// replays of one recording, as (record type, field). Everything else must be identical.
@@ -145,12 +160,8 @@ fn check_positions(events: &[Value]) {
     }
 }
 
-#[test]
 fn amd64_61_replays_agree_with_each_other_and_with_proc() {
     let name = "replay amd64-6.1";
-    if !lab_available(name) {
-        return;
-    }
     let rec = recording_61();
     check_recording(rec);
     let icount = ["icount=on".to_string()];
@@ -179,12 +190,7 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
 
 /// A replay whose command line differs from the recording's does not hang: it is stopped
 /// and reported as diverged.
-#[test]
 fn amd64_61_diverging_replay_is_reported() {
-    let name = "diverging replay amd64-6.1";
-    if !lab_available(name) {
-        return;
-    }
     let rec = recording_61();
     // A copy of the recording with one more word on the kernel command line.
     let dir = tempdir("bad-recording");

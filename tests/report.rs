@@ -4,12 +4,68 @@
 //! reads, plus what it must survive: an unknown record type, an unknown field, a line that
 //! is not JSON, a record without a type, a reused pid, and an incomplete last line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::Prereq::Browser;
+use common::{have, trial};
 use serde_json::Value;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/report.jsonl");
+
+fn main() {
+    common::run(vec![
+        trial(
+            "text_shows_the_tree_files_errnos_programs_and_modules",
+            &[],
+            text_shows_the_tree_files_errnos_programs_and_modules,
+        ),
+        trial(
+            "broken_input_is_warned_about_with_line_numbers_not_fatal",
+            &[],
+            broken_input_is_warned_about_with_line_numbers_not_fatal,
+        ),
+        trial("command_line_errors", &[], command_line_errors),
+        trial("json_summary_structure", &[], json_summary_structure),
+        trial(
+            "without_icount_or_process_events_lines_and_execve_calls_stand_in",
+            &[],
+            without_icount_or_process_events_lines_and_execve_calls_stand_in,
+        ),
+        trial(
+            "perfetto_trace_follows_the_format_rules",
+            &[],
+            perfetto_trace_follows_the_format_rules,
+        ),
+        trial(
+            "perfetto_tracks_stay_well_formed_when_positions_go_back",
+            &[],
+            perfetto_tracks_stay_well_formed_when_positions_go_back,
+        ),
+        trial(
+            "html_is_one_self_contained_file_that_renders_in_a_browser",
+            &[],
+            html_is_one_self_contained_file_that_renders_in_a_browser,
+        ),
+        trial(
+            "memory_stays_bounded_on_a_long_log",
+            &[],
+            memory_stays_bounded_on_a_long_log,
+        ),
+        trial(
+            "a_call_without_a_caller_is_not_the_idle_tasks",
+            &[],
+            a_call_without_a_caller_is_not_the_idle_tasks,
+        ),
+        trial(
+            "a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal",
+            &[],
+            a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal,
+        ),
+    ]);
+}
 
 fn vmi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmi"))
@@ -63,7 +119,6 @@ fn process<'a>(s: &'a Value, pid: u64, comm: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no process {pid} {comm}"))
 }
 
-#[test]
 fn text_shows_the_tree_files_errnos_programs_and_modules() {
     let o = vmi(&["report", FIXTURE]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -117,7 +172,6 @@ fn text_shows_the_tree_files_errnos_programs_and_modules() {
     assert!(stdout(&vmi(&["report", FIXTURE, "--all"])).contains("[kthreadd]"));
 }
 
-#[test]
 fn broken_input_is_warned_about_with_line_numbers_not_fatal() {
     let o = vmi(&["report", FIXTURE]);
     assert!(o.status.success());
@@ -150,7 +204,6 @@ fn broken_input_is_warned_about_with_line_numbers_not_fatal() {
     );
 }
 
-#[test]
 fn command_line_errors() {
     let o = vmi(&["report", "/nonexistent/vmi.jsonl"]);
     assert_eq!(o.status.code(), Some(1));
@@ -167,7 +220,6 @@ fn command_line_errors() {
     assert!(vmi(&["report", "--help"]).status.success());
 }
 
-#[test]
 fn json_summary_structure() {
     let s = json_report(FIXTURE);
     assert_eq!(s["lines"], 40);
@@ -309,7 +361,6 @@ fn json_summary_structure() {
     assert_eq!(modules, ["virtio_blk", "e1000", "nf_tables"]);
 }
 
-#[test]
 fn without_icount_or_process_events_lines_and_execve_calls_stand_in() {
     let (_, log) = log_of(
         "plain",
@@ -414,7 +465,6 @@ fn validate_trace(trace: &Value) -> std::collections::HashMap<String, Vec<Value>
     by_ph
 }
 
-#[test]
 fn perfetto_trace_follows_the_format_rules() {
     let dir = scratch("perfetto");
     let out = dir.join("trace.json");
@@ -459,7 +509,6 @@ fn perfetto_trace_follows_the_format_rules() {
     }
 }
 
-#[test]
 fn perfetto_tracks_stay_well_formed_when_positions_go_back() {
     let dir = scratch("perfetto-back");
     let log = write(
@@ -489,17 +538,6 @@ fn perfetto_tracks_stay_well_formed_when_positions_go_back() {
     assert_eq!(by_ph["X"][1]["ts"], 101);
     assert_eq!(by_ph["X"][1]["args"]["position_clamped"], true);
     assert_eq!(by_ph["i"][0]["ts"], 102);
-}
-
-/// Chromium, if installed (`VMI_CHROMIUM` names another binary).
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("VMI_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.is_file())
 }
 
 /// Runs headless Chromium with `args` and the flags that keep it offline and quiet, with
@@ -557,7 +595,6 @@ fn png_size(png: &[u8]) -> (u32, u32) {
     (be(&png[16..20]), be(&png[20..24]))
 }
 
-#[test]
 fn html_is_one_self_contained_file_that_renders_in_a_browser() {
     let dir = scratch("html");
     // The fixture, plus a process whose strings try to break out of the page's script.
@@ -592,16 +629,8 @@ fn html_is_one_self_contained_file_that_renders_in_a_browser() {
     assert_eq!(page.matches("</script>").count(), 2, "guest text escaped");
     assert!(!page.contains("<img"));
 
-    let Some(browser) = chromium() else {
-        if std::env::var_os("VMI_REQUIRE_BROWSER").is_some_and(|v| v == "1") {
-            panic!("VMI_REQUIRE_BROWSER=1 but chromium is not installed");
-        }
-        // Straight to stderr: the test harness captures eprintln! of passing tests.
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "html test: browser part skipped, chromium not found (apt-get install chromium)"
-        );
+    // Without chromium the trial is reported as ignored, naming this part.
+    let Some(browser) = have(Browser, "the browser part") else {
         return;
     };
     let url = format!("file://{}", html.display());
@@ -661,7 +690,6 @@ fn html_is_one_self_contained_file_that_renders_in_a_browser() {
     assert!(!dom.contains("<img"), "{dom}");
 }
 
-#[test]
 fn memory_stays_bounded_on_a_long_log() {
     use vmi::report::{analyse, perfetto::TraceWriter, reader::Warnings, summary::Limits};
     // 60000 calls over 3 processes, a garbage line every 1000 lines, positions spread
@@ -726,7 +754,6 @@ fn memory_stays_bounded_on_a_long_log() {
 
 /// A call the plugin could not attach to a thread (pid 0, tid 0: made before the kernel
 /// was found, under KPTI) is counted, and not given to the idle task as a process.
-#[test]
 fn a_call_without_a_caller_is_not_the_idle_tasks() {
     let (_, log) = log_of(
         "unattributed",
@@ -761,7 +788,6 @@ fn a_call_without_a_caller_is_not_the_idle_tasks() {
 
 /// A process killed by a signal shows the signal, and the calls it left blocked (written
 /// as `abandoned` after its `process_end`) stay its own: no second process of that pid.
-#[test]
 fn a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal() {
     let (dir, log) = log_of(
         "killed",

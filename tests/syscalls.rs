@@ -6,8 +6,55 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Boot, Run, boot, lab_available};
+use common::{Boot, Run, boot, guest, manual_trial, trial};
 use serde_json::Value;
+
+fn main() {
+    common::run(vec![
+        trial(
+            "amd64_612_filtered_matches_strace",
+            &guest("amd64-6.12"),
+            amd64_612_filtered_matches_strace,
+        ),
+        trial(
+            "amd64_61_matches_strace",
+            &guest("amd64-6.1"),
+            amd64_61_matches_strace,
+        ),
+        trial(
+            "amd64_61_wrong_switch_to_is_refuted",
+            &guest("amd64-6.1"),
+            amd64_61_wrong_switch_to_is_refuted,
+        ),
+        trial(
+            "amd64_612_matches_strace",
+            &guest("amd64-6.12"),
+            amd64_612_matches_strace,
+        ),
+        trial(
+            "amd64_61_compat_matches_strace",
+            &guest("amd64-6.1"),
+            amd64_61_compat_matches_strace,
+        ),
+        trial(
+            "amd64_612_compat_matches_strace",
+            &guest("amd64-6.12"),
+            amd64_612_compat_matches_strace,
+        ),
+        trial(
+            "i386_61_compat_matches_strace",
+            &guest("i386-6.1"),
+            i386_61_compat_matches_strace,
+        ),
+        trial("strace_lines_parse", &[], strace_lines_parse),
+        trial(
+            "i386_61_matches_strace",
+            &guest("i386-6.1"),
+            i386_61_matches_strace,
+        ),
+        manual_trial("recheck", recheck),
+    ]);
+}
 
 /// One call as strace printed it.
 #[derive(Debug, Clone)]
@@ -447,37 +494,30 @@ fn assert_poweroff_unfinished(run: &Run) {
     assert_eq!(run.events.last().unwrap()["type"], "run_end");
 }
 
-/// Boots `kernel` (with KASLR when `kaslr`) into `scenario` if the lab is there.
-fn traced(test: &str, kernel: &'static str, scenario: &'static str, kaslr: bool) -> Option<Run> {
-    lab_available(test).then(|| {
-        boot(&Boot {
-            kernel,
-            scenario,
-            kaslr,
-            ..Boot::default()
-        })
+/// Boots `kernel` (with KASLR when `kaslr`) into `scenario`.
+fn traced(kernel: &'static str, scenario: &'static str, kaslr: bool) -> Run {
+    boot(&Boot {
+        kernel,
+        scenario,
+        kaslr,
+        ..Boot::default()
     })
 }
 
 /// The `syscalls` scenario: the workload's records equal strace's, context switches were
 /// followed, and the run ends with the guest's `reboot` unfinished.
-fn workload_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
-    if let Some(run) = traced(test, kernel, "syscalls", kaslr) {
-        check_against_strace(&run, Compare::WORKLOAD);
-        assert_switches_followed(&run);
-        assert_poweroff_unfinished(&run);
-        assert_callers_named(&run);
-    }
+fn workload_matches_strace(kernel: &'static str, kaslr: bool) {
+    let run = traced(kernel, "syscalls", kaslr);
+    check_against_strace(&run, Compare::WORKLOAD);
+    assert_switches_followed(&run);
+    assert_poweroff_unfinished(&run);
+    assert_callers_named(&run);
 }
 
 /// A filtered run: only the named calls are logged, the others end at their entry and
 /// their returns are skipped inline. The calls logged are still exactly strace's, and
 /// nothing else is logged.
-#[test]
 fn amd64_612_filtered_matches_strace() {
-    if !lab_available("amd64_612_filtered_matches_strace") {
-        return;
-    }
     const ONLY: &[&str] = &["execve", "openat", "read", "write", "close"];
     let run = boot(&Boot {
         kernel: "amd64-6.12",
@@ -507,20 +547,15 @@ fn amd64_612_filtered_matches_strace() {
     );
 }
 
-#[test]
 fn amd64_61_matches_strace() {
-    workload_matches_strace("amd64_61_matches_strace", "amd64-6.1", false);
+    workload_matches_strace("amd64-6.1", false);
 }
 
 /// A group whose `vmi.switch_to_addr` names another function (here the dispatch function
 /// every call passes through, whose second argument is the call number, not a task):
 /// the plugin must notice at the first calls, say so once, stop following switches, and
 /// still attach every call to the right thread.
-#[test]
 fn amd64_61_wrong_switch_to_is_refuted() {
-    if !lab_available("amd64_61_wrong_switch_to_is_refuted") {
-        return;
-    }
     let good = std::fs::read_to_string(common::lab_conf("amd64-6.1")).unwrap();
     let dispatch = good
         .lines()
@@ -555,9 +590,8 @@ fn amd64_61_wrong_switch_to_is_refuted() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
 fn amd64_612_matches_strace() {
-    workload_matches_strace("amd64_612_matches_strace", "amd64-6.12", true);
+    workload_matches_strace("amd64-6.12", true);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
@@ -667,32 +701,26 @@ fn check_compat(run: &Run) -> usize {
 }
 
 /// The `compat` scenario on `kernel`, checked by [`check_compat`].
-fn compat_matches_strace(test: &str, kernel: &'static str, kaslr: bool) {
-    if let Some(run) = traced(test, kernel, "compat", kaslr) {
-        check_compat(&run);
-    }
+fn compat_matches_strace(kernel: &'static str, kaslr: bool) {
+    check_compat(&traced(kernel, "compat", kaslr));
 }
 
-#[test]
 fn amd64_61_compat_matches_strace() {
-    compat_matches_strace("amd64_61_compat_matches_strace", "amd64-6.1", false);
+    compat_matches_strace("amd64-6.1", false);
 }
 
-#[test]
 fn amd64_612_compat_matches_strace() {
     // CONFIG_IA32_EMULATION=y without IA32_EMULATION_DEFAULT_DISABLED in Debian's 6.12:
     // 32-bit programs run without ia32_emulation=1.
-    compat_matches_strace("amd64_612_compat_matches_strace", "amd64-6.12", true);
+    compat_matches_strace("amd64-6.12", true);
 }
 
 /// The same program natively on i386: the vDSO uses sysenter there (argument 6 at
 /// `[ebp]`); KPTI, so strace's execve of it has no record (see `Compare`).
-#[test]
 fn i386_61_compat_matches_strace() {
-    compat_matches_strace("i386_61_compat_matches_strace", "i386-6.1", false);
+    compat_matches_strace("i386-6.1", false);
 }
 
-#[test]
 fn strace_lines_parse() {
     let t = parse_call(1, r#"openat(-100, "/a, b)", 0x241, 0666) = 3"#).unwrap();
     assert_eq!(t.name, "openat");
@@ -708,16 +736,13 @@ fn strace_lines_parse() {
     assert_eq!(number("-100"), Some((-100i64) as u64));
 }
 
-#[test]
 fn i386_61_matches_strace() {
-    workload_matches_strace("i386_61_matches_strace", "i386-6.1", false);
+    workload_matches_strace("i386-6.1", false);
 }
 
 /// Checks a kept run again without booting, for work on the comparison:
 /// `VMI_RECHECK=DIR cargo test --release --test syscalls
 /// recheck -- --ignored --nocapture`.
-#[test]
-#[ignore]
 fn recheck() {
     let dir = std::env::var("VMI_RECHECK").expect("VMI_RECHECK=run directory");
     let run = common::load(std::path::Path::new(&dir));

@@ -11,51 +11,40 @@ use std::process::Command;
 use serde_json::Value;
 
 pub mod checks;
+mod harness;
+
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub use harness::{
+    Prereq, ci, guest, have, manual_trial, need, need_for, part_skipped, run, trial,
+};
+
+/// The QEMU executable `name` (`qemu-system-x86_64`, `qemu-system-i386`) of the QEMU the
+/// lab runs: the system's, or with `VMI_QEMU=11` the lab's QEMU 11.1 (`lab/lab qemu 11`).
+pub fn qemu_binary(name: &str) -> PathBuf {
+    match std::env::var("VMI_QEMU")
+        .ok()
+        .filter(|v| !v.is_empty() && v != "10")
+    {
+        None => PathBuf::from(name),
+        Some(version) => {
+            let out = Command::new(root().join("lab/lab"))
+                .args(["qemu", &version])
+                .output()
+                .expect("run lab/lab qemu");
+            assert!(
+                out.status.success(),
+                "lab/lab qemu {version}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name)
+        }
+    }
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether guests can be booted here. Without QEMU the lab tests print a notice and
-/// pass vacuously, unless `VMI_REQUIRE_LAB=1` (set by `.ci/run`) makes that a failure.
-pub fn lab_available(test: &str) -> bool {
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let plugin = plugin_path().exists();
-    if qemu && plugin {
-        if let Some(why) = stale_plugin() {
-            panic!("{test}: {why}");
-        }
-        return true;
-    }
-    let why = if qemu {
-        format!(
-            "no plugin at {} (cargo build --release)",
-            plugin_path().display()
-        )
-    } else {
-        "qemu-system-x86_64 not found (lab/lab setup)".to_string()
-    };
-    assert!(
-        std::env::var("VMI_REQUIRE_LAB").as_deref() != Ok("1"),
-        "{test}: the lab is required but unavailable: {why}"
-    );
-    eprintln!("{test}: skipped, {why}");
-    false
-}
-
-/// `../shared/` (reference material) is absent: a notice, or a failure when
-/// `VMI_REQUIRE_SHARED=1` (CI).
-pub fn shared_absent(test: &str) {
-    assert!(
-        std::env::var("VMI_REQUIRE_SHARED").as_deref() != Ok("1"),
-        "{test}: ../shared is required (VMI_REQUIRE_SHARED=1) but absent"
-    );
-    eprintln!("{test}: part skipped, ../shared is absent");
 }
 
 /// The lab's download cache: `$VMI_CACHE` or `~/.cache/vmi`, as `lab/lab` uses it.
@@ -519,8 +508,8 @@ fn parse_stat(body: &str) -> Option<ProcStat> {
     })
 }
 
-#[test]
-fn stat_lines_with_odd_comms_parse() {
+/// A trial of its own (in `tests/introspection.rs`).
+pub fn stat_lines_with_odd_comms_parse() {
     let p = parse_stat("42 (a) b) c) S 7 42 42 0").unwrap();
     assert_eq!(p.comm, "a) b) c");
     assert_eq!((p.pid, p.state, p.ppid), (42, 'S', 7));
