@@ -79,5 +79,9 @@ pub mod fake {
         fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
             self.mem.read(va, buf)
         }
+
+        fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            self.mem.read_in(root, va, buf)
+        }
     }
 }

@@ -28,6 +28,10 @@ pub trait Host {
 /// and later) says it may be needed. A QEMU older than API 4 gets one line here, and then
 /// QEMU's own refusal.
 pub fn declared_version(host: &dyn Host) -> i32 {
+    // Linked into a program that is not QEMU (the `vmi` tool): nothing to say.
+    if !host.exports(c"qemu_plugin_register_vcpu_tb_trans_cb") {
+        return OLDEST;
+    }
     if !host.exports(c"qemu_plugin_read_memory_vaddr") {
         eprintln!(
             "vmi: this QEMU's plugin API is older than version {OLDEST} (QEMU 9.2); vmi \
@@ -96,12 +100,16 @@ mod tests {
         }
     }
 
-    const V4: &[&str] = &["qemu_plugin_read_memory_vaddr"];
+    const TRANS: &str = "qemu_plugin_register_vcpu_tb_trans_cb";
+    const V3: &[&str] = &[TRANS];
+    const V4: &[&str] = &[TRANS, "qemu_plugin_read_memory_vaddr"];
     const V5: &[&str] = &[
+        TRANS,
         "qemu_plugin_read_memory_vaddr",
         "qemu_plugin_read_memory_hwaddr",
     ];
     const V6: &[&str] = &[
+        TRANS,
         "qemu_plugin_read_memory_vaddr",
         "qemu_plugin_read_memory_hwaddr",
         "qemu_plugin_set_pc",
@@ -110,7 +118,8 @@ mod tests {
     #[test]
     fn each_qemu_gets_a_version_it_accepts() {
         let qemu = |exports, release| declared_version(&Fake { exports, release });
-        assert_eq!(qemu(&[], Some((9, 1))), 4, "too old: QEMU refuses 4 itself");
+        assert_eq!(qemu(&[], None), 4, "not QEMU at all");
+        assert_eq!(qemu(V3, Some((9, 1))), 4, "too old: QEMU refuses 4 itself");
         assert_eq!(qemu(V4, Some((10, 0))), 4);
         assert_eq!(qemu(V5, Some((10, 2))), 4);
         assert_eq!(qemu(V6, Some((11, 0))), 4);

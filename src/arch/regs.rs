@@ -27,6 +27,7 @@ pub enum Reg {
     Rip,
     Cs,
     Cr3,
+    Cr4,
     FsBase,
     GsBase,
     KernelGsBase,
@@ -34,7 +35,7 @@ pub enum Reg {
 
 impl Reg {
     /// Every register, in a fixed order (indexes for per-register tables).
-    pub const ALL: [Reg; 22] = [
+    pub const ALL: [Reg; 23] = [
         Reg::Rax,
         Reg::Rbx,
         Reg::Rcx,
@@ -54,6 +55,7 @@ impl Reg {
         Reg::Rip,
         Reg::Cs,
         Reg::Cr3,
+        Reg::Cr4,
         Reg::FsBase,
         Reg::GsBase,
         Reg::KernelGsBase,
@@ -92,6 +94,7 @@ impl Reg {
             Reg::Rip => pick("rip", "eip"),
             Reg::Cs => Some("cs"),
             Reg::Cr3 => Some("cr3"),
+            Reg::Cr4 => Some("cr4"),
             Reg::FsBase => Some("fs_base"),
             Reg::GsBase => Some("gs_base"),
             Reg::KernelGsBase => Some("k_gs_base"),

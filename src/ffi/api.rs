@@ -30,6 +30,8 @@
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use once_cell::sync::OnceCell;
+
 use crate::qemu::{self, Host, OLDEST, declared_version, parse_banner};
 
 /// The plugin API version this plugin declares; QEMU reads it after loading the file and
@@ -267,4 +269,32 @@ unsafe extern "C" {
         data: *mut glib_sys::GByteArray,
         len: usize,
     ) -> bool;
+}
+/// Functions only newer QEMU has, looked up in the executable at install: linking them
+/// would make the plugin fail to load where they are missing.
+pub struct Optional {
+    /// API 5: `qemu_plugin_read_memory_hwaddr(addr, data, len)`; 0 is success.
+    pub read_memory_hwaddr:
+        Option<unsafe extern "C" fn(u64, *mut glib_sys::GByteArray, usize) -> c_int>,
+}
+
+static OPTIONAL: OnceCell<Optional> = OnceCell::new();
+
+/// The optional functions this QEMU has (looked up once).
+pub fn optional() -> &'static Optional {
+    OPTIONAL.get_or_init(|| {
+        let find = |name: &CStr| {
+            // SAFETY: see `Executable::exports`.
+            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            (!f.is_null()).then_some(f)
+        };
+        // SAFETY: each symbol, where present, is the API function of that name, whose C
+        // signature the field's type spells (QEMU 10.1's and 11.1's headers).
+        unsafe {
+            Optional {
+                read_memory_hwaddr: find(c"qemu_plugin_read_memory_hwaddr")
+                    .map(|f| std::mem::transmute::<*mut c_void, _>(f)),
+            }
+        }
+    })
 }

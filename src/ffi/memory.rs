@@ -5,13 +5,15 @@
 //! from `g_byte_array_sized_new` (the `qemu-plugin` crate's wrapper builds a fake one on
 //! the stack; see the foundation issue). One array per vCPU thread is kept and reused.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::api;
 
+use crate::arch::Arch;
 use crate::arch::regs::{Reg, Registers};
 use crate::cpu::Vcpu;
-use crate::mem::{Fault, GuestMemory};
+use crate::mem::paging::{AddressSpace, Paging};
+use crate::mem::{Fault, GuestMemory, PhysicalMemory};
 
 /// An owned GLib byte array, freed on drop.
 pub(super) struct ByteArray(pub(super) *mut glib_sys::GByteArray);
@@ -42,12 +44,71 @@ thread_local! {
 /// Only constructed inside a vCPU callback: QEMU reads through the current vCPU.
 pub struct QemuCpu {
     vcpu: u32,
+    arch: Arch,
 }
 
 impl QemuCpu {
-    /// The vCPU `vcpu`, inside one of its callbacks.
-    pub fn current(vcpu: u32) -> QemuCpu {
-        QemuCpu { vcpu }
+    /// The vCPU `vcpu` of an `arch` machine, inside one of its callbacks.
+    pub fn current(vcpu: u32, arch: Arch) -> QemuCpu {
+        QemuCpu { vcpu, arch }
+    }
+
+    /// Reads `va` in the kernel through the kernel-mode page tables that KPTI pairs with
+    /// the user-mode ones in use now, walked in software over physical memory (plugin API
+    /// 5 and later). `None` where that does not apply: no physical reads, not a kernel
+    /// address, or the current tables are not a KPTI user half.
+    fn read_kernel_under_kpti(&self, va: u64, buf: &mut [u8]) -> Option<Result<(), Fault>> {
+        api::optional().read_memory_hwaddr?;
+        if !self.arch.is_kernel_address(va) {
+            return None;
+        }
+        let cr3 = self.reg(Reg::Cr3)?;
+        let paging = Paging::x86(self.arch, self.reg(Reg::Cr4)?);
+        let user_root = paging.root(cr3);
+        let kernel_root = match KPTI_ROOTS.get() {
+            Some((user, kernel)) if user == user_root => kernel,
+            _ => {
+                // The pairing is checked against an address of the running process.
+                let user_va = self.reg(Reg::Rsp)?;
+                let kernel = paging.kpti_kernel_root(self, user_root, user_va)?;
+                KPTI_ROOTS.set(Some((user_root, kernel)));
+                kernel
+            }
+        };
+        let space = AddressSpace {
+            phys: self,
+            paging,
+            root: kernel_root,
+        };
+        Some(space.read(va, buf))
+    }
+}
+
+thread_local! {
+    /// The last KPTI pair of table roots (user, kernel) this vCPU thread checked: a
+    /// process's pair does not change, and checking costs two physical reads.
+    static KPTI_ROOTS: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+impl PhysicalMemory for QemuCpu {
+    fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let fault = Fault {
+            va: pa,
+            len: buf.len(),
+        };
+        let Some(read) = api::optional().read_memory_hwaddr else {
+            return Err(fault);
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        SCRATCH.with(|scratch| {
+            let array = scratch.borrow();
+            // SAFETY: as for `qemu_plugin_read_memory_vaddr` below; 0 is
+            // QEMU_PLUGIN_HWADDR_OPERATION_OK.
+            let ok = unsafe { read(pa, array.0, buf.len()) } == 0;
+            copy_out(ok, &array, buf).ok_or(fault)
+        })
     }
 }
 
@@ -76,31 +137,64 @@ impl Registers for QemuCpu {
 }
 
 impl GuestMemory for QemuCpu {
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let fault = Fault { va, len: buf.len() };
+        if api::optional().read_memory_hwaddr.is_none() {
+            return Err(fault);
+        }
+        let cr4 = self.reg(Reg::Cr4).ok_or(fault)?;
+        let space = AddressSpace {
+            phys: self,
+            paging: Paging::x86(self.arch, cr4),
+            root,
+        };
+        space.read(va, buf)
+    }
+
+    fn mapped_now(&self, va: u64) -> bool {
+        SCRATCH.with(|scratch| {
+            let array = scratch.borrow();
+            // SAFETY: as in `read`.
+            unsafe { api::qemu_plugin_read_memory_vaddr(va, array.0, 1) }
+        })
+    }
+
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let fault = Fault { va, len: buf.len() };
         if buf.is_empty() {
             return Ok(());
         }
-        SCRATCH.with(|scratch| {
-            let array = scratch.borrow();
-            // SAFETY: `array.0` is a live GByteArray owned by this thread; QEMU resizes it
-            // to `buf.len()` with GLib's own function and fills it.
-            let ok = unsafe { api::qemu_plugin_read_memory_vaddr(va, array.0, buf.len()) };
-            if !ok {
-                return Err(fault);
-            }
-            // SAFETY: after a successful read the array holds at least `len` valid bytes
-            // at `data`; they are copied out before the array is used again.
-            unsafe {
-                let array = &*array.0;
-                if (array.len as usize) < buf.len() || array.data.is_null() {
-                    return Err(fault);
-                }
-                buf.copy_from_slice(std::slice::from_raw_parts(array.data, buf.len()));
-            }
-            Ok(())
-        })
+        SCRATCH
+            .with(|scratch| {
+                let array = scratch.borrow();
+                // SAFETY: `array.0` is a live GByteArray owned by this thread; QEMU resizes it
+                // to `buf.len()` with GLib's own function and fills it.
+                let ok = unsafe { api::qemu_plugin_read_memory_vaddr(va, array.0, buf.len()) };
+                copy_out(ok, &array, buf)
+            })
+            .map_or_else(
+                || self.read_kernel_under_kpti(va, buf).unwrap_or(Err(fault)),
+                Ok,
+            )
     }
+}
+
+/// Copies what a successful read left in `array` into `buf`; `None` if the read failed
+/// or left too little.
+fn copy_out(ok: bool, array: &ByteArray, buf: &mut [u8]) -> Option<()> {
+    if !ok {
+        return None;
+    }
+    // SAFETY: after a successful read the array holds at least `len` valid bytes at
+    // `data`; they are copied out before the array is used again.
+    unsafe {
+        let array = &*array.0;
+        if (array.len as usize) < buf.len() || array.data.is_null() {
+            return None;
+        }
+        buf.copy_from_slice(std::slice::from_raw_parts(array.data, buf.len()));
+    }
+    Some(())
 }
 
 /// Bytes of a guest page in host memory: the page a block being translated starts in.
@@ -153,6 +247,14 @@ impl Registers for TranslatedPage {
 }
 
 impl GuestMemory for TranslatedPage {
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.cpu.read_in(root, va, buf)
+    }
+
+    fn mapped_now(&self, va: u64) -> bool {
+        self.cpu.mapped_now(va)
+    }
+
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let inside = va
             .checked_sub(self.page)

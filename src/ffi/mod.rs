@@ -197,7 +197,7 @@ unsafe fn on_tb_trans(tb: *mut api::qemu_plugin_tb) {
                 api::qemu_plugin_tb_get_insn(tb, 0)
             };
             let code = TranslatedPage::new(
-                QemuCpu::current(0),
+                QemuCpu::current(0, plugin.arch()),
                 api::qemu_plugin_tb_vaddr(tb),
                 if first.is_null() {
                     std::ptr::null()
@@ -229,7 +229,7 @@ unsafe fn on_tb_trans(tb: *mut api::qemu_plugin_tb) {
 unsafe extern "C" fn on_hook(vcpu: c_uint, userdata: *mut c_void) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("instruction callback", || {
-        let cpu = QemuCpu::current(vcpu);
+        let cpu = QemuCpu::current(vcpu, plugin.arch());
         match Hook::unpack(userdata as usize as u64) {
             Some((Hook::SyscallInsn(kind, abi), pc)) => plugin.on_syscall_insn(kind, abi, &cpu, pc),
             Some((Hook::ReturnPoint, pc)) => plugin.on_return_point(&cpu, pc),

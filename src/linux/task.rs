@@ -175,13 +175,23 @@ pub fn threads(linux: &Linux<'_>, task: u64) -> Result<Listing<Thread>, OsiError
 
 /// Reads `len` bytes at `va` page by page; `None` on any fault.
 fn read_bytes(linux: &Linux<'_>, va: u64, len: u64) -> Option<Vec<u8>> {
+    read_pages(va, len, |at, buf| linux.mem.read(at, buf))
+}
+
+/// `len` bytes at `va`, read page by page with `read` (so that a range ending just
+/// before an unmapped page is read whole).
+fn read_pages(
+    va: u64,
+    len: u64,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), crate::mem::Fault>,
+) -> Option<Vec<u8>> {
     let len = usize::try_from(len).ok()?;
     let mut out = vec![0u8; len];
     let mut done = 0usize;
     while done < len {
         let cur = va.wrapping_add(done as u64);
         let chunk = ((0x1000 - (cur & 0xfff)) as usize).min(len - done);
-        linux.mem.read(cur, &mut out[done..done + chunk]).ok()?;
+        read(cur, &mut out[done..done + chunk]).ok()?;
         done += chunk;
     }
     Some(out)
@@ -199,18 +209,28 @@ pub fn split_argv(block: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The command line of the process with `mm`, if its address space is the live one.
+/// The command line of the process with `mm` and page tables `asid`: read through the
+/// live address space if it is that process's, else through its own page tables where
+/// the memory allows that ([`crate::mem::GuestMemory::read_in`]).
 fn argv(linux: &Linux<'_>, mm: u64, asid: Option<u64>) -> Option<Vec<String>> {
-    let live = linux.ctx.current_asid?;
+    let asid = asid?;
     // KPTI pairs each kernel PGD with a user PGD one page up: compare without that bit.
-    if (asid? ^ live) & !0x1fff != 0 {
-        return None;
-    }
+    let live = linux
+        .ctx
+        .current_asid
+        .is_some_and(|live| (asid ^ live) & !0x1fff == 0);
     let end_off = linux.info.mm.arg_end_offset?;
     let start = linux.read_ptr_at(mm, linux.info.mm.arg_start_offset).ok()?;
     let end = linux.read_ptr_at(mm, end_off).ok()?;
     let len = end.checked_sub(start)?.min(MAX_ARGV_BYTES);
-    Some(split_argv(&read_bytes(linux, start, len)?))
+    let block = if live {
+        read_bytes(linux, start, len)?
+    } else {
+        // Nothing to read says nothing about whether it could be read.
+        (len > 0).then_some(())?;
+        read_pages(start, len, |at, buf| linux.mem.read_in(asid, at, buf))?
+    };
+    Some(split_argv(&block))
 }
 
 /// `task->comm`, up to its NUL.

@@ -138,10 +138,48 @@ fn argv_only_in_the_live_address_space() {
     };
     let linux = Linux::new(&b.mem, &b.info, other);
     assert_eq!(linux.process(ProcessHandle(bash)).unwrap().argv, None);
+    // Where the memory reads other address spaces (QEMU with physical reads), a process
+    // that is not running has its argv read through its own page tables.
+    let through_tables = ReadsIn {
+        mem: &b.mem,
+        root: 0x2000_0000,
+    };
+    let linux = Linux::new(&through_tables, &b.info, other);
+    assert_eq!(
+        linux.process(ProcessHandle(bash)).unwrap().argv,
+        Some(vec!["/bin/bash".to_string(), "-l".to_string()])
+    );
     // Unreadable user memory: no argv, no error.
     b.mem.poison(args);
     let linux = Linux::new(&b.mem, &b.info, live);
     assert_eq!(linux.process(ProcessHandle(bash)).unwrap().argv, None);
+    let through_tables = ReadsIn {
+        mem: &b.mem,
+        root: 0x2000_0000,
+    };
+    let linux = Linux::new(&through_tables, &b.info, other);
+    assert_eq!(linux.process(ProcessHandle(bash)).unwrap().argv, None);
+}
+
+/// Memory that reads the address space at `root` as `mem` (a stand-in for walking that
+/// process's page tables) and no other.
+struct ReadsIn<'a> {
+    mem: &'a dyn crate::mem::GuestMemory,
+    root: u64,
+}
+
+impl crate::mem::GuestMemory for ReadsIn<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+        self.mem.read(va, buf)
+    }
+
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+        if root == self.root {
+            self.mem.read(va, buf)
+        } else {
+            Err(crate::mem::Fault { va, len: buf.len() })
+        }
+    }
 }
 
 #[test]

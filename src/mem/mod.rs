@@ -23,10 +23,33 @@ impl GuestMemory for NoMemory {
     }
 }
 
+pub mod paging;
+
+/// Guest physical memory: where QEMU offers it (plugin API 5 and later), the page tables
+/// of any address space can be walked in software ([`paging`]).
+pub trait PhysicalMemory {
+    /// Fills `buf` from guest physical address `pa`, all or nothing; the fault names `pa`.
+    fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), Fault>;
+}
+
 /// Guest virtual memory as seen by the current vCPU. One primitive; typed helpers below.
 pub trait GuestMemory {
     /// Fills `buf` from guest virtual address `va`, all or nothing.
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
+
+    /// Fills `buf` from `va` in the address space whose top page table is at physical
+    /// address `root` (an `asid`), not the one the vCPU uses now: another process's
+    /// memory. Default: such reads are not possible (QEMU before plugin API 5).
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let _ = root;
+        Err(Fault { va, len: buf.len() })
+    }
+
+    /// Whether `va` is mapped in the page tables the vCPU uses now, not counting reads
+    /// an implementation makes through other tables (the kernel's under KPTI).
+    fn mapped_now(&self, va: u64) -> bool {
+        self.read(va, &mut [0; 1]).is_ok()
+    }
 
     /// A little-endian `u32` at `va`.
     fn read_u32(&self, va: u64) -> Result<u32, Fault> {

@@ -83,6 +83,9 @@ pub struct KernelView {
     slide: OnceCell<u64>,
     page_offset: OnceCell<u64>,
     user_readable: OnceCell<bool>,
+    /// Whether the user-mode page tables leave the kernel unmapped (KPTI), decided with
+    /// `user_readable`.
+    kpti: OnceCell<bool>,
     /// Whether the running kernel is the one described (its banner where the group says).
     verified: OnceCell<bool>,
     /// Slides (in KASLR steps) under which a block was instrumented as `__switch_to`.
@@ -112,6 +115,7 @@ impl KernelView {
             slide: OnceCell::new(),
             page_offset: OnceCell::new(),
             user_readable: OnceCell::new(),
+            kpti: OnceCell::new(),
             verified: OnceCell::new(),
             switch_hooked: Default::default(),
             switch_checks: AtomicU32::new(SWITCH_CHECKS),
@@ -299,17 +303,31 @@ impl KernelView {
         self.user_readable.get().copied()
     }
 
-    /// Whether the kernel can be read from a user-mode callback. It cannot under KPTI
-    /// (user page tables map only the entry code): then the plugin reads the kernel at the
-    /// dispatch functions instead. Decided once, at the first user-mode callback after the
-    /// slide is known, by reading `init_task`; `None` until then.
+    /// Whether the kernel's user-mode page tables leave it unmapped (KPTI), once
+    /// [`KernelView::readable_from_user`] has decided.
+    pub fn kpti(&self) -> Option<bool> {
+        self.kpti.get().copied()
+    }
+
+    /// Whether the kernel can be read from a user-mode callback. Under KPTI the user page
+    /// tables map only the entry code: where QEMU reads physical memory the kernel's own
+    /// tables are walked in software, elsewhere (plugin API 4) the plugin reads the kernel
+    /// at the dispatch functions instead. Decided once, at the first user-mode callback
+    /// after the slide is known, by reading `init_task`; `None` until then.
     pub fn readable_from_user(&self, cpu: &dyn Vcpu) -> Option<bool> {
         if let Some(known) = self.user_readable() {
             return Some(known);
         }
         let slide = self.slide()?;
         let init = self.info.task.init_addr.wrapping_add(slide);
-        let readable = cpu.read_u32(init).is_ok();
+        let mapped = cpu.mapped_now(init);
+        let readable = mapped || cpu.read_u32(init).is_ok();
+        let _ = self.kpti.set(!mapped);
+        if !mapped && readable {
+            log::info!(
+                "kernel memory is not mapped in user mode (KPTI): reading it through the kernel's page tables in software"
+            );
+        }
         if !readable {
             let hooks = self.dispatch_addrs().iter().any(Option::is_some);
             if hooks {

@@ -390,7 +390,10 @@ impl Plugin {
                     group: kernel.group().to_string(),
                     kaslr_slide: records::hex(ctx.kaslr_slide),
                     page_offset: records::hex(ctx.page_offset),
-                    kpti: kernel.readable_from_user(cpu) == Some(false),
+                    kpti: {
+                        kernel.readable_from_user(cpu);
+                        kernel.kpti() == Some(true)
+                    },
                     banner_matches: kernel.banner_matches(cpu),
                 }),
             );

@@ -1,0 +1,329 @@
+//! Guest page tables walked in software, over guest physical memory.
+//!
+//! QEMU reads guest virtual memory only through the page tables the vCPU uses now. Under
+//! KPTI a user-mode callback has the user tables, which do not map the kernel; and the
+//! memory of a process that is not running is in tables no vCPU uses. Both are reachable
+//! through the right table root and physical reads (plugin API 5 and later).
+
+use super::{Fault, GuestMemory, PhysicalMemory};
+use crate::arch::Arch;
+
+/// An x86 page-table format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// 32-bit, two levels of 4-byte entries (4 KiB and 4 MiB pages).
+    TwoLevel,
+    /// 32-bit PAE: a 4-entry pointer table, then two levels of 8-byte entries.
+    Pae,
+    /// 64-bit, four levels (48-bit addresses).
+    FourLevel,
+    /// 64-bit, five levels (57-bit addresses, CR4.LA57).
+    FiveLevel,
+}
+
+/// CR4.PAE.
+const CR4_PAE: u64 = 1 << 5;
+/// CR4.LA57.
+const CR4_LA57: u64 = 1 << 12;
+/// Present.
+const P: u64 = 1;
+/// Page size: this entry maps a large page.
+const PS: u64 = 1 << 7;
+/// Physical address bits of a 64-bit entry (bits 12..51).
+const ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// The bit in which KPTI's user-mode table root differs from the kernel-mode one: the
+/// kernel allocates the two as one 8 KiB block, user half second.
+pub const KPTI_USER_BIT: u64 = 0x1000;
+
+impl Paging {
+    /// The format an `arch` vCPU uses with CR4 = `cr4`.
+    pub fn x86(arch: Arch, cr4: u64) -> Paging {
+        match arch {
+            Arch::X86_64 if cr4 & CR4_LA57 != 0 => Paging::FiveLevel,
+            Arch::X86_64 => Paging::FourLevel,
+            Arch::I386 if cr4 & CR4_PAE != 0 => Paging::Pae,
+            Arch::I386 => Paging::TwoLevel,
+        }
+    }
+
+    /// The physical address of the top table that CR3 = `cr3` names (without the PCID
+    /// and flag bits).
+    pub fn root(self, cr3: u64) -> u64 {
+        match self {
+            Paging::TwoLevel => cr3 & 0xffff_f000,
+            Paging::Pae => cr3 & 0xffff_ffe0,
+            Paging::FourLevel | Paging::FiveLevel => cr3 & ADDR,
+        }
+    }
+
+    /// The physical address `va` maps to under the tables at `root`, or the fault of the
+    /// first table entry that is not present (or not readable).
+    pub fn translate(self, phys: &dyn PhysicalMemory, root: u64, va: u64) -> Result<u64, Fault> {
+        let fault = Fault { va, len: 1 };
+        let entry8 = |table: u64, index: u64| -> Result<u64, Fault> {
+            let mut b = [0; 8];
+            phys.read_physical(table + index * 8, &mut b)
+                .map_err(|_| fault)?;
+            let e = u64::from_le_bytes(b);
+            if e & P == 0 { Err(fault) } else { Ok(e) }
+        };
+        match self {
+            Paging::TwoLevel => {
+                let entry4 = |table: u64, index: u64| -> Result<u64, Fault> {
+                    let mut b = [0; 4];
+                    phys.read_physical(table + index * 4, &mut b)
+                        .map_err(|_| fault)?;
+                    let e = u64::from(u32::from_le_bytes(b));
+                    if e & P == 0 { Err(fault) } else { Ok(e) }
+                };
+                let va = va & 0xffff_ffff;
+                let pde = entry4(root, va >> 22)?;
+                if pde & PS != 0 {
+                    return Ok((pde & 0xffc0_0000) | (va & 0x003f_ffff));
+                }
+                let pte = entry4(pde & 0xffff_f000, (va >> 12) & 0x3ff)?;
+                Ok((pte & 0xffff_f000) | (va & 0xfff))
+            }
+            Paging::Pae => {
+                let va = va & 0xffff_ffff;
+                let pdpte = entry8(root, va >> 30)?;
+                let pde = entry8(pdpte & ADDR, (va >> 21) & 0x1ff)?;
+                if pde & PS != 0 {
+                    return Ok((pde & ADDR & !0x1f_ffff) | (va & 0x1f_ffff));
+                }
+                let pte = entry8(pde & ADDR, (va >> 12) & 0x1ff)?;
+                Ok((pte & ADDR) | (va & 0xfff))
+            }
+            Paging::FourLevel | Paging::FiveLevel => {
+                let mut table = root;
+                if self == Paging::FiveLevel {
+                    table = entry8(table, (va >> 48) & 0x1ff)? & ADDR;
+                }
+                let pml4e = entry8(table, (va >> 39) & 0x1ff)?;
+                let pdpte = entry8(pml4e & ADDR, (va >> 30) & 0x1ff)?;
+                if pdpte & PS != 0 {
+                    return Ok((pdpte & ADDR & !0x3fff_ffff) | (va & 0x3fff_ffff));
+                }
+                let pde = entry8(pdpte & ADDR, (va >> 21) & 0x1ff)?;
+                if pde & PS != 0 {
+                    return Ok((pde & ADDR & !0x1f_ffff) | (va & 0x1f_ffff));
+                }
+                let pte = entry8(pde & ADDR, (va >> 12) & 0x1ff)?;
+                Ok((pte & ADDR) | (va & 0xfff))
+            }
+        }
+    }
+
+    /// Index of `va`'s entry in the top table (for comparing two roots' entries).
+    fn top_index(self, va: u64) -> u64 {
+        match self {
+            Paging::TwoLevel => (va & 0xffff_ffff) >> 22,
+            Paging::Pae => (va & 0xffff_ffff) >> 30,
+            Paging::FourLevel => (va >> 39) & 0x1ff,
+            Paging::FiveLevel => (va >> 48) & 0x1ff,
+        }
+    }
+
+    /// Bytes of one top-table entry.
+    fn entry_size(self) -> u64 {
+        if self == Paging::TwoLevel { 4 } else { 8 }
+    }
+
+    /// The kernel-mode table root KPTI pairs with the user-mode `root`, if `root` is
+    /// one: it has the user bit set, and the table one page below maps the user address
+    /// `user_va` (a user stack or code address of the running process) through the very
+    /// same top-level entry, as KPTI keeps the two tables' user halves equal. Anything
+    /// else (no KPTI, or a table one page below that is something else) gives `None`, so
+    /// that no unrelated page is ever taken for a page table.
+    pub fn kpti_kernel_root(
+        self,
+        phys: &dyn PhysicalMemory,
+        root: u64,
+        user_va: u64,
+    ) -> Option<u64> {
+        if root & KPTI_USER_BIT == 0 {
+            return None;
+        }
+        let kernel = root & !KPTI_USER_BIT;
+        let at = self.top_index(user_va) * self.entry_size();
+        let mut user_entry = [0; 8];
+        let mut kernel_entry = [0; 8];
+        let n = self.entry_size() as usize;
+        phys.read_physical(root + at, &mut user_entry[..n]).ok()?;
+        phys.read_physical(kernel + at, &mut kernel_entry[..n])
+            .ok()?;
+        // The kernel's copy of a user entry has NX set, and the accessed bits differ with
+        // the mode each was walked in: the tables they point to are what must agree.
+        let (user, kern) = (
+            u64::from_le_bytes(user_entry),
+            u64::from_le_bytes(kernel_entry),
+        );
+        let present = user & kern & P != 0;
+        (present && user & ADDR == kern & ADDR).then_some(kernel)
+    }
+}
+
+/// Guest virtual memory of the address space whose tables are at `root`, read through
+/// physical memory: for a process that is not running, or the kernel under KPTI.
+pub struct AddressSpace<'a> {
+    /// Guest physical memory.
+    pub phys: &'a dyn PhysicalMemory,
+    /// The table format.
+    pub paging: Paging,
+    /// Physical address of the top table.
+    pub root: u64,
+}
+
+impl GuestMemory for AddressSpace<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let fault = Fault { va, len: buf.len() };
+        let mut done = 0;
+        while done < buf.len() {
+            let at = va.wrapping_add(done as u64);
+            let in_page = (0x1000 - (at & 0xfff)) as usize;
+            let n = in_page.min(buf.len() - done);
+            let pa = self
+                .paging
+                .translate(self.phys, self.root, at)
+                .map_err(|_| fault)?;
+            self.phys
+                .read_physical(pa, &mut buf[done..done + n])
+                .map_err(|_| fault)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Sparse guest physical memory.
+    #[derive(Default)]
+    struct Ram(BTreeMap<u64, u8>);
+
+    impl Ram {
+        fn put(&mut self, pa: u64, bytes: &[u8]) {
+            for (i, b) in bytes.iter().enumerate() {
+                self.0.insert(pa + i as u64, *b);
+            }
+        }
+        fn put64(&mut self, pa: u64, v: u64) {
+            self.put(pa, &v.to_le_bytes());
+        }
+        fn put32(&mut self, pa: u64, v: u32) {
+            self.put(pa, &v.to_le_bytes());
+        }
+    }
+
+    impl PhysicalMemory for Ram {
+        fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let fault = Fault {
+                va: pa,
+                len: buf.len(),
+            };
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = *self.0.get(&(pa + i as u64)).ok_or(fault)?;
+            }
+            Ok(())
+        }
+    }
+
+    const KERNEL_VA: u64 = 0xffff_8880_0123_4567;
+
+    /// Four-level tables at 0x10000 mapping KERNEL_VA's 4 KiB page to 0x9000, and a 2 MiB
+    /// page at 0x4020_0000 -> 0x60_0000.
+    fn four_level() -> Ram {
+        let mut ram = Ram::default();
+        let (pml4, pdpt, pd, pt) = (0x10000, 0x11000, 0x12000, 0x13000);
+        ram.put64(pml4 + ((KERNEL_VA >> 39) & 0x1ff) * 8, pdpt | 3);
+        ram.put64(pdpt + ((KERNEL_VA >> 30) & 0x1ff) * 8, pd | 3);
+        ram.put64(pd + ((KERNEL_VA >> 21) & 0x1ff) * 8, pt | 3);
+        ram.put64(pt + ((KERNEL_VA >> 12) & 0x1ff) * 8, 0x9000 | 3);
+        ram.put(0x9000, &[0; 0x1000]);
+        ram.put(0x9567, b"kernel!\0");
+        // A large page: PDPT index 1, PD index 1.
+        ram.put64(pml4, 0x14000 | 3);
+        ram.put64(0x14000 + 8, 0x15000 | 3);
+        ram.put64(0x15000 + 8, 0x60_0000 | PS | 3);
+        ram
+    }
+
+    #[test]
+    fn four_level_small_and_large_pages() {
+        let ram = four_level();
+        let p = Paging::x86(Arch::X86_64, 0);
+        assert_eq!(p, Paging::FourLevel);
+        assert_eq!(p.translate(&ram, 0x10000, KERNEL_VA), Ok(0x9567));
+        assert_eq!(p.translate(&ram, 0x10000, 0x4020_1234), Ok(0x60_1234));
+        assert!(p.translate(&ram, 0x10000, 0x7fff_0000_0000).is_err());
+        let space = AddressSpace {
+            phys: &ram,
+            paging: p,
+            root: p.root(0x8000_0000_0001_0001),
+        };
+        assert_eq!(space.read_cstr(KERNEL_VA, 64).unwrap().0, b"kernel!");
+    }
+
+    #[test]
+    fn reads_cross_pages_and_fail_whole() {
+        let mut ram = four_level();
+        // The next virtual page maps to 0x20000.
+        let next = (KERNEL_VA & !0xfff) + 0x1000;
+        ram.put64(0x13000 + ((next >> 12) & 0x1ff) * 8, 0x20000 | 3);
+        ram.put(0x9ffe, b"ab");
+        ram.put(0x20000, b"cd");
+        let space = AddressSpace {
+            phys: &ram,
+            paging: Paging::FourLevel,
+            root: 0x10000,
+        };
+        let mut buf = [0; 4];
+        space.read(next - 2, &mut buf).unwrap();
+        assert_eq!(&buf, b"abcd");
+        let mut long = [0; 0x1004];
+        assert!(space.read(next - 2, &mut long).is_err());
+    }
+
+    #[test]
+    fn pae_and_two_level() {
+        let mut ram = Ram::default();
+        // PAE: PDPT at 0x1000 (32-byte aligned root), va 0xc123_4567.
+        let va = 0xc123_4567u64;
+        ram.put64(0x1000 + (va >> 30) * 8, 0x2000 | 1);
+        ram.put64(0x2000 + ((va >> 21) & 0x1ff) * 8, 0x3000 | 3);
+        ram.put64(0x3000 + ((va >> 12) & 0x1ff) * 8, 0x7000 | 3);
+        let pae = Paging::x86(Arch::I386, CR4_PAE);
+        assert_eq!(pae, Paging::Pae);
+        assert_eq!(pae.translate(&ram, pae.root(0x1000 | 0x18), va), Ok(0x7567));
+        // Two-level: PD at 0x8000, a 4 MiB page for 0xc040_0000.
+        ram.put32(0x8000 + (0xc040_0000u64 >> 22) * 4, 0x0080_0000 | 0x83);
+        let two = Paging::x86(Arch::I386, 0);
+        assert_eq!(two.translate(&ram, 0x8000, 0xc041_2345), Ok(0x0081_2345));
+        assert!(two.translate(&ram, 0x8000, 0x1000).is_err());
+    }
+
+    #[test]
+    fn kpti_root_only_when_the_user_halves_agree() {
+        let mut ram = Ram::default();
+        let (kernel, user) = (0x40000u64, 0x41000u64);
+        let user_va = 0x7ffd_1234_5000u64;
+        let at = ((user_va >> 39) & 0x1ff) * 8;
+        // The kernel's copy has NX and accessed set.
+        ram.put64(kernel + at, 0x30000 | 7 | 0x20 | 1 << 63);
+        ram.put64(user + at, 0x30000 | 7);
+        let p = Paging::FourLevel;
+        assert_eq!(p.kpti_kernel_root(&ram, user, user_va), Some(kernel));
+        // Not a user root (bit clear): no.
+        assert_eq!(p.kpti_kernel_root(&ram, kernel, user_va), None);
+        // The page below holds something else there: no.
+        ram.put64(kernel + at, 0x31000 | 7);
+        assert_eq!(p.kpti_kernel_root(&ram, user, user_va), None);
+        // Nothing mapped there in either: no.
+        assert_eq!(p.kpti_kernel_root(&ram, user, 0x1000), None);
+    }
+}
