@@ -16,6 +16,7 @@ echo hello >/tmp/hello && cat /tmp/hello >/dev/null
 ln -s /bin/busybox /bin/vmi-snapshot
 vmi-snapshot
 vmi_procs
+vmi_cmdlines
 vmi_modules
 vmi_mark chosen $bg
 vmi_maps $bg

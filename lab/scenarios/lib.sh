@@ -13,6 +13,16 @@ vmi_procs() {
     done
 }
 
+# Every user process's command line: "cmdline <pid> <arguments joined by spaces>" (the
+# NULs of /proc/PID/cmdline as spaces; tr runs after the listing, so it is not in it).
+vmi_cmdlines() {
+    local d args
+    for d in /proc/[0-9]*; do
+        args=$(tr '\000' ' ' <"$d/cmdline" 2>/dev/null) || continue
+        [ -n "$args" ] && echo "@@VMI cmdline ${d#/proc/} ${args% }"
+    done
+}
+
 # /proc/modules, one "module <line>" each.
 vmi_modules() {
     while read -r l; do echo "@@VMI module $l"; done </proc/modules

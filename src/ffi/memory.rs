@@ -68,9 +68,7 @@ impl QemuCpu {
         let kernel_root = match KPTI_ROOTS.get() {
             Some((user, kernel)) if user == user_root => kernel,
             _ => {
-                // The pairing is checked against an address of the running process.
-                let user_va = self.reg(Reg::Rsp)?;
-                let kernel = paging.kpti_kernel_root(self, user_root, user_va)?;
+                let kernel = paging.kpti_kernel_root(self, user_root)?;
                 KPTI_ROOTS.set(Some((user_root, kernel)));
                 kernel
             }

@@ -115,52 +115,51 @@ impl Paging {
         }
     }
 
-    /// Index of `va`'s entry in the top table (for comparing two roots' entries).
-    fn top_index(self, va: u64) -> u64 {
-        match self {
-            Paging::TwoLevel => (va & 0xffff_ffff) >> 22,
-            Paging::Pae => (va & 0xffff_ffff) >> 30,
-            Paging::FourLevel => (va >> 39) & 0x1ff,
-            Paging::FiveLevel => (va >> 48) & 0x1ff,
-        }
-    }
-
     /// Bytes of one top-table entry.
-    fn entry_size(self) -> u64 {
+    fn entry_size(self) -> usize {
         if self == Paging::TwoLevel { 4 } else { 8 }
     }
 
+    /// Entries of the top table that map user space (below the kernel's split: 3 GiB on
+    /// i386, the lower canonical half on x86_64).
+    fn user_entries(self) -> usize {
+        match self {
+            Paging::TwoLevel => 768,
+            Paging::Pae => 3,
+            Paging::FourLevel | Paging::FiveLevel => 256,
+        }
+    }
+
     /// The kernel-mode table root KPTI pairs with the user-mode `root`, if `root` is
-    /// one: it has the user bit set, and the table one page below maps the user address
-    /// `user_va` (a user stack or code address of the running process) through the very
-    /// same top-level entry, as KPTI keeps the two tables' user halves equal. Anything
-    /// else (no KPTI, or a table one page below that is something else) gives `None`, so
-    /// that no unrelated page is ever taken for a page table.
-    pub fn kpti_kernel_root(
-        self,
-        phys: &dyn PhysicalMemory,
-        root: u64,
-        user_va: u64,
-    ) -> Option<u64> {
+    /// one: it has the user bit set, and the table one page below maps user space through
+    /// the very same lower-level tables (KPTI keeps the two tables' user halves equal, the
+    /// kernel's copies with NX set). Anything else (no KPTI, or a page below that is
+    /// something else) gives `None`, so that no unrelated page is taken for a page table.
+    pub fn kpti_kernel_root(self, phys: &dyn PhysicalMemory, root: u64) -> Option<u64> {
         if root & KPTI_USER_BIT == 0 {
             return None;
         }
         let kernel = root & !KPTI_USER_BIT;
-        let at = self.top_index(user_va) * self.entry_size();
-        let mut user_entry = [0; 8];
-        let mut kernel_entry = [0; 8];
-        let n = self.entry_size() as usize;
-        phys.read_physical(root + at, &mut user_entry[..n]).ok()?;
-        phys.read_physical(kernel + at, &mut kernel_entry[..n])
-            .ok()?;
-        // The kernel's copy of a user entry has NX set, and the accessed bits differ with
-        // the mode each was walked in: the tables they point to are what must agree.
-        let (user, kern) = (
-            u64::from_le_bytes(user_entry),
-            u64::from_le_bytes(kernel_entry),
-        );
-        let present = user & kern & P != 0;
-        (present && user & ADDR == kern & ADDR).then_some(kernel)
+        let (size, n) = (self.entry_size(), self.user_entries());
+        let mut user_half = vec![0; size * n];
+        let mut kernel_half = vec![0; size * n];
+        phys.read_physical(root, &mut user_half).ok()?;
+        phys.read_physical(kernel, &mut kernel_half).ok()?;
+        let entry = |half: &[u8], i: usize| {
+            let mut b = [0; 8];
+            b[..size].copy_from_slice(&half[i * size..(i + 1) * size]);
+            u64::from_le_bytes(b)
+        };
+        let mut shared = 0;
+        for i in 0..n {
+            let (u, k) = (entry(&user_half, i), entry(&kernel_half, i));
+            // Present in one and not the other, or pointing elsewhere: not a KPTI pair.
+            if (u ^ k) & P != 0 || (u & P != 0 && u & ADDR != k & ADDR) {
+                return None;
+            }
+            shared += usize::from(u & P != 0);
+        }
+        (shared > 0).then_some(kernel)
     }
 }
 
@@ -311,19 +310,33 @@ mod tests {
     fn kpti_root_only_when_the_user_halves_agree() {
         let mut ram = Ram::default();
         let (kernel, user) = (0x40000u64, 0x41000u64);
-        let user_va = 0x7ffd_1234_5000u64;
-        let at = ((user_va >> 39) & 0x1ff) * 8;
-        // The kernel's copy has NX and accessed set.
+        ram.put(kernel, &[0; 0x1000]);
+        ram.put(user, &[0; 0x1000]);
+        let at = ((0x7ffd_1234_5000u64 >> 39) & 0x1ff) * 8;
+        // The kernel's copy has NX and accessed set; the kernel half differs freely.
         ram.put64(kernel + at, 0x30000 | 7 | 0x20 | 1 << 63);
         ram.put64(user + at, 0x30000 | 7);
+        ram.put64(kernel + 511 * 8, 0x50000 | 3);
+        ram.put64(user + 511 * 8, 0x51000 | 3);
         let p = Paging::FourLevel;
-        assert_eq!(p.kpti_kernel_root(&ram, user, user_va), Some(kernel));
+        assert_eq!(p.kpti_kernel_root(&ram, user), Some(kernel));
         // Not a user root (bit clear): no.
-        assert_eq!(p.kpti_kernel_root(&ram, kernel, user_va), None);
-        // The page below holds something else there: no.
+        assert_eq!(p.kpti_kernel_root(&ram, kernel), None);
+        // The page below maps user space elsewhere, or not at all: no.
         ram.put64(kernel + at, 0x31000 | 7);
-        assert_eq!(p.kpti_kernel_root(&ram, user, user_va), None);
-        // Nothing mapped there in either: no.
-        assert_eq!(p.kpti_kernel_root(&ram, user, 0x1000), None);
+        assert_eq!(p.kpti_kernel_root(&ram, user), None);
+        ram.put64(kernel + at, 0);
+        assert_eq!(p.kpti_kernel_root(&ram, user), None);
+        // Both user halves empty: nothing shows they are a pair.
+        ram.put64(user + at, 0);
+        assert_eq!(p.kpti_kernel_root(&ram, user), None);
+        // PAE: three user entries of eight bytes.
+        let mut ram = Ram::default();
+        ram.put(0x2000, &[0; 32]);
+        ram.put(0x3000, &[0; 32]);
+        ram.put64(0x2000 + 16, 0x9000 | 1);
+        ram.put64(0x3000 + 16, 0x9000 | 1);
+        ram.put64(0x3000 + 24, 0xa000 | 1);
+        assert_eq!(Paging::Pae.kpti_kernel_root(&ram, 0x3000), Some(0x2000));
     }
 }

@@ -85,6 +85,32 @@ pub fn check_against_proc(run: &Run) {
         "kernel-thread flag: {where_}"
     );
 
+    // Command lines: where QEMU reads physical memory (plugin API 5 and later) the
+    // plugin reads every process's argv through its own page tables, and each equals
+    // /proc/PID/cmdline. Before, only the running process's could be read.
+    if plugin_api(run) >= 5 {
+        let mut compared = 0;
+        for p in snap["processes"].as_array().unwrap() {
+            let pid = p["pid"].as_u64().unwrap() as u32;
+            let Some(theirs) = run.truth.cmdlines.get(&pid) else {
+                continue;
+            };
+            if pid == trigger {
+                continue;
+            }
+            let argv = p["argv"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no argv for {pid} (/proc: {theirs:?}): {where_}"));
+            let ours: Vec<&str> = argv.iter().map(|a| a.as_str().unwrap()).collect();
+            assert_eq!(&ours.join(" "), theirs, "argv of {pid}: {where_}");
+            compared += 1;
+        }
+        assert!(
+            compared >= 3,
+            "only {compared} command lines compared: {where_}"
+        );
+    }
+
     // Threads: every thread of every process.
     for p in snap["processes"].as_array().unwrap() {
         let pid = p["pid"].as_u64().unwrap() as u32;
@@ -242,4 +268,11 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
         link,
         "slide vs /proc/kallsyms _text"
     );
+}
+
+/// The plugin API version the run's QEMU spoke (`run_start`).
+pub fn plugin_api(run: &Run) -> u64 {
+    run.of_type("run_start")[0]["plugin_api"]
+        .as_u64()
+        .expect("run_start.plugin_api")
 }

@@ -403,6 +403,8 @@ pub struct Truth {
     pub procs: Vec<ProcStat>,
     /// pid → its threads' tids.
     pub tasks: BTreeMap<u32, BTreeSet<u32>>,
+    /// pid → `/proc/<pid>/cmdline`, its arguments joined by spaces (user processes).
+    pub cmdlines: BTreeMap<u32, String>,
     /// `/proc/modules` lines, split into words.
     pub modules: Vec<Vec<String>>,
     /// pid → `/proc/<pid>/maps` lines.
@@ -441,6 +443,13 @@ impl Truth {
                     let mut w = body.split_whitespace().filter_map(|x| x.parse().ok());
                     if let (Some(pid), Some(tid)) = (w.next(), w.next()) {
                         t.tasks.entry(pid).or_default().insert(tid);
+                    }
+                }
+                "cmdline" => {
+                    if let Some((pid, args)) = body.split_once(' ')
+                        && let Ok(pid) = pid.parse()
+                    {
+                        t.cmdlines.insert(pid, args.to_string());
                     }
                 }
                 "module" => t
