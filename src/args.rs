@@ -4,23 +4,86 @@
 
 use std::path::PathBuf;
 
-/// Every key the plugin accepts, in the order the help text lists them.
-pub const KEYS: &[(&str, &str)] = &[
-    ("conf", "kernelinfo file (PANDA key-file format)"),
-    (
-        "group",
-        "group of the kernelinfo file describing the guest kernel",
-    ),
-    ("out", "JSON Lines event log (default vmi.jsonl)"),
-    (
-        "log",
-        "log level: error|warn|info|debug|trace (default warn)",
-    ),
-    (
-        "probe",
-        "diagnostics: kernel address of a string to read on every system call",
-    ),
-];
+/// A key the plugin accepts. The parser matches on this enum, so a key added here without
+/// a way to parse it is a compile error, and [`Key::ALL`] is also what the unknown-key
+/// message lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `conf=`
+    Conf,
+    /// `group=`
+    Group,
+    /// `out=`
+    Out,
+    /// `log=`
+    Log,
+    /// `syscalls=`
+    Syscalls,
+    /// `events=`
+    Events,
+    /// `snapshot=`
+    Snapshot,
+    /// `icount=`
+    Icount,
+    /// `probe=`
+    Probe,
+}
+
+impl Key {
+    /// Every key, with its name and what it is for, in the order the README lists them.
+    pub const ALL: [(Key, &'static str, &'static str); 9] = [
+        (Key::Conf, "conf", "kernelinfo file (PANDA key-file format)"),
+        (
+            Key::Group,
+            "group",
+            "group of the kernelinfo file describing the guest kernel",
+        ),
+        (Key::Out, "out", "JSON Lines event log (default vmi.jsonl)"),
+        (
+            Key::Log,
+            "log",
+            "log level: off|error|warn|info|debug|trace (default warn)",
+        ),
+        (
+            Key::Syscalls,
+            "syscalls",
+            "which calls are logged: all, none or names joined by ':'",
+        ),
+        (
+            Key::Events,
+            "events",
+            "process and thread events: on|off (default on)",
+        ),
+        (
+            Key::Snapshot,
+            "snapshot",
+            "program whose exec writes a snapshot (default vmi-snapshot)",
+        ),
+        (
+            Key::Icount,
+            "icount",
+            "per-vCPU instruction positions in records: on|off",
+        ),
+        (
+            Key::Probe,
+            "probe",
+            "diagnostics: kernel address of a string to read on every system call",
+        ),
+    ];
+
+    /// The key called `name`.
+    pub fn named(name: &str) -> Option<Key> {
+        Key::ALL
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(k, _, _)| *k)
+    }
+
+    /// Every key's name, comma-separated.
+    pub fn names() -> String {
+        Key::ALL.map(|(_, n, _)| n).join(", ")
+    }
+}
 
 /// Validated plugin options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +141,11 @@ pub enum ArgsError {
         /// The keys accepted, comma-separated.
         known: String,
     },
+    /// `out=` names the kernelinfo file, which writing the log would destroy.
+    #[error(
+        "plugin argument out={0} names the kernelinfo file given as conf=: choose another file for the log"
+    )]
+    OutIsConf(String),
     /// A key given twice.
     #[error("plugin argument '{0}' is given twice: give it once")]
     Repeated(String),
@@ -116,31 +184,42 @@ impl Options {
                 value: value.to_string(),
                 expected,
             };
-            match key {
-                "conf" if !value.is_empty() => options.conf = Some(PathBuf::from(value)),
-                "group" if !value.is_empty() => options.group = Some(value.to_string()),
-                "out" if !value.is_empty() => options.out = PathBuf::from(value),
-                "syscalls" => options.syscalls = SyscallFilter::parse(value).map_err(&bad)?,
-                "events" => options.events = on_off(value).ok_or_else(|| bad("on or off"))?,
-                "icount" => options.icount = on_off(value).ok_or_else(|| bad("on or off"))?,
-                "snapshot" if !value.is_empty() && !value.contains('/') => {
+            let Some(k) = Key::named(key) else {
+                return Err(ArgsError::UnknownKey {
+                    key: key.to_string(),
+                    known: Key::names(),
+                });
+            };
+            let non_empty = || {
+                (!value.is_empty())
+                    .then_some(value)
+                    .ok_or_else(|| bad("a non-empty value"))
+            };
+            match k {
+                Key::Conf => options.conf = Some(PathBuf::from(non_empty()?)),
+                Key::Group => options.group = Some(non_empty()?.to_string()),
+                Key::Out => options.out = PathBuf::from(non_empty()?),
+                Key::Syscalls => options.syscalls = SyscallFilter::parse(value).map_err(&bad)?,
+                Key::Events => options.events = on_off(value).ok_or_else(|| bad("on or off"))?,
+                Key::Icount => options.icount = on_off(value).ok_or_else(|| bad("on or off"))?,
+                Key::Snapshot if !value.is_empty() && !value.contains('/') => {
                     options.snapshot = value.to_string()
                 }
-                "snapshot" => return Err(bad("a program name without '/'")),
-                "conf" | "group" | "out" => return Err(bad("a non-empty value")),
-                "log" => {
+                Key::Snapshot => return Err(bad("a program name without '/'")),
+                Key::Log => {
                     options.log = value
                         .parse()
                         .map_err(|_| bad("one of error, warn, info, debug, trace, off"))?
                 }
-                "probe" => options.probe = Some(parse_u64(value).ok_or_else(|| bad("an address"))?),
-                _ => {
-                    return Err(ArgsError::UnknownKey {
-                        key: key.to_string(),
-                        known: KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
-                    });
+                Key::Probe => {
+                    options.probe = Some(parse_u64(value).ok_or_else(|| bad("an address"))?)
                 }
             }
+        }
+        if let Some(conf) = &options.conf
+            && *conf == options.out
+        {
+            return Err(ArgsError::OutIsConf(conf.display().to_string()));
         }
         Ok(options)
     }
@@ -271,6 +350,19 @@ mod tests {
             Options::parse(["probe=zz"]).unwrap_err(),
             ArgsError::BadValue { .. }
         ));
+        assert_eq!(
+            Options::parse(["conf=k.conf", "out=k.conf"]).unwrap_err(),
+            ArgsError::OutIsConf("k.conf".into())
+        );
+    }
+
+    #[test]
+    fn the_unknown_key_message_lists_every_key() {
+        let err = Options::parse(["colour=blue"]).unwrap_err().to_string();
+        for (key, name, _) in Key::ALL {
+            assert!(err.contains(name), "{err} lacks {name}");
+            assert_eq!(Key::named(name), Some(key));
+        }
     }
 
     #[test]

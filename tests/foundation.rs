@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Prereq::{Plugin, Qemu, Shared};
+use common::Prereq::{Kernel, Plugin, Qemu, Shared};
 use common::{Boot, boot, guest, need, plugin_path, trial};
 use object::{Object, ObjectSegment};
 
@@ -24,7 +24,7 @@ fn main() {
         ),
         trial(
             "bad_arguments_are_refused_with_one_clear_line",
-            &[Qemu, Plugin],
+            &[Qemu, Plugin, Kernel("amd64-6.1")],
             bad_arguments_are_refused_with_one_clear_line,
         ),
         trial(
@@ -127,6 +127,16 @@ fn i386_guest_enters_the_kernel_through_sysenter_or_int80() {
 /// Starts QEMU with the plugin and `args`, without a guest: a refused plugin stops QEMU
 /// before any guest is loaded.
 fn refused(args: &str) -> String {
+    refused_raw(args.as_bytes())
+}
+
+/// [`refused`] with arguments that need not be UTF-8.
+fn refused_raw(args: &[u8]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut plugin = plugin_path().into_os_string();
+    plugin.push(",");
+    plugin.push(std::ffi::OsStr::from_bytes(args));
+    let args = String::from_utf8_lossy(args);
     let out = Command::new(common::qemu_binary("qemu-system-x86_64"))
         .args([
             "-accel",
@@ -139,7 +149,7 @@ fn refused(args: &str) -> String {
         ])
         .args(["-kernel", "/nonexistent-kernel"])
         .arg("-plugin")
-        .arg(format!("{},{args}", plugin_path().display()))
+        .arg(plugin)
         .output()
         .expect("run qemu");
     assert!(
@@ -166,7 +176,28 @@ fn refused(args: &str) -> String {
 fn bad_arguments_are_refused_with_one_clear_line() {
     let line = refused("colour=blue");
     assert!(line.contains("unknown plugin argument 'colour'"), "{line}");
-    assert!(line.contains("conf, group, out, log"), "{line}");
+    for key in vmi::args::Key::ALL.map(|(_, name, _)| name) {
+        assert!(line.contains(key), "{key} not listed: {line}");
+    }
+
+    // A value that is not UTF-8 is refused, not rewritten.
+    let line = refused_raw(b"out=/tmp/vmi-\xff.jsonl");
+    assert!(line.contains("not valid UTF-8"), "{line}");
+
+    // out= naming the conf file (under another spelling too) would destroy it.
+    let conf = common::lab_conf("amd64-6.1");
+    let before = std::fs::read(&conf).unwrap();
+    let line = refused(&format!("conf={},out={}", conf.display(), conf.display()));
+    assert!(line.contains("names the kernelinfo file"), "{line}");
+    let dir = conf.parent().unwrap();
+    let other = dir.join(".").join(conf.file_name().unwrap());
+    let line = refused(&format!("conf={},out={}", conf.display(), other.display()));
+    assert!(line.contains("names the kernelinfo file"), "{line}");
+    assert_eq!(
+        std::fs::read(&conf).unwrap(),
+        before,
+        "the conf was changed"
+    );
 
     let line = refused("conf=/no/such/kernelinfo.conf");
     assert!(line.contains("/no/such/kernelinfo.conf"), "{line}");

@@ -61,10 +61,17 @@ pub unsafe extern "C" fn qemu_plugin_install(
 ) -> c_int {
     let installed = guarded("qemu_plugin_install", || {
         // SAFETY: QEMU passes `argc` valid, NUL-terminated strings in `argv`.
-        let args: Vec<String> = (0..argc.max(0) as usize)
+        let args = (0..argc.max(0) as usize)
             .map(|i| unsafe { CStr::from_ptr(*argv.add(i)) })
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect();
+            .map(|s| {
+                s.to_str().map(str::to_string).map_err(|_| {
+                    format!(
+                        "plugin argument '{}' is not valid UTF-8: give paths and names in UTF-8",
+                        s.to_string_lossy()
+                    )
+                })
+            })
+            .collect::<Result<Vec<String>, String>>()?;
         // SAFETY: `info` is valid for the duration of this call; `system` is the active
         // union member exactly when `system_emulation` is true.
         let machine = unsafe {

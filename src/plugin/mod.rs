@@ -107,6 +107,15 @@ pub struct Plugin {
     unnamed: Unnamed,
 }
 
+/// Whether `a` and `b` name one existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 impl Plugin {
     /// Validates the arguments against the machine and the files they name, opens the
     /// event log and writes `run_start`. Every error here makes QEMU refuse the plugin.
@@ -164,6 +173,14 @@ impl Plugin {
             return Err(Error::Unsupported(
                 "group= needs conf=: name the kernelinfo file that holds the group".into(),
             ));
+        }
+        // The same file under another name (a link, `./`): writing the log would destroy it.
+        if let Some(conf) = &options.conf
+            && same_file(conf, &options.out)
+        {
+            return Err(
+                crate::args::ArgsError::OutIsConf(options.out.display().to_string()).into(),
+            );
         }
         let sink = JsonlSink::create(&options.out)?;
         let probe = options.probe.map(Probe::new);
