@@ -30,6 +30,11 @@ fn main() {
             &guest("amd64-6.12"),
             amd64_612_smp2_events_only_match_the_guest,
         ),
+        trial(
+            "amd64_61_single_thread_smp2_events_match_the_guest",
+            &guest("amd64-6.1"),
+            amd64_61_single_thread_smp2_events_match_the_guest,
+        ),
     ]);
 }
 
@@ -259,6 +264,26 @@ fn i386_61_kpti_events_match_the_guest() {
             );
         }
     }
+}
+
+/// Two vCPUs run by one host thread (`-accel tcg,thread=single`, as under record/replay),
+/// with `icount=on` (whose per-vCPU counter QEMU cannot keep there: no positions, and no
+/// crash).
+fn amd64_61_single_thread_smp2_events_match_the_guest() {
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "events",
+        smp: 2,
+        single_thread: true,
+        plugin_args: vec!["icount=on".into()],
+        ..Boot::default()
+    });
+    check_events(&run, true);
+    assert!(
+        run.events.iter().all(|e| e.get("icount").is_none()),
+        "{}",
+        run.dir.display()
+    );
 }
 
 /// Events only: most calls end at entry and their returns are skipped inline (a

@@ -22,6 +22,11 @@ fn main() {
             amd64_61_matches_strace,
         ),
         trial(
+            "amd64_61_single_thread_smp2_matches_strace",
+            &guest("amd64-6.1"),
+            amd64_61_single_thread_smp2_matches_strace,
+        ),
+        trial(
             "amd64_61_wrong_switch_to_is_refuted",
             &guest("amd64-6.1"),
             amd64_61_wrong_switch_to_is_refuted,
@@ -549,6 +554,22 @@ fn amd64_612_filtered_matches_strace() {
 
 fn amd64_61_matches_strace() {
     workload_matches_strace("amd64-6.1", false);
+}
+
+/// Two vCPUs run by one host thread (`-accel tcg,thread=single`, as under record/replay):
+/// per-vCPU state is the vCPU's, not the host thread's, and QEMU's wrong vCPU index for
+/// conditional callbacks there does not reach the plugin. Before, QEMU aborted.
+fn amd64_61_single_thread_smp2_matches_strace() {
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "syscalls",
+        smp: 2,
+        single_thread: true,
+        ..Boot::default()
+    });
+    check_against_strace(&run, Compare::WORKLOAD);
+    assert_switches_followed(&run);
+    assert_callers_named(&run);
 }
 
 /// A group whose `vmi.switch_to_addr` names another function (here the dispatch function

@@ -11,7 +11,8 @@ use std::ffi::c_void;
 use super::api;
 use once_cell::sync::OnceCell;
 
-use super::scoreboard::{self, PerVcpu};
+use super::scoreboard::PerVcpu;
+use super::vcpus;
 
 static SKIP: OnceCell<PerVcpu> = OnceCell::new();
 
@@ -57,7 +58,7 @@ pub unsafe fn register(
     unsafe {
         match SKIP
             .get()
-            .filter(|_| gated && scoreboard::per_vcpu_ops_reliable())
+            .filter(|_| gated && vcpus::per_vcpu_ops_reliable())
         {
             Some(board) => api::qemu_plugin_register_vcpu_insn_exec_cond_cb(
                 insn,

@@ -5,7 +5,8 @@
 use super::api;
 use once_cell::sync::OnceCell;
 
-use super::scoreboard::{self, PerVcpu};
+use super::scoreboard::PerVcpu;
+use super::vcpus;
 
 static COUNTER: OnceCell<PerVcpu> = OnceCell::new();
 
@@ -21,10 +22,7 @@ pub fn enable() {
 /// # Safety
 /// `insn` must be an instruction handle of the block being translated.
 pub unsafe fn count(insn: *mut api::qemu_plugin_insn) {
-    if let Some(board) = COUNTER
-        .get()
-        .filter(|_| scoreboard::per_vcpu_ops_reliable())
-    {
+    if let Some(board) = COUNTER.get().filter(|_| vcpus::per_vcpu_ops_reliable()) {
         // SAFETY: `insn` is valid during translation; `entry` names a live scoreboard.
         unsafe {
             api::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
@@ -41,6 +39,6 @@ pub unsafe fn count(insn: *mut api::qemu_plugin_insn) {
 pub fn read(vcpu: u32) -> Option<u64> {
     COUNTER
         .get()
-        .filter(|_| scoreboard::per_vcpu_ops_reliable())?
+        .filter(|_| vcpus::per_vcpu_ops_reliable())?
         .get(vcpu)
 }

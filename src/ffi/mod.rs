@@ -12,6 +12,7 @@ mod icount;
 mod memory;
 mod registers;
 mod scoreboard;
+mod vcpus;
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -149,7 +150,7 @@ fn init_logging(args: &[String]) {
 fn on_vcpu_init(vcpu: c_uint) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("vCPU init callback", || {
-        scoreboard::vcpu_started(vcpu);
+        vcpus::started(vcpu);
         registers::discover(plugin.arch())
     });
 }
@@ -236,6 +237,7 @@ unsafe fn on_tb_trans(tb: *mut api::qemu_plugin_tb) {
 unsafe extern "C" fn on_hook(vcpu: c_uint, userdata: *mut c_void) {
     let Some(plugin) = PLUGIN.get() else { return };
     guarded("instruction callback", || {
+        let vcpu = vcpus::executing(vcpu, plugin.vcpus(), &QemuCpu::current(vcpu, plugin.arch()));
         let cpu = QemuCpu::current(vcpu, plugin.arch());
         match Hook::unpack(userdata as usize as u64) {
             Some((Hook::SyscallInsn(kind, abi), pc)) => plugin.on_syscall_insn(kind, abi, &cpu, pc),

@@ -1,11 +1,6 @@
 //! A QEMU scoreboard of one `u64` per vCPU: memory QEMU's generated code reads and writes
 //! inline, without a callback. `icount` counts in one, `gate` keeps flags in another.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::ThreadId;
-
-use parking_lot::Mutex;
-
 use super::api;
 
 /// A scoreboard QEMU owns for the plugin's lifetime; the pointer is kept as an integer so
@@ -45,46 +40,9 @@ impl PerVcpu {
     }
 }
 
-/// Whether QEMU has a scoreboard entry for `vcpu`. QEMU aborts on any other index, and
-/// callbacks can be handed one: with one host thread running several vCPUs
-/// (`-accel tcg,thread=single -smp 2`, and so record/replay of an SMP guest), QEMU 10.0
-/// and 11.1 pass some instruction callbacks a vCPU index past the last vCPU (8 on a
-/// 2-vCPU machine, seen in every such run).
+/// Whether QEMU has a scoreboard entry for `vcpu`: QEMU aborts on any other index (see
+/// [`super::vcpus`] for where a callback can be handed one).
 fn exists(vcpu: u32) -> bool {
     // SAFETY: a plain query of QEMU's vCPU count, valid in any vCPU callback.
     i64::from(vcpu) < i64::from(unsafe { api::qemu_plugin_num_vcpus() })
-}
-
-/// The host thread each vCPU started on.
-static STARTED: Mutex<Vec<(u32, ThreadId)>> = Mutex::new(Vec::new());
-/// Whether one host thread runs several vCPUs.
-static SHARED_THREAD: AtomicBool = AtomicBool::new(false);
-
-/// Notes that `vcpu` starts on the calling thread (its vCPU-init callback).
-///
-/// With one host thread running several vCPUs (`-accel tcg,thread=single`, and every
-/// icount or record/replay run), QEMU 10.0 and 11.1 hand the callbacks of instructions
-/// that also carry a conditional callback the wrong vCPU index (8 for vCPU 1: the
-/// scoreboard offset, not the index; a C plugin sees the same), and inline per-vCPU
-/// operations then write outside the scoreboard (QEMU crashed). vCPU-init callbacks of
-/// such a machine all run on one thread, before any code is translated, which is how the
-/// case is recognised.
-pub fn vcpu_started(vcpu: u32) {
-    let me = std::thread::current().id();
-    let mut started = STARTED.lock();
-    if started.iter().any(|&(v, t)| t == me && v != vcpu)
-        && !SHARED_THREAD.swap(true, Ordering::Relaxed)
-    {
-        log::info!(
-            "one host thread runs several vCPUs: return points call back unconditionally \
-             and icount positions are not recorded"
-        );
-    }
-    started.push((vcpu, me));
-}
-
-/// Whether per-vCPU inline operations and conditions can be used: not when one host
-/// thread runs several vCPUs (see [`vcpu_started`]).
-pub fn per_vcpu_ops_reliable() -> bool {
-    !SHARED_THREAD.load(Ordering::Relaxed)
 }

@@ -6,7 +6,7 @@
 //! ([`Plugin::on_return_point`]); [`Plugin::emit`] writes what completed and the process
 //! events it causes. Context switches ([`Plugin::on_task_switch`]) say which task runs.
 
-use std::cell::Cell;
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 
 use crate::arch::Arch;
@@ -61,9 +61,27 @@ impl At {
     }
 }
 
-thread_local! {
-    /// The call this vCPU thread is making, between its instruction and the dispatch.
-    static DEFERRED: Cell<Option<Deferred>> = const { Cell::new(None) };
+/// The call each vCPU is making, between its instruction and the dispatch function. Per
+/// vCPU, not per host thread: one host thread may run several vCPUs in turn
+/// (`-accel tcg,thread=single`, record/replay), and switch between them in between.
+#[derive(Debug)]
+pub(super) struct DeferredCalls(Box<[Mutex<Option<Deferred>>]>);
+
+impl DeferredCalls {
+    /// Room for `vcpus` vCPUs.
+    pub(super) fn new(vcpus: usize) -> DeferredCalls {
+        DeferredCalls((0..vcpus).map(|_| Mutex::new(None)).collect())
+    }
+
+    fn set(&self, vcpu: u32, d: Deferred) {
+        if let Some(slot) = self.0.get(vcpu as usize) {
+            *slot.lock() = Some(d);
+        }
+    }
+
+    fn take(&self, vcpu: u32) -> Option<Deferred> {
+        self.0.get(vcpu as usize)?.lock().take()
+    }
 }
 
 impl Plugin {
@@ -124,7 +142,7 @@ impl Plugin {
             self.enter(cpu, d, At::UserKnown);
         } else {
             cpu.skip_returns(false);
-            DEFERRED.with(|cell| cell.set(Some(d)));
+            self.deferred.set(cpu.index(), d);
         }
     }
 
@@ -190,7 +208,7 @@ impl Plugin {
 
     /// A kernel dispatch function runs: finish the call its thread's instruction began.
     pub fn on_kernel_dispatch(&self, cpu: &dyn Vcpu) {
-        if let Some(deferred) = DEFERRED.with(|d| d.take()) {
+        if let Some(deferred) = self.deferred.take(cpu.index()) {
             self.enter(cpu, deferred, At::Dispatch);
         }
     }

@@ -96,6 +96,8 @@ pub struct Plugin {
     /// The `task_struct` each vCPU runs, as of the last context switch on it (0: not
     /// known); kept only while [`KernelView::follows_switches`].
     current: Box<[AtomicU64]>,
+    /// Calls between their instruction and the dispatch function (KPTI on plugin API 4).
+    deferred: calls::DeferredCalls,
     events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
     snapshots: AtomicU64,
@@ -199,6 +201,7 @@ impl Plugin {
             wrong_entry_said: AtomicBool::new(false),
             tracer: Tracer::new(options.syscalls.clone(), vcpus as usize),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            deferred: calls::DeferredCalls::new(vcpus as usize),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
             snapshots: AtomicU64::new(0),
@@ -228,6 +231,11 @@ impl Plugin {
     /// The guest architecture.
     pub fn arch(&self) -> Arch {
         self.arch
+    }
+
+    /// How many vCPUs the machine has (at least 1): the per-vCPU slots.
+    pub fn vcpus(&self) -> usize {
+        self.current.len()
     }
 
     /// The validated options.

@@ -148,6 +148,9 @@ pub struct Boot {
     pub cpu: Option<&'static str>,
     /// Extra `key=value` plugin arguments.
     pub plugin_args: Vec<String>,
+    /// One host thread runs every vCPU (`-accel tcg,thread=single`), as under
+    /// record/replay.
+    pub single_thread: bool,
 }
 
 /// Everything one guest run left behind.
@@ -214,6 +217,9 @@ pub fn boot(spec: &Boot) -> Run {
     }
     if let Some(cpu) = spec.cpu {
         cmd.args(["--cpu", cpu]);
+    }
+    if spec.single_thread {
+        cmd.args(["--accel", "tcg,thread=single"]);
     }
     cmd.arg("--").args(&spec.plugin_args);
     cmd.env("VMI_PLUGIN", plugin_path());
