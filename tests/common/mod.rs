@@ -151,6 +151,9 @@ pub struct Boot {
     /// One host thread runs every vCPU (`-accel tcg,thread=single`), as under
     /// record/replay.
     pub single_thread: bool,
+    /// QEMU's `-icount` value (`shift=5`): deterministic time, one host thread for all
+    /// vCPUs.
+    pub icount: Option<&'static str>,
 }
 
 /// Everything one guest run left behind.
@@ -220,6 +223,9 @@ pub fn boot(spec: &Boot) -> Run {
     }
     if spec.single_thread {
         cmd.args(["--accel", "tcg,thread=single"]);
+    }
+    if let Some(icount) = spec.icount {
+        cmd.args(["--icount", icount]);
     }
     cmd.arg("--").args(&spec.plugin_args);
     cmd.env("VMI_PLUGIN", plugin_path());
