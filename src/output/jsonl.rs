@@ -16,7 +16,7 @@
 //! vCPU thread and freed on the writer's costs the vCPU a cache miss when it is reused.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,7 +121,7 @@ struct Shared<F> {
     spare: Mutex<Batch>,
     /// Wakes vCPUs held at [`MAX_WAITING`].
     room: Condvar,
-    file: Mutex<File>,
+    file: Mutex<LogFile<File>>,
     closed: AtomicBool,
     dropped: AtomicU64,
     frequent: PhantomData<fn() -> F>,
@@ -159,14 +159,114 @@ impl<F: Packed + Serialize> Shared<F> {
         {
             log::error!("cannot encode a record: {err}");
         }
-        if let Err(err) = file.write_all(&lines)
-            && self.dropped.fetch_add(encoded as u64, Ordering::Relaxed) == 0
-        {
-            log::error!("cannot write to {}: {err}", self.path.display());
-        }
+        let lost = file.append(&lines, &self.path);
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
         batch.clear();
         *self.spare.lock() = batch;
         true
+    }
+}
+
+/// Where the log's bytes go: a file, or a stand-in in tests.
+pub(crate) trait Store {
+    /// Writes some of `buf` at the end, as `write(2)` does.
+    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+    /// Cuts the store to `len` bytes, writing on from there.
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl Store for File {
+    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write(buf)
+    }
+
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.seek(SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+/// The log file, kept to whole records: a write that fails part-way (a full disk) is cut
+/// back to its last whole line, so the file never holds half a record and the next
+/// records, once there is room again, start on a line of their own. Each distinct failure
+/// is said once; writing again after a failure is said too.
+pub(crate) struct LogFile<S> {
+    store: S,
+    /// Bytes of whole records in the store.
+    len: u64,
+    /// The store could not be cut back: nothing more is appended after the partial line.
+    broken: bool,
+    /// Records lost since the last successful write, while writes fail.
+    failing: Option<u64>,
+    /// Failures already said.
+    said: Vec<String>,
+}
+
+impl<S: Store> LogFile<S> {
+    pub(crate) fn new(store: S) -> LogFile<S> {
+        LogFile {
+            store,
+            len: 0,
+            broken: false,
+            failing: None,
+            said: Vec::new(),
+        }
+    }
+
+    /// Appends `lines` (whole records, each ending in a newline); returns how many records
+    /// did not reach the store.
+    pub(crate) fn append(&mut self, lines: &[u8], path: &Path) -> u64 {
+        let records = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+        if self.broken {
+            return records(lines);
+        }
+        let mut done = 0;
+        let failure = loop {
+            if done == lines.len() {
+                break None;
+            }
+            match self.store.write_some(&lines[done..]) {
+                Ok(0) => break Some("the file takes no more bytes".to_string()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let Some(why) = failure else {
+            self.len += lines.len() as u64;
+            if let Some(lost) = self.failing.take() {
+                log::warn!(
+                    "writing {} again: {lost} records were lost while it could not be written",
+                    path.display()
+                );
+            }
+            return 0;
+        };
+        // Keep the whole lines that got there; cut the rest.
+        let kept = lines[..done]
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        let lost = records(&lines[kept..]);
+        if !self.said.contains(&why) {
+            log::error!(
+                "cannot write to {}: {why}; records are counted as dropped (run_end.dropped_records) until it can",
+                path.display()
+            );
+            self.said.push(why);
+        }
+        match self.store.cut(self.len + kept as u64) {
+            Ok(()) => self.len += kept as u64,
+            Err(e) => {
+                log::error!(
+                    "cannot cut {} back to its last whole record ({e}): nothing more is written to it",
+                    path.display()
+                );
+                self.broken = true;
+            }
+        }
+        *self.failing.get_or_insert(0) += lost;
+        lost
     }
 }
 
@@ -192,7 +292,7 @@ impl<F: Packed + Serialize + 'static> JsonlSink<F> {
             }),
             spare: Mutex::new(Batch::default()),
             room: Condvar::new(),
-            file: Mutex::new(file),
+            file: Mutex::new(LogFile::new(file)),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             frequent: PhantomData,
@@ -268,6 +368,14 @@ impl<F: Packed + Serialize + 'static> JsonlSink<F> {
             let _ = writer.join();
         }
         self.shared.flush();
+        let file = self.shared.file.lock();
+        if file.broken || file.failing.is_some() {
+            log::error!(
+                "{} ends without the run's last records (run_end among them): {} records could not be written",
+                self.shared.path.display(),
+                self.dropped()
+            );
+        }
     }
 
     /// Records that could not be written so far.
@@ -369,6 +477,48 @@ mod tests {
         );
         sink.close();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A disk that holds `room` bytes, and whose writes stop where it is full.
+    struct SmallDisk {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Store for SmallDisk {
+        fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room.saturating_sub(self.bytes.len()));
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            self.bytes.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn cut(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_whole_lines_and_counts_what_it_lost() {
+        let mut log = LogFile::new(SmallDisk {
+            bytes: Vec::new(),
+            room: 25,
+        });
+        let path = Path::new("test.jsonl");
+        assert_eq!(log.append(b"{\"n\":1}\n{\"n\":2}\n", path), 0);
+        // 16 bytes in; room for 9 more: one record fits whole, the next is cut off.
+        assert_eq!(log.append(b"{\"n\":3}\n{\"n\":4}\n{\"n\":5}\n", path), 2);
+        assert_eq!(log.store.bytes, b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+        assert_eq!(log.append(b"{\"n\":6}\n", path), 1);
+        // Space comes back: the next records start on a line of their own.
+        log.store.room = 1000;
+        assert_eq!(log.append(b"{\"n\":7}\n", path), 0);
+        let text = String::from_utf8(log.store.bytes.clone()).unwrap();
+        assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":7}\n");
+        assert!(log.failing.is_none());
+        assert_eq!(log.said.len(), 1, "one distinct failure, said once");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub enum Prereq {
     Pahole,
     /// Chromium, for the HTML report (`VMI_CHROMIUM` names another binary).
     Browser,
+    /// A small tmpfs can be mounted (root), for a full disk.
+    Tmpfs,
 }
 
 use Prereq::*;
@@ -208,7 +210,7 @@ fn required(p: Option<Prereq>) -> Option<String> {
         return Some("CI=true".to_string());
     }
     let var = match p? {
-        Qemu | Plugin | Kernel(_) | Pahole => "VMI_REQUIRE_LAB",
+        Qemu | Plugin | Kernel(_) | Pahole | Tmpfs => "VMI_REQUIRE_LAB",
         Shared => "VMI_REQUIRE_SHARED",
         Dbg(_) => "VMI_REQUIRE_DBG",
         Browser => "VMI_REQUIRE_BROWSER",
@@ -238,6 +240,22 @@ fn check(p: Prereq) -> Result<PathBuf, String> {
             Ok(path)
         }
         Kernel(name) => kernel(name),
+        Tmpfs => {
+            let dir = std::env::temp_dir().join(format!("vmi-tmpfs-check-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+                .arg(&dir)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if mounted {
+                let _ = Command::new("umount").arg(&dir).status();
+            }
+            let _ = std::fs::remove_dir(&dir);
+            mounted
+                .then_some(dir)
+                .ok_or_else(|| "cannot mount a tmpfs (needs root)".to_string())
+        }
         Dbg(name) => {
             let dir = kernel(name)?;
             let release = std::fs::read_to_string(dir.join("release"))
