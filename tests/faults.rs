@@ -19,6 +19,16 @@ fn main() {
             a_full_disk_leaves_whole_records_and_writing_resumes,
         ),
         trial(
+            "random_offsets_never_invent_processes",
+            &[Qemu, Plugin, Kernel("amd64-6.12")],
+            random_offsets_never_invent_processes,
+        ),
+        trial(
+            "a_group_of_another_architecture_is_refused_in_one_line",
+            &[Qemu, Plugin, Kernel("amd64-6.1"), Kernel("i386-6.1")],
+            a_group_of_another_architecture_is_refused_in_one_line,
+        ),
+        trial(
             "sigterm_ends_the_log_with_run_end",
             &[Qemu, Plugin, Kernel("amd64-6.1")],
             sigterm_ends_the_log_with_run_end,
@@ -201,4 +211,153 @@ fn kill_9_leaves_whole_records() {
         "{}",
         dir.display()
     );
+}
+
+/// The lab's group for amd64 6.12 with its task offsets drawn at random inside
+/// `task_struct` (fixed seeds): the plugin refuses the group with one line naming the
+/// check that failed, or (if the draw happens to fit) reports only processes the guest
+/// has. Never a process the guest did not have. The group is named with `group=`, so the
+/// banner cannot refuse it first.
+fn random_offsets_never_invent_processes() {
+    let good = std::fs::read_to_string(common::lab_conf("amd64-6.12")).unwrap();
+    let size: u64 = good
+        .lines()
+        .find_map(|l| l.strip_prefix("task.size = "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("task.size");
+    let group = good
+        .lines()
+        .find_map(|l| l.strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .expect("a group")
+        .to_string();
+    let mut refused = 0;
+    // Seed 1 draws every one of these offsets; 2 keeps the task list (so the walk works
+    // and reads garbage pids, parents and comms); 3 draws only pid, tgid and comm.
+    let drawn_by_seed: [&[&str]; 3] = [
+        &[
+            "task.tasks_offset",
+            "task.pid_offset",
+            "task.tgid_offset",
+            "task.real_parent_offset",
+            "task.mm_offset",
+            "task.comm_offset",
+        ],
+        &[
+            "task.pid_offset",
+            "task.tgid_offset",
+            "task.real_parent_offset",
+            "task.mm_offset",
+            "task.comm_offset",
+        ],
+        &["task.pid_offset", "task.tgid_offset", "task.comm_offset"],
+    ];
+    for (seed, drawn_keys) in [1u64, 2, 3].into_iter().zip(drawn_by_seed) {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let conf: String = good
+            .lines()
+            .map(|l| {
+                let drawn = drawn_keys.iter().any(|k| l.starts_with(&format!("{k} = ")));
+                match l.split_once(" = ") {
+                    Some((k, _)) if drawn => format!("{k} = {}\n", (next() % size) & !7),
+                    _ => format!("{l}\n"),
+                }
+            })
+            .collect();
+        let dir = tempdir(&format!("random-conf-{seed}"));
+        let path = dir.join("random.conf");
+        std::fs::write(&path, conf).unwrap();
+        let run = common::boot(&common::Boot {
+            kernel: "amd64-6.12",
+            scenario: "default",
+            plugin_args: vec![format!("conf={}", path.display()), format!("group={group}")],
+            ..common::Boot::default()
+        });
+        run.assert_finished();
+        let guest: std::collections::BTreeSet<u32> =
+            run.truth.procs.iter().map(|p| p.pid).collect();
+        let stderr = read_lossy(&run.dir.join("stderr.log"));
+        if stderr.contains("does not fit the running kernel") {
+            refused += 1;
+            assert!(
+                run.of_type("kernel_ready").is_empty(),
+                "{}",
+                run.dir.display()
+            );
+        }
+        for e in &run.events {
+            let ty = e["type"].as_str().unwrap_or("");
+            if ty.starts_with("process_") || ty.starts_with("thread_") {
+                let pid = e["pid"].as_u64().unwrap() as u32;
+                // A process that ended before the guest listed /proc is not in it: it
+                // must at least have a pid Linux hands out, and its own start.
+                assert!(
+                    pid < 4 * 1024 * 1024
+                        && (guest.contains(&pid)
+                            || ty != "process_start"
+                            || e["already_running"] != true),
+                    "invented {e} ({})",
+                    run.dir.display()
+                );
+            }
+        }
+        for p in run
+            .of_type("snapshot")
+            .iter()
+            .flat_map(|s| s["processes"].as_array().unwrap())
+        {
+            let pid = p["pid"].as_u64().unwrap() as u32;
+            assert!(
+                pid == 0
+                    || guest.contains(&pid)
+                    || pid
+                        == run.of_type("snapshot")[0]["current"]["pid"]
+                            .as_u64()
+                            .unwrap() as u32,
+                "snapshot invented {pid}: {}",
+                run.dir.display()
+            );
+        }
+        eprintln!(
+            "seed {seed}: {}",
+            if stderr.contains("does not fit") {
+                "refused"
+            } else {
+                "accepted"
+            }
+        );
+    }
+    assert!(refused >= 2, "only {refused} of 3 random groups refused");
+}
+
+/// An i386 group on an amd64 guest: one line says so, no kernel is announced, and the
+/// system calls are still logged with number and name.
+fn a_group_of_another_architecture_is_refused_in_one_line() {
+    let conf = common::lab_conf("i386-6.1");
+    let run = common::boot(&common::Boot {
+        kernel: "amd64-6.1",
+        scenario: "default",
+        plugin_args: vec![format!("conf={}", conf.display())],
+        ..common::Boot::default()
+    });
+    run.assert_finished();
+    let stderr = read_lossy(&run.dir.join("stderr.log"));
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("another architecture"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        run.of_type("kernel_ready").is_empty(),
+        "{}",
+        run.dir.display()
+    );
+    let calls = run.of_type("syscall");
+    assert!(calls.len() > 1000, "{}", run.dir.display());
+    assert!(calls.iter().all(|c| c["name"].is_string() && c["pid"] == 0));
 }

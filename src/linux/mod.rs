@@ -15,6 +15,7 @@ pub mod mm;
 pub mod modules;
 pub mod path;
 pub mod task;
+pub mod validate;
 
 #[cfg(test)]
 mod testmem;

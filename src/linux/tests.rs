@@ -489,3 +489,90 @@ fn find_process_reads_one_process_in_full() {
     assert_eq!(super::task::find_process(&linux, 301).unwrap(), None);
     assert_eq!(super::task::find_process(&linux, 4242).unwrap(), None);
 }
+
+#[test]
+fn a_group_that_fits_passes_the_checks() {
+    let (mut b, [_, _, bash], _) = three_processes();
+    b.mem.w64(PER_CPU_BASE + CURRENT_TASK, bash);
+    let running = KernelContext {
+        current_asid: Some(0x2000_1000),
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, running);
+    assert_eq!(super::validate::check(&linux), Ok(()));
+    // Another process's page tables on the vCPU: the group's mm offsets are wrong.
+    let other = KernelContext {
+        current_asid: Some(0x3000_0000),
+        ..ctx()
+    };
+    let linux = Linux::new(&b.mem, &b.info, other);
+    assert!(matches!(
+        super::validate::check(&linux),
+        Err(super::validate::Misfit::PageTables { .. })
+    ));
+}
+
+/// Offsets drawn at random (a fixed seed): a group that reads garbage is refused, and one
+/// that passes reads what is there. Never a process that is not.
+#[test]
+fn random_offsets_never_invent_processes() {
+    let (mut b, [_, _, bash], _) = three_processes();
+    b.mem.w64(PER_CPU_BASE + CURRENT_TASK, bash);
+    let running = KernelContext {
+        current_asid: Some(0x2000_1000),
+        ..ctx()
+    };
+    let truth: Vec<u32> = Linux::new(&b.mem, &b.info, running)
+        .processes()
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let (mut refused, mut passed) = (0, 0);
+    for _ in 0..500 {
+        let mut info = b.info.clone();
+        let t = &mut info.task;
+        for off in [&mut t.tasks_offset, &mut t.real_parent_offset] {
+            if next(2) == 0 {
+                *off = Some((next(0x200) & !7) as i64);
+            }
+        }
+        for (off, align) in [
+            (&mut t.comm_offset, 8),
+            (&mut t.mm_offset, 8),
+            (&mut t.pid_offset, 4),
+            (&mut t.tgid_offset, 4),
+        ] {
+            if next(2) == 0 {
+                *off = (next(0x200) & !(align - 1)) as i64;
+            }
+        }
+        let linux = Linux::new(&b.mem, &info, running);
+        match super::validate::check(&linux) {
+            Err(_) => refused += 1,
+            Ok(()) => {
+                passed += 1;
+                let pids: Vec<u32> = linux
+                    .processes()
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect();
+                assert_eq!(pids, truth, "a group that passed invented processes");
+            }
+        }
+    }
+    assert!(
+        refused > 300,
+        "only {refused} of 500 random groups refused ({passed} passed)"
+    );
+}

@@ -42,6 +42,14 @@ thread_local! {
     static AWAITING_ENTRY: Cell<Option<SyscallInsn>> = const { Cell::new(None) };
 }
 
+/// Whether `info` can describe a kernel of `arch`: its addresses are that architecture's
+/// kernel addresses (a 64-bit kernel's are in the upper canonical half, a 32-bit one's
+/// fit in 32 bits).
+pub fn for_arch(info: &KernelInfo, arch: Arch) -> bool {
+    let init = info.task.init_addr;
+    arch.is_kernel_address(init) && (arch == Arch::X86_64 || init <= u64::from(u32::MAX))
+}
+
 /// A user-mode system call instruction of `kind` is about to run on this thread: the next
 /// kernel block this thread translates is its entry point.
 pub fn await_entry(kind: SyscallInsn) {

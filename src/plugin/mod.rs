@@ -96,6 +96,10 @@ pub struct Plugin {
     /// The `task_struct` each vCPU runs, as of the last context switch on it (0: not
     /// known); kept only while [`KernelView::follows_switches`].
     current: Box<[AtomicU64]>,
+    /// Whether the group fits the running kernel, once checked.
+    fits: OnceCell<bool>,
+    /// Checks of the fit that failed so far.
+    fit_failures: AtomicU64,
     /// Calls between their instruction and the dispatch function (KPTI on plugin API 4).
     deferred: calls::DeferredCalls,
     events: Option<Mutex<Tracker>>,
@@ -108,6 +112,9 @@ pub struct Plugin {
     /// Calls whose caller is not known yet (under KPTI, before the kernel is found).
     unnamed: Unnamed,
 }
+
+/// Failed checks of a group's fit after which it is refused.
+const FIT_ATTEMPTS: u64 = 3;
 
 /// Whether `a` and `b` name one existing file.
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -144,13 +151,23 @@ impl Plugin {
                 (Some(group), _) | (None, [group]) => {
                     file.require_group(group)?;
                     let info = KernelInfo::from_keyfile(&file, group)?;
-                    views.push(KernelView::new(info, group.clone(), arch));
-                    let _ = chosen.set(0);
+                    if kernel::for_arch(&info, arch) {
+                        views.push(KernelView::new(info, group.clone(), arch));
+                        let _ = chosen.set(0);
+                    } else {
+                        log::warn!(
+                            "kernelinfo group [{group}] describes a kernel of another architecture (init_task at {:#x}) than this {arch:?} guest: introspection is off (system calls are logged with number and name); use a group made for this guest's kernel",
+                            info.task.init_addr
+                        );
+                    }
                 }
                 (None, _) => {
                     // Choose at run time: the group whose banner is in the guest's memory.
                     for group in &groups {
                         match KernelInfo::from_keyfile(&file, group) {
+                            Ok(info) if !kernel::for_arch(&info, arch) => log::debug!(
+                                "group [{group}] is for another architecture: not a candidate"
+                            ),
                             Ok(info)
                                 if info.vmi.banner.is_some()
                                     && info.vmi.linux_banner_addr.is_some() =>
@@ -201,6 +218,8 @@ impl Plugin {
             wrong_entry_said: AtomicBool::new(false),
             tracer: Tracer::new(options.syscalls.clone(), vcpus as usize),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            fits: OnceCell::new(),
+            fit_failures: AtomicU64::new(0),
             deferred: calls::DeferredCalls::new(vcpus as usize),
             events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
@@ -272,8 +291,11 @@ impl Plugin {
         }
     }
 
-    /// The kernel the guest runs, once known.
+    /// The kernel the guest runs, once known (and while its group is not refused).
     fn kernel(&self) -> Option<&KernelView> {
+        if self.fits.get() == Some(&false) {
+            return None;
+        }
         self.views.get(*self.chosen.get()?)
     }
 
@@ -397,8 +419,38 @@ impl Plugin {
     fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, in_kernel: bool) -> Option<Linux<'a>> {
         let kernel = self.kernel()?;
         let ctx = kernel.context_at(cpu, in_kernel).ok()?;
+        let linux = Linux::new(cpu, kernel.info(), ctx);
+        if self.fits.get().is_none() && !self.check_fit(kernel, &linux) {
+            return None;
+        }
         self.announce_kernel(kernel, cpu, &ctx);
-        Some(Linux::new(cpu, kernel.info(), ctx))
+        Some(linux)
+    }
+
+    /// Checks once that the group fits the running kernel (see [`crate::linux::validate`])
+    /// before anything is reported from it. A failure may be a moment where the kernel
+    /// changes its lists on another vCPU, so the group is refused after
+    /// [`FIT_ATTEMPTS`] failures: one line naming the check, and introspection stays off
+    /// (system calls are still logged, with number and name). Returns whether it fits.
+    #[cold]
+    fn check_fit(&self, kernel: &KernelView, linux: &Linux<'_>) -> bool {
+        match crate::linux::validate::check(linux) {
+            Ok(()) => {
+                let _ = self.fits.set(true);
+                true
+            }
+            Err(misfit) => {
+                if self.fit_failures.fetch_add(1, Ordering::Relaxed) + 1 >= FIT_ATTEMPTS
+                    && self.fits.set(false).is_ok()
+                {
+                    log::warn!(
+                        "kernelinfo group [{}] does not fit the running kernel: {misfit}; introspection is off (system calls are logged with number and name): make the group for this kernel with 'vmi kernelinfo'",
+                        kernel.group()
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Writes `kernel_ready` the first time the kernel is readable.
