@@ -188,13 +188,24 @@ fn broken_input_is_warned_about_with_line_numbers_not_fatal() {
     assert_eq!(err.lines().count(), 5, "{err}");
 
     let dir = scratch("broken");
+    // Nothing in it is a record: not an event log, and the exit status says so.
     let garbage = write(&dir, "garbage.jsonl", "\u{0}\u{1}binary\n{\"a\":\nnope");
     let o = vmi(&["report", garbage.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("3 lines, 0 records, no records"),
+        stderr(&o).contains("is not an event log: none of its 3 lines is a vmi record"),
         "{}",
-        stdout(&o)
+        stderr(&o)
+    );
+    // Two runs appended to each other: refused, naming the second run_start.
+    let fixture = std::fs::read_to_string(FIXTURE).unwrap();
+    let twice = write(&dir, "twice.jsonl", &format!("{fixture}\n{fixture}"));
+    let o = vmi(&["report", twice.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds more than one run (a second run_start at line"),
+        "{}",
+        stderr(&o)
     );
     let empty = write(&dir, "empty.jsonl", "");
     assert!(

@@ -53,6 +53,24 @@ pub enum ReportError {
         /// Why.
         source: io::Error,
     },
+    /// Nothing in the file is a record of an event log.
+    #[error("{path} is not an event log: none of its {lines} lines is a vmi record")]
+    NotALog {
+        /// The file.
+        path: PathBuf,
+        /// Its lines.
+        lines: u64,
+    },
+    /// More than one run in one file (logs appended to each other).
+    #[error(
+        "{path} holds more than one run (a second run_start at line {line}): split it at each run_start line and report each run"
+    )]
+    SeveralRuns {
+        /// The file.
+        path: PathBuf,
+        /// Line of the second `run_start`.
+        line: u64,
+    },
     /// An output file cannot be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -154,6 +172,7 @@ pub fn analyse<W: Write>(
     let mut warned_fields: HashSet<(String, String)> = HashSet::new();
     let mut last_icount: Option<u64> = None;
     let mut truncated_last_line = false;
+    let mut run_started = false;
     while let Some(kind) =
         reader::read_line(&mut input, &mut buf, reader::MAX_LINE).map_err(AnalyseError::Read)?
     {
@@ -187,6 +206,12 @@ pub fn analyse<W: Write>(
             }
         };
         let ty = parsed.type_name.clone();
+        if matches!(parsed.record, record::Record::RunStart(_)) {
+            if run_started {
+                return Err(AnalyseError::SeveralRuns { line: line_no });
+            }
+            run_started = true;
+        }
         let count = types.entry(ty.clone()).or_default();
         *count += 1;
         if let record::Record::Unknown(t) = &parsed.record {
@@ -242,6 +267,12 @@ pub enum AnalyseError {
     /// Writing the trace.
     #[error("{0}")]
     Write(io::Error),
+    /// A second `run_start`, at this line.
+    #[error("a second run_start at line {line}")]
+    SeveralRuns {
+        /// Its line.
+        line: u64,
+    },
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, ReportError> {
@@ -287,7 +318,19 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<(), ReportError> {
                 source,
             });
         }
+        Err(AnalyseError::SeveralRuns { line }) => {
+            return Err(ReportError::SeveralRuns {
+                path: opts.log.clone(),
+                line,
+            });
+        }
     };
+    if summary.records == 0 && summary.lines > 0 {
+        return Err(ReportError::NotALog {
+            path: opts.log.clone(),
+            lines: summary.lines,
+        });
+    }
     if let (Some(t), Some(p)) = (trace, &opts.perfetto) {
         t.finish(&summary)
             .and_then(|mut w| w.flush())
