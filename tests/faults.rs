@@ -164,7 +164,9 @@ fn qemu_pid(dir: &Path) -> Option<u32> {
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
         let cmd = String::from_utf8_lossy(&cmd);
         let exe = cmd.split('\0').next()?;
-        (exe.contains("qemu-system") && cmd.contains(&needle)).then_some(pid)
+        // The lab's QEMU 11 runs through its root's loader: argv[0] is the loader's.
+        let qemu = exe.contains("qemu-system") || exe.contains("ld-linux");
+        (qemu && cmd.contains("qemu-system") && cmd.contains(&needle)).then_some(pid)
     })
 }
 
