@@ -64,6 +64,11 @@ fn main() {
             &[],
             a_killed_process_keeps_its_abandoned_calls_and_shows_its_signal,
         ),
+        trial(
+            "many_processes_stay_within_the_budgets",
+            &[],
+            many_processes_stay_within_the_budgets,
+        ),
     ]);
 }
 
@@ -699,6 +704,58 @@ fn html_is_one_self_contained_file_that_renders_in_a_browser() {
     // The hostile strings are text, not markup.
     assert!(dom.contains("&lt;/script&gt;&lt;b&gt;x"), "{dom}");
     assert!(!dom.contains("<img"), "{dom}");
+}
+
+/// A fork-heavy log: many short processes, each opening its own files. What is kept is
+/// bounded over all processes ([`Limits::files_total`], [`Limits::recent_total`]), not
+/// per process times processes; everything is still counted.
+fn many_processes_stay_within_the_budgets() {
+    use vmi::report::{analyse, reader::Warnings, summary::Limits};
+    let mut log = String::new();
+    let (procs, opens) = (3_000u32, 10u32);
+    for pid in 100..100 + procs {
+        log.push_str(&format!(
+            "{{\"type\":\"process_start\",\"pid\":{pid},\"tid\":{pid},\"ppid\":1,\"comm\":\"sh\",\"kernel_thread\":false}}\n"
+        ));
+        for i in 0..opens {
+            log.push_str(&format!(
+                "{{\"type\":\"syscall\",\"pid\":{pid},\"tid\":{pid},\"comm\":\"sh\",\"nr\":257,\"name\":\"openat\",\"args\":{{\"dfd\":-100,\"filename\":\"/f/{pid}/{i}\",\"flags\":0,\"mode\":0}},\"ret\":3}}\n"
+            ));
+        }
+        log.push_str(&format!(
+            "{{\"type\":\"process_end\",\"pid\":{pid},\"tid\":{pid},\"ppid\":1,\"comm\":\"sh\",\"exit_code\":0}}\n"
+        ));
+    }
+    let limits = Limits {
+        recent_per_process: 5,
+        files_total: 10_000,
+        recent_total: 4_000,
+        ..Limits::default()
+    };
+    let mut warnings = Warnings::new(limits.warnings, false);
+    let s = analyse(
+        log.as_bytes(),
+        "forks",
+        limits,
+        &mut warnings,
+        None::<&mut vmi::report::perfetto::TraceWriter<Vec<u8>>>,
+    )
+    .unwrap();
+    assert_eq!(s.processes.len(), procs as usize);
+    let kept: usize = s.processes.iter().map(|p| p.files.len()).sum();
+    let dropped: u64 = s.processes.iter().map(|p| p.files_dropped).sum();
+    assert_eq!(kept, 10_000, "files kept up to the budget");
+    assert_eq!(
+        kept as u64 + dropped,
+        u64::from(procs * opens),
+        "the rest counted"
+    );
+    let recent: usize = s.processes.iter().map(|p| p.recent.len()).sum();
+    assert_eq!(recent, 4_000, "recent calls up to the budget");
+    assert!(
+        s.processes.iter().all(|p| p.syscalls == u64::from(opens)),
+        "every call counted"
+    );
 }
 
 fn memory_stays_bounded_on_a_long_log() {

@@ -8,38 +8,40 @@
 
 use std::io::{self, Write};
 
-use serde_json::{Value, json};
-
 use super::summary::Summary;
 
 const TEMPLATE: &str = include_str!("report.html");
 const SLOT: &str = "/*VMI_DATA*/";
 
-/// The data the page renders: the summary, plus per process its call density and the
-/// recent calls kept.
-fn data(s: &Summary) -> io::Result<Value> {
-    let mut v = serde_json::to_value(s).map_err(io::Error::from)?;
-    if let Some(list) = v.get_mut("processes").and_then(Value::as_array_mut) {
-        for (p, js) in s.processes.iter().zip(list.iter_mut()) {
-            if let Some(o) = js.as_object_mut() {
-                o.insert("density".into(), json!(p.density));
-                o.insert("recent".into(), json!(p.recent));
-            }
-        }
-    }
-    Ok(v)
-}
-
-/// Writes the page for `s`.
+/// Writes the page for `s`: the summary (with each process's call density and recent
+/// calls, which the aggregation keeps only for this view) streamed into the template's
+/// data slot, never held as one string.
 pub fn write(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
-    let json = serde_json::to_string(&data(s)?).map_err(io::Error::from)?;
-    // Inside <script>, "</script>" or "<!--" in a string would end or confuse the
-    // element: `<` only occurs inside JSON strings, where `\u003c` means the same.
-    let json = json.replace('<', "\\u003c");
     let (head, tail) = TEMPLATE
         .split_once(SLOT)
         .expect("report.html has the data slot");
     out.write_all(head.as_bytes())?;
-    out.write_all(json.as_bytes())?;
+    serde_json::to_writer(EscapeLt(&mut *out), s).map_err(io::Error::from)?;
     out.write_all(tail.as_bytes())
+}
+
+/// Inside `<script>`, "</script>" or "<!--" in a string would end or confuse the element:
+/// `<` only occurs inside JSON strings, where `\u003c` means the same.
+struct EscapeLt<W>(W);
+
+impl<W: Write> Write for EscapeLt<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'<') {
+            self.0.write_all(&rest[..at])?;
+            self.0.write_all(b"\\u003c")?;
+            rest = &rest[at + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }

@@ -2,9 +2,12 @@
 //! whole run, per-process system call statistics, files, programs and modules.
 //!
 //! Memory is bounded by what is summarised (processes, distinct syscall names, distinct
-//! files up to [`Limits::files_per_process`]), never by the log's length: the recent calls
-//! kept for the HTML view are capped per process ([`Limits::recent_per_process`]) and the
-//! call density is a fixed number of buckets whose width doubles as the run goes on.
+//! files up to [`Limits::files_per_process`] and [`Limits::files_total`] over all
+//! processes), never by the log's length: the recent calls kept for the HTML view are
+//! capped per process and over all ([`Limits::recent_per_process`],
+//! [`Limits::recent_total`]), the call density (HTML only) is a fixed number of buckets
+//! whose width doubles as the run goes on, and an ended process drops what only a running
+//! one needs.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -29,6 +32,11 @@ pub struct Limits {
     pub density_buckets: usize,
     /// Distinct failed `(path, errno)` pairs kept over the whole log.
     pub failed_files: usize,
+    /// `(path, syscall)` pairs kept over all processes: a fork-heavy log of tens of
+    /// thousands of processes must not keep every one's files.
+    pub files_total: usize,
+    /// Recent calls kept over all processes (for the HTML view).
+    pub recent_total: usize,
     /// Warnings kept (all are counted).
     pub warnings: usize,
 }
@@ -42,6 +50,8 @@ impl Default for Limits {
             recent_per_process: 0,
             density_buckets: 200,
             failed_files: 1000,
+            files_total: 200_000,
+            recent_total: 100_000,
             warnings: 100,
         }
     }
@@ -186,11 +196,13 @@ pub struct Process {
     pub execs: Vec<Exec>,
     /// Execs not kept ([`Limits::execs_per_process`]).
     pub execs_dropped: u64,
-    /// Calls per density bucket (see [`Summary::density`]); empty without calls.
-    #[serde(skip)]
+    /// Calls per density bucket (see [`Summary::density`]); kept (and written) only for
+    /// the HTML view, when [`Limits::recent_per_process`] is not 0.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub density: Vec<u32>,
-    /// The last calls, oldest first ([`Limits::recent_per_process`]).
-    #[serde(skip)]
+    /// The last calls, oldest first ([`Limits::recent_per_process`],
+    /// [`Limits::recent_total`]); written only when kept.
+    #[serde(skip_serializing_if = "VecDeque::is_empty")]
     pub recent: VecDeque<RecentCall>,
     #[serde(skip)]
     names: HashMap<String, (u64, u64)>,
@@ -388,6 +400,10 @@ pub struct Aggregator {
     failed: u64,
     failures: HashMap<(String, String, i64), (u64, Vec<u32>)>,
     failures_dropped: u64,
+    /// `(path, syscall)` pairs kept so far ([`Limits::files_total`]).
+    files_kept: usize,
+    /// Recent calls kept so far ([`Limits::recent_total`]).
+    recent_kept: usize,
     programs: HashMap<String, Program>,
     modules: Vec<ModuleInfo>,
     module_names: HashSet<String>,
@@ -416,6 +432,8 @@ impl Aggregator {
             failed: 0,
             failures: HashMap::new(),
             failures_dropped: 0,
+            files_kept: 0,
+            recent_kept: 0,
             programs: HashMap::new(),
             modules: Vec::new(),
             module_names: HashSet::new(),
@@ -604,6 +622,10 @@ impl Aggregator {
                 p.end = Some(pos);
                 p.exit_code = e.exit_code;
                 p.signal = e.signal;
+                // What only a running process needs goes: a fork-heavy log ends tens of
+                // thousands of them.
+                p.file_index = HashMap::new();
+                p.tids = HashSet::new();
             }
         }
     }
@@ -721,14 +743,23 @@ impl Aggregator {
         let n = p.names.entry(name.clone()).or_default();
         n.0 += 1;
         n.1 += u64::from(err.is_some());
-        if p.density.is_empty() {
-            p.density = vec![0; buckets];
-        }
-        p.density[bucket] = p.density[bucket].saturating_add(1);
-
         if limits.recent_per_process > 0 {
+            if p.density.is_empty() {
+                p.density = vec![0; buckets];
+            }
+            p.density[bucket] = p.density[bucket].saturating_add(1);
+        }
+
+        // A full ring makes room for the new call; an empty or growing one takes from the
+        // budget of all processes while it lasts.
+        let room = limits.recent_per_process > 0
+            && (p.recent.len() == limits.recent_per_process
+                || self.recent_kept < limits.recent_total);
+        if room {
             if p.recent.len() == limits.recent_per_process {
                 p.recent.pop_front();
+            } else {
+                self.recent_kept += 1;
             }
             let args = c
                 .args
@@ -768,9 +799,21 @@ impl Aggregator {
             }
         }
         let key = (path.to_string(), name.clone());
-        let fi = match p.file_index.get(&key) {
-            Some(&i) => Some(i),
-            None if p.files.len() < limits.files_per_process => {
+        // An ended process's index is gone (a call written after its end: an abandoned
+        // one); its few files are searched instead.
+        let known = match p.end {
+            Some(_) => p
+                .files
+                .iter()
+                .position(|f| f.path == key.0 && f.syscall == key.1),
+            None => p.file_index.get(&key).copied(),
+        };
+        let fi = match known {
+            Some(i) => Some(i),
+            None if p.files.len() < limits.files_per_process
+                && self.files_kept < limits.files_total =>
+            {
+                self.files_kept += 1;
                 p.files.push(FileUse {
                     path: path.to_string(),
                     truncated,
