@@ -63,22 +63,7 @@ fn whole_records(log: &Path) -> Vec<Value> {
         "{} ends inside a record",
         log.display()
     );
-    String::from_utf8_lossy(&text)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
-                panic!("{}:{}: not a whole record ({e}): {l}", log.display(), i + 1)
-            });
-            assert!(
-                v["type"].is_string(),
-                "{}:{}: no type",
-                log.display(),
-                i + 1
-            );
-            v
-        })
-        .collect()
+    common::parse_jsonl(log)
 }
 
 /// Waits until `cond` holds (polling), at most `limit`.

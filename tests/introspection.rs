@@ -112,13 +112,20 @@ fn amd64_61_kpti_kaslr() {
     run_on_cpu("amd64-6.1", true, 1, Some("Skylake-Client"));
 }
 
-/// Without `group=`, the plugin picks the group whose banner the guest holds.
-fn group_chosen_by_banner() {
-    let all = common::tempdir("all-groups").join("all.conf");
-    let text = ["amd64-6.1", "amd64-6.12", "i386-6.1"]
+/// One kernelinfo file (in a fresh directory named after `label`) holding the lab groups
+/// of `kernels`.
+fn groups_of<const N: usize>(label: &str, kernels: [&str; N]) -> std::path::PathBuf {
+    let path = common::tempdir(label).join("groups.conf");
+    let text = kernels
         .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
         .join("\n");
-    std::fs::write(&all, text).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Without `group=`, the plugin picks the group whose banner the guest holds.
+fn group_chosen_by_banner() {
+    let all = groups_of("all-groups", ["amd64-6.1", "amd64-6.12", "i386-6.1"]);
     let run = boot(&Boot {
         kernel: "amd64-6.12",
         scenario: "default",
@@ -144,11 +151,7 @@ fn group_chosen_by_banner() {
 /// API 5 and later) the plugin walks the kernel's page tables itself and picks the group
 /// as without KPTI; on API 4 (QEMU 10.0) no group is chosen without `group=`.
 fn group_chosen_by_banner_under_kpti() {
-    let all = common::tempdir("all-groups-kpti").join("all.conf");
-    let text = ["amd64-6.1", "amd64-6.12"]
-        .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
-        .join("\n");
-    std::fs::write(&all, text).unwrap();
+    let all = groups_of("all-groups-kpti", ["amd64-6.1", "amd64-6.12"]);
     let run = boot(&Boot {
         kernel: "amd64-6.12",
         scenario: "default",
@@ -179,12 +182,7 @@ fn group_chosen_by_banner_under_kpti() {
 /// No group matches: one line saying what was read and which groups exist; the plugin
 /// stays passive and the guest runs to the end.
 fn no_matching_group_leaves_the_guest_alone() {
-    let dir = common::tempdir("two-groups");
-    let conf = dir.join("two.conf");
-    let text = ["amd64-6.1", "i386-6.1"]
-        .map(|k| std::fs::read_to_string(common::lab_conf(k)).unwrap())
-        .join("\n");
-    std::fs::write(&conf, text).unwrap();
+    let conf = groups_of("two-groups", ["amd64-6.1", "i386-6.1"]);
     let run = boot(&Boot {
         kernel: "amd64-6.12",
         scenario: "default",

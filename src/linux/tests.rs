@@ -490,14 +490,21 @@ fn find_process_reads_one_process_in_full() {
     assert_eq!(super::task::find_process(&linux, 4242).unwrap(), None);
 }
 
-#[test]
-fn a_group_that_fits_passes_the_checks() {
+/// [`three_processes`] with bash running: its task current, its page tables (the KPTI
+/// user half) in CR3.
+fn bash_running() -> (Builder, KernelContext) {
     let (mut b, [_, _, bash], _) = three_processes();
     b.mem.w64(PER_CPU_BASE + CURRENT_TASK, bash);
     let running = KernelContext {
         current_asid: Some(0x2000_1000),
         ..ctx()
     };
+    (b, running)
+}
+
+#[test]
+fn a_group_that_fits_passes_the_checks() {
+    let (b, running) = bash_running();
     let linux = Linux::new(&b.mem, &b.info, running);
     assert_eq!(super::validate::check(&linux), Ok(()));
     // Another process's page tables on the vCPU: the group's mm offsets are wrong.
@@ -516,12 +523,7 @@ fn a_group_that_fits_passes_the_checks() {
 /// that passes reads what is there. Never a process that is not.
 #[test]
 fn random_offsets_never_invent_processes() {
-    let (mut b, [_, _, bash], _) = three_processes();
-    b.mem.w64(PER_CPU_BASE + CURRENT_TASK, bash);
-    let running = KernelContext {
-        current_asid: Some(0x2000_1000),
-        ..ctx()
-    };
+    let (b, running) = bash_running();
     let truth: Vec<u32> = Linux::new(&b.mem, &b.info, running)
         .processes()
         .unwrap()
