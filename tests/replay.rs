@@ -183,6 +183,15 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
     );
     assert_same_log(&a.run.dir.join("vmi.jsonl"), &b.run.dir.join("vmi.jsonl"));
     check_positions(&a.run.events);
+    // `vmi report` reads the positions as positions: no warning about them.
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_vmi"))
+        .arg("report")
+        .arg(a.run.dir.join("vmi.jsonl"))
+        .output()
+        .expect("run vmi report");
+    assert!(report.status.success());
+    let warnings = String::from_utf8_lossy(&report.stderr);
+    assert!(!warnings.contains("warning"), "{warnings}");
     // The same checks as a live run, against the recording's console.
     check_kernel_ready(&a.run, false);
     check_against_proc(&a.run);

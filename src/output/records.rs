@@ -218,6 +218,10 @@ pub struct Positioned<T: Serialize> {
     pub icount: u64,
 }
 
+/// The fields [`Positioned`] adds to a record, in the order it writes them: what a reader
+/// (`vmi report`) takes as the record's position rather than as part of the record.
+pub const POSITION_FIELDS: [&str; 2] = ["vcpu", "icount"];
+
 /// Formats a guest address the way every record does: `"0x..."`, lower-case hex.
 pub fn hex(address: u64) -> String {
     format!("{address:#x}")
@@ -225,6 +229,19 @@ pub fn hex(address: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn position_fields_are_what_positioned_writes() {
+        let v = serde_json::to_value(Positioned {
+            record: serde_json::json!({"type": "x"}),
+            vcpu: 1,
+            icount: 2,
+        })
+        .unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys[1..], super::POSITION_FIELDS);
+    }
+
     use super::*;
 
     #[test]

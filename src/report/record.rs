@@ -270,6 +270,8 @@ pub struct Parsed {
     pub type_name: String,
     /// Its `icount`.
     pub icount: Option<u64>,
+    /// The vCPU of its `icount`.
+    pub vcpu: Option<u32>,
     /// Unknown top-level fields, for a warning.
     pub unknown_fields: Vec<String>,
 }
@@ -436,9 +438,19 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
         Some(_) => return Err("\"type\" is not a string".to_string()),
         None => return Err("no \"type\"".to_string()),
     };
-    let icount = match m.remove("icount") {
+    // The position a record carries with icount=on (`output::records::Positioned`).
+    let [vcpu_key, icount_key] = crate::output::records::POSITION_FIELDS;
+    let icount = match m.remove(icount_key) {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or("\"icount\" is not a number")?),
+    };
+    let vcpu = match m.remove(vcpu_key) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or("\"vcpu\" is not a vCPU number")?,
+        ),
     };
     let known: &[&str] = match ty.as_str() {
         "syscall" => SYSCALL_FIELDS,
@@ -475,6 +487,7 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
         record,
         type_name: ty,
         icount,
+        vcpu,
         unknown_fields,
     })
 }
