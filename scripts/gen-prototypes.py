@@ -22,10 +22,12 @@ Table entries without an entry point or with `sys_ni_syscall` (unimplemented:
 `afs_syscall`, `tuxcall`, `_sysctl`, ...) are left out, as PANDA's files do; the kernel answers them with -ENOSYS.
 
 Usage: scripts/gen-prototypes.py [--tree DIR] [--out DIR]
-The kernel source comes from Debian's linux-source-6.12 package (bookworm-backports),
-downloaded once into ${VMI_CACHE:-$HOME/.cache/vmi}/src/ with `apt-get download`;
-only the needed files are extracted. Rerunning is cheap and gives identical output.
-Python 3.11, standard library only.
+The kernel source is the newest Debian has: the highest linux-source-X.Y package of
+unstable (sid), looked up and downloaded through an apt configuration of its own under
+${VMI_CACHE:-$HOME/.cache/vmi}/src/apt-sid (the archive's address is taken from the
+machine's apt sources), once per version; only the needed files are extracted. Rerun it
+when Debian has a newer kernel: the tables follow, and tests/tables.rs compares them with
+that kernel's own unistd headers. Python 3.11, standard library only.
 """
 
 from __future__ import annotations
@@ -36,25 +38,25 @@ import os
 import re
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
-PACKAGE = "linux-source-6.12"
-RELEASE = "bookworm-backports"
-TOP = "linux-source-6.12"
-
-# What the kernel source tree must provide (GNU tar wildcards; `*` matches `/` too).
-WANTED = [
-    f"{TOP}/arch/x86/entry/syscalls/syscall_64.tbl",
-    f"{TOP}/arch/x86/entry/syscalls/syscall_32.tbl",
-    f"{TOP}/include/linux/syscalls.h",
-    # Directories that hold SYSCALL_DEFINEs (drivers/ and sound/ hold none).
-    *(
-        f"{TOP}/{d}/*.c"
-        for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "io_uring", "block")
-    ),
-    f"{TOP}/drivers/char/random.c",  # getrandom
-]
+def wanted(top: str) -> list[str]:
+    """What the kernel source tree must provide (GNU tar wildcards; `*` matches `/` too)."""
+    return [
+        f"{top}/Makefile",  # VERSION, PATCHLEVEL: the release the tables are from
+        f"{top}/arch/x86/entry/syscalls/syscall_64.tbl",
+        f"{top}/arch/x86/entry/syscalls/syscall_32.tbl",
+        f"{top}/include/linux/syscalls.h",
+        # Directories that hold SYSCALL_DEFINEs (drivers/ and sound/ hold none).
+        *(
+            f"{top}/{d}/*.c"
+            for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "io_uring",
+                      "block")
+        ),
+        f"{top}/drivers/char/random.c",  # getrandom
+    ]
 
 # Macros taken as defined when evaluating `#if`s, per table. From arch/x86/Kconfig and
 # arch/x86/include/asm/unistd.h of 6.12 (a typical distribution configuration).
@@ -125,34 +127,136 @@ def cache_dir() -> Path:
     return Path(base) / "src"
 
 
+def debian_uri() -> str:
+    """The Debian archive the machine's apt sources name (one-line or deb822 format):
+    the entry for the host's own release with component main, not the security archive."""
+    codename = ""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            codename = line.split("=", 1)[1].strip().strip('"')
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for f in files:
+        if not f.is_file() or f.suffix not in ("", ".list", ".sources"):
+            continue
+        text = f.read_text(errors="replace")
+        entries = []
+        for line in text.splitlines():  # one-line format
+            w = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(w) >= 4 and w[0] == "deb":
+                entries.append(([w[1]], [w[2]], w[3:]))
+        for stanza in re.split(r"\n\s*\n", text):  # deb822
+            fields = dict(re.findall(r"^(\w[\w-]*):[ \t]*(.*)$", stanza, flags=re.M))
+            if "URIs" in fields and fields.get("Enabled", "yes") != "no":
+                entries.append((fields["URIs"].split(), fields.get("Suites", "").split(),
+                                fields.get("Components", "").split()))
+        for uris, suites, comps in entries:
+            if codename in suites and "main" in comps:
+                for uri in uris:
+                    if "security" not in uri:
+                        return uri.rstrip("/")
+    sys.exit(f"gen-prototypes: no apt entry for '{codename} main' in /etc/apt: cannot find "
+             "the Debian archive")
+
+
+def apt_sid(src: Path, *args: str, cwd: Path | None = None) -> str:
+    """Runs apt-get (or apt-cache, for `search`) on unstable's lists, kept under `src`."""
+    d = src / "apt-sid"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "status").touch()
+    sources = d / "sources.list"
+    line = (f"deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+            f"{debian_uri()} sid main\n")
+    if not sources.exists() or sources.read_text() != line:
+        sources.write_text(line)
+    opts = ["-o", "APT::Sandbox::User=root", "-o", "APT::Architecture=amd64",
+            "-o", "APT::Architectures::=amd64", "-o", f"Dir::Etc::SourceList={sources}",
+            "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", f"Dir::State::Lists={d}/lists",
+            "-o", f"Dir::State::status={d}/status", "-o", f"Dir::Cache={d}/cache"]
+    tool = "apt-cache" if args[0] == "search" else "apt-get"
+    out = subprocess.run([tool, "-q", *opts, *args], cwd=cwd, check=True,
+                         stdout=subprocess.PIPE, text=True)
+    return out.stdout
+
+
 def fetch_tree() -> Path:
-    """Downloads (once) Debian's kernel source package and extracts only what we read."""
+    """Downloads (once per version) the newest kernel source Debian has and extracts only
+    what we read; returns the tree's top directory."""
     src = cache_dir()
     src.mkdir(parents=True, exist_ok=True)
+    print("apt-get update (unstable's lists, kept apart from the host's)", file=sys.stderr)
+    apt_sid(src, "update")
+    names = re.findall(r"^(linux-source-(\d+)\.(\d+)) ", apt_sid(src, "search", "^linux-source-[0-9.]+$"),
+                       flags=re.M)
+    if not names:
+        sys.exit("gen-prototypes: unstable has no linux-source-X.Y package")
+    package = max(names, key=lambda n: (int(n[1]), int(n[2])))[0]
+    top = package
     tree = src / "tree"
-    stamp = "\n".join(WANTED) + "\n"  # re-extract when the wanted list changes
+    stamp = "\n".join(wanted(top)) + "\n"  # re-extract when the version or list changes
     if (tree / ".wanted").exists() and (tree / ".wanted").read_text() == stamp:
-        return tree / TOP
-    debs = sorted(src.glob(f"{PACKAGE}_*.deb"))
+        return tree / top
+    debs = sorted(src.glob(f"{package}_*.deb"))
     if not debs:
-        print(f"downloading {PACKAGE} from {RELEASE} into {src}", file=sys.stderr)
-        subprocess.run(["apt-get", "download", "-t", RELEASE, PACKAGE], cwd=src, check=True)
-        debs = sorted(src.glob(f"{PACKAGE}_*.deb"))
-    txz = src / "usr/src" / f"{PACKAGE}.tar.xz"
+        print(f"downloading {package} from unstable into {src}", file=sys.stderr)
+        apt_sid(src, "download", package, cwd=src)
+        debs = sorted(src.glob(f"{package}_*.deb"))
+    txz = src / "usr/src" / f"{package}.tar.xz"
     if not txz.exists():
         fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", str(src), f"./usr/src/{PACKAGE}.tar.xz"],
+        subprocess.run(["tar", "-x", "-C", str(src), f"./usr/src/{package}.tar.xz"],
                        stdin=fsys.stdout, check=True)
         if fsys.wait() != 0:
             sys.exit("dpkg-deb failed")
     tmp = src / "tree.partial"
     subprocess.run(["rm", "-rf", str(tmp)], check=True)
     tmp.mkdir()
-    subprocess.run(["tar", "-xJf", str(txz), "-C", str(tmp), "--wildcards", *WANTED], check=True)
+    subprocess.run(["tar", "-xJf", str(txz), "-C", str(tmp), "--wildcards", *wanted(top)],
+                   check=True)
     (tmp / ".wanted").write_text(stamp)
     subprocess.run(["rm", "-rf", str(tree)], check=True)
     tmp.rename(tree)
-    return tree / TOP
+    return tree / top
+
+
+def fetch_unistd() -> Path:
+    """The newest packaged kernel's own system call numbers: unistd_64.h and unistd_32.h
+    of unstable's linux-libc-dev, downloaded (lists refreshed at most daily) and extracted
+    under the cache; returns their directory. tests/tables.rs compares the tables with
+    them, so that a kernel with new calls shows as a failing test."""
+    src = cache_dir()
+    src.mkdir(parents=True, exist_ok=True)
+    stamp = src / "apt-sid" / "updated"
+    if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
+        apt_sid(src, "update")
+        stamp.touch()
+    debs = src / "libc-dev"
+    debs.mkdir(exist_ok=True)
+    apt_sid(src, "download", "linux-libc-dev", cwd=debs)
+    deb = max(debs.glob("linux-libc-dev_*.deb"), key=lambda p: p.stat().st_mtime)
+    out = src / "unistd" / deb.stem
+    if not (out / "unistd_64.h").exists():
+        tmp = out.with_name(out.name + ".partial")
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        tmp.mkdir(parents=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], check=True)
+        for name in ("unistd_64.h", "unistd_32.h"):
+            found = sorted(tmp.glob(f"root/**/x86/asm/{name}")) or sorted(
+                tmp.glob(f"root/**/x86_64-linux-gnu/asm/{name}"))
+            if not found:
+                sys.exit(f"gen-prototypes: no x86 {name} in {deb.name}")
+            (tmp / name).write_bytes(found[0].read_bytes())
+        subprocess.run(["rm", "-rf", str(tmp / "root"), str(out)], check=True)
+        tmp.rename(out)
+    return out
+
+
+def release_of(root: Path) -> str:
+    """`X.Y` from the tree's Makefile."""
+    text = (root / "Makefile").read_text(errors="replace")
+    v = re.search(r"^VERSION = (\d+)", text, flags=re.M)
+    p = re.search(r"^PATCHLEVEL = (\d+)", text, flags=re.M)
+    return f"{v.group(1)}.{p.group(1)}" if v and p else "?"
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,7 +467,7 @@ def generate(root: Path, arch: str) -> str:
             fallbacks.append(entry)
         lines.append(f"{nr} long {entry}({', '.join(args) if args else 'void'});")
     head = [
-        f"# Linux 6.12 {arch} system calls, generated by scripts/gen-prototypes.py from",
+        f"# Linux {release_of(root)} {arch} system calls, generated by scripts/gen-prototypes.py from",
         f"# {table} and the kernel's SYSCALL_DEFINEs / include/linux/syscalls.h.",
         "# Do not edit: rerun the script. Format: PANDA syscalls2 prototypes.",
         "# Prototypes come from include/linux/syscalls.h, or from SYSCALL_DEFINEn where the",
@@ -379,7 +483,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tree", type=Path, help="an extracted kernel tree (skips the download)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "prototypes")
+    ap.add_argument("--unistd", action="store_true",
+                    help="only fetch the newest kernel's unistd headers and print their directory")
     a = ap.parse_args()
+    if a.unistd:
+        print(fetch_unistd())
+        return
     root = a.tree or fetch_tree()
     a.out.mkdir(parents=True, exist_ok=True)
     for arch in ("x64", "x86"):

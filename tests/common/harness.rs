@@ -47,6 +47,9 @@ pub enum Prereq {
     Browser,
     /// A small tmpfs can be mounted (root), for a full disk.
     Tmpfs,
+    /// The newest packaged kernel's unistd headers (`scripts/gen-prototypes.py
+    /// --unistd`, from Debian unstable's linux-libc-dev).
+    Unistd,
 }
 
 use Prereq::*;
@@ -210,7 +213,7 @@ fn required(p: Option<Prereq>) -> Option<String> {
         return Some("CI=true".to_string());
     }
     let var = match p? {
-        Qemu | Plugin | Kernel(_) | Pahole | Tmpfs => "VMI_REQUIRE_LAB",
+        Qemu | Plugin | Kernel(_) | Pahole | Tmpfs | Unistd => "VMI_REQUIRE_LAB",
         Shared => "VMI_REQUIRE_SHARED",
         Dbg(_) => "VMI_REQUIRE_DBG",
         Browser => "VMI_REQUIRE_BROWSER",
@@ -240,6 +243,20 @@ fn check(p: Prereq) -> Result<PathBuf, String> {
             Ok(path)
         }
         Kernel(name) => kernel(name),
+        Unistd => {
+            let out = Command::new("python3")
+                .arg(super::root().join("scripts/gen-prototypes.py"))
+                .arg("--unistd")
+                .output()
+                .map_err(|e| format!("python3: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "cannot fetch the newest kernel's unistd headers: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        }
         Tmpfs => {
             let dir = std::env::temp_dir().join(format!("vmi-tmpfs-check-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
