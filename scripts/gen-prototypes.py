@@ -251,6 +251,41 @@ def fetch_unistd() -> Path:
     return out
 
 
+def fetch_newest_image() -> Path:
+    """The newest amd64 kernel image Debian has: unstable's linux-binary-unsigned-X-amd64
+    (the bzImage, lib/modules/<release>/vmlinuz.unsigned), downloaded once per version;
+    returns the image's path. tests/kernelinfo_gen.rs generates its kernelinfo."""
+    src = cache_dir()
+    src.mkdir(parents=True, exist_ok=True)
+    stamp = src / "apt-sid" / "updated"
+    if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
+        apt_sid(src, "update")
+        stamp.touch()
+    found = re.findall(r"^(linux-binary-unsigned-([0-9][^ ]*)-amd64) ",
+                       apt_sid(src, "search", "^linux-binary-unsigned-[0-9].*-amd64$"), flags=re.M)
+    if not found:
+        sys.exit("gen-prototypes: unstable has no linux-binary-unsigned-*-amd64 package")
+    key = lambda f: [int(x) for x in re.findall(r"\d+", f[1])]
+    package = max(found, key=key)[0]
+    out = src / "image" / package
+    images = sorted(out.glob("lib/modules/*/vmlinuz*")) + sorted(out.glob("usr/lib/modules/*/vmlinuz*"))
+    if not images:
+        debs = src / "image-debs"
+        debs.mkdir(exist_ok=True)
+        apt_sid(src, "download", package, cwd=debs)
+        deb = max(debs.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+        tmp = out.with_name(out.name + ".partial")
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        tmp.mkdir(parents=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        tmp.rename(out)
+        images = sorted(out.glob("lib/modules/*/vmlinuz*")) + sorted(out.glob("usr/lib/modules/*/vmlinuz*"))
+    if not images:
+        sys.exit(f"gen-prototypes: no vmlinuz in {package}")
+    return images[0]
+
+
 def release_of(root: Path) -> str:
     """`X.Y` from the tree's Makefile."""
     text = (root / "Makefile").read_text(errors="replace")
@@ -485,9 +520,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "prototypes")
     ap.add_argument("--unistd", action="store_true",
                     help="only fetch the newest kernel's unistd headers and print their directory")
+    ap.add_argument("--newest-image", action="store_true",
+                    help="only fetch the newest amd64 kernel image and print its path")
     a = ap.parse_args()
     if a.unistd:
         print(fetch_unistd())
+        return
+    if a.newest_image:
+        print(fetch_newest_image())
         return
     root = a.tree or fetch_tree()
     a.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,11 @@
 //! With `CONFIG_KALLSYMS_ABSOLUTE_PERCPU` (x86_64 SMP) an offset ≥ 0 is an absolute value
 //! (per-CPU symbols: small offsets in the per-CPU area) and a negative one means
 //! `relative_base - 1 - offset`; otherwise every address is `relative_base + (u32)offset`.
+//!
+//! Newer kernels (Debian's 7.2) have no `kallsyms_relative_base`: each offset is relative to
+//! its own place (`offset_to_ptr(&kallsyms_offsets[i])`), so a symbol's address is the
+//! link-time address of its entry plus the entry. That needs the image's file-offset →
+//! address map, which [`find`] takes from its caller.
 
 use std::collections::HashMap;
 
@@ -201,8 +206,9 @@ fn decode_names(
 }
 
 /// Finds and decodes the kallsyms tables in an ELF vmlinux's bytes. `ptr` is the pointer
-/// size (8 or 4).
-pub fn find(d: &[u8], ptr: usize) -> Result<Kallsyms> {
+/// size (8 or 4); `va_of` gives the link-time address of a file offset, where the file
+/// maps one (for place-relative offsets).
+pub fn find(d: &[u8], ptr: usize, va_of: &dyn Fn(usize) -> Option<u64>) -> Result<Kallsyms> {
     let tables = token_tables(d);
     if tables.is_empty() {
         return Err(GenError::Kallsyms(
@@ -217,9 +223,14 @@ pub fn find(d: &[u8], ptr: usize) -> Result<Kallsyms> {
                 from = m;
                 match names_before(d, m, &markers, &t.tokens, ptr) {
                     Some((names, count_at)) => {
-                        return offsets(d, &names, count_at, t.index + 512, ptr).map_err(|e| {
-                            GenError::Kallsyms(format!("{} names decoded, but {e}", names.len()))
-                        });
+                        return offsets(d, &names, count_at, t.index + 512, ptr, va_of).map_err(
+                            |e| {
+                                GenError::Kallsyms(format!(
+                                    "{} names decoded, but {e}",
+                                    names.len()
+                                ))
+                            },
+                        );
                     }
                     None => {
                         why = format!(
@@ -277,6 +288,7 @@ fn offsets(
     count_at: usize,
     index_end: usize,
     ptr: usize,
+    va_of: &dyn Fn(usize) -> Option<u64>,
 ) -> Result<Kallsyms> {
     let n = names.len();
     let read_ptr = |at: usize| {
@@ -337,19 +349,61 @@ fn offsets(
         if unsorted > n / 100 + 1 {
             continue;
         }
-        let mut symbols = HashMap::with_capacity(n);
-        for (name, addr) in names.iter().zip(addrs) {
-            let mut chars = name.chars();
-            let kind = chars.next().unwrap_or('?');
-            symbols
-                .entry(chars.as_str().to_owned())
-                .or_insert((kind, addr));
+        return Ok(table(names, addrs));
+    }
+    // No base: offsets relative to their own place, the array ending at the count or
+    // starting after the token index.
+    let mut starts = Vec::new();
+    for end in [count_at, count_at / ptr * ptr] {
+        if let Some(start) = end.checked_sub(4 * n) {
+            starts.push(start);
         }
-        return Ok(Kallsyms { symbols, count: n });
+    }
+    starts.extend([align_up(index_end, 4), align_up(index_end, ptr)]);
+    for start in starts {
+        let (Some(raw), Some(va)) = (d.get(start..start + 4 * n), va_of(start)) else {
+            continue;
+        };
+        let addrs: Vec<u64> = raw
+            .chunks_exact(4)
+            .enumerate()
+            .map(|(i, c)| {
+                let o = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                va.wrapping_add(4 * i as u64).wrapping_add(o as i64 as u64)
+            })
+            .collect();
+        let in_kernel = |a: &u64| {
+            if ptr == 8 {
+                a >> 47 == 0x1_ffff
+            } else {
+                *a >= 0x8000_0000
+            }
+        };
+        let unsorted = addrs.windows(2).filter(|w| w[1] < w[0]).count();
+        if unsorted > n / 100 + 1 || addrs.iter().filter(|a| !in_kernel(a)).count() > n / 100 + 1 {
+            continue;
+        }
+        return Ok(table(names, addrs));
     }
     Err(GenError::Kallsyms(
-        "no kallsyms_offsets/kallsyms_relative_base found (absolute kallsyms_addresses are not supported)".into(),
+        "no kallsyms_offsets found: neither relative to kallsyms_relative_base nor to their own place (absolute kallsyms_addresses are not supported)".into(),
     ))
+}
+
+/// The symbol table of `names` (nm type first) at `addrs`.
+fn table(names: &[String], addrs: Vec<u64>) -> Kallsyms {
+    let mut symbols = HashMap::with_capacity(names.len());
+    for (name, addr) in names.iter().zip(addrs) {
+        let mut chars = name.chars();
+        let kind = chars.next().unwrap_or('?');
+        symbols
+            .entry(chars.as_str().to_owned())
+            .or_insert((kind, addr));
+    }
+    Kallsyms {
+        symbols,
+        count: names.len(),
+    }
 }
 
 #[cfg(test)]
@@ -358,12 +412,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(find(b"", 8).is_err());
-        assert!(find(&[0u8; 4096], 8).is_err());
+        assert!(find(b"", 8, &|_| None).is_err());
+        assert!(find(&[0u8; 4096], 8, &|_| None).is_err());
         let digits: Vec<u8> = (b'0'..=b'9').flat_map(|c| [c, 0]).collect();
         let mut d = vec![b'a'; 100];
         d.extend_from_slice(&digits);
-        assert!(find(&d, 8).is_err());
+        assert!(find(&d, 8, &|_| None).is_err());
     }
 
     /// A synthetic table in the 6.12 order decodes.
@@ -382,6 +436,17 @@ mod tests {
     /// Builds a table of 1100 symbols, `seqs` non-zero bytes before the token table, and
     /// decodes it.
     fn synthetic(seqs: usize) {
+        synthetic_with(seqs, false)
+    }
+
+    /// As Debian's 7.2: no `kallsyms_relative_base`, each offset relative to its own
+    /// place (the file mapped at 0xffffffff82000000).
+    #[test]
+    fn synthetic_place_relative_table() {
+        synthetic_with(0, true);
+    }
+
+    fn synthetic_with(seqs: usize, place_relative: bool) {
         let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
         tokens[0] = b"in".to_vec();
         tokens[1] = b"it_".to_vec();
@@ -437,20 +502,36 @@ mod tests {
             d.extend_from_slice(&i.to_le_bytes());
         }
         let base = 0xffff_ffff_8100_0000u64;
-        for i in 0..1100i32 {
-            let o: i32 = if i == 0 { 0x1000 } else { -1 - i * 16 };
-            d.extend_from_slice(&o.to_le_bytes());
+        let mapped = 0xffff_ffff_8200_0000u64;
+        let va_of = |off: usize| Some(mapped + off as u64);
+        if place_relative {
+            // Symbol i at base + i * 16, written relative to its own entry.
+            let at = d.len();
+            for i in 0..1100u64 {
+                let entry = mapped + (at as u64) + 4 * i;
+                let o = (base + i * 16).wrapping_sub(entry) as i64 as i32;
+                d.extend_from_slice(&o.to_le_bytes());
+            }
+        } else {
+            for i in 0..1100i32 {
+                let o: i32 = if i == 0 { 0x1000 } else { -1 - i * 16 };
+                d.extend_from_slice(&o.to_le_bytes());
+            }
+            d.extend_from_slice(&base.to_le_bytes());
         }
-        d.extend_from_slice(&base.to_le_bytes());
         d.extend_from_slice(&[0; 64]);
-        let k = find(&d, 8).unwrap();
+        let k = find(&d, 8, &va_of).unwrap();
         assert_eq!(k.count, 1100);
-        assert_eq!(k.get("init_s0"), Some(0x1000));
+        if place_relative {
+            assert_eq!(k.get("init_s0"), Some(base));
+        } else {
+            assert_eq!(k.get("init_s0"), Some(0x1000));
+        }
         assert_eq!(k.kind("init_s0"), Some('D'));
         assert_eq!(k.get("init_s1099"), Some(base + 1099 * 16));
         // Truncations never panic.
         for cut in (0..d.len()).step_by(97) {
-            let _ = find(&d[..cut], 8);
+            let _ = find(&d[..cut], 8, &va_of);
         }
     }
 }

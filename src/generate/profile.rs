@@ -265,7 +265,7 @@ impl Builder<'_> {
 /// Builds the group of a parsed ELF vmlinux with its type information.
 pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Result<KernelInfo> {
     let ptr = if elf.bits == 64 { 8 } else { 4 };
-    let kallsyms = match kallsyms::find(elf.data, ptr) {
+    let kallsyms = match kallsyms::find(elf.data, ptr, &|off| elf.addr_of_offset(off)) {
         Ok(k) => Some(k),
         // A symbol file makes kallsyms optional.
         Err(_) if extra.is_some() => None,

@@ -50,6 +50,9 @@ pub enum Prereq {
     /// The newest packaged kernel's unistd headers (`scripts/gen-prototypes.py
     /// --unistd`, from Debian unstable's linux-libc-dev).
     Unistd,
+    /// The newest amd64 kernel image Debian has (`scripts/gen-prototypes.py
+    /// --newest-image`, unstable's linux-binary-unsigned).
+    NewestImage,
 }
 
 use Prereq::*;
@@ -213,7 +216,7 @@ fn required(p: Option<Prereq>) -> Option<String> {
         return Some("CI=true".to_string());
     }
     let var = match p? {
-        Qemu | Plugin | Kernel(_) | Pahole | Tmpfs | Unistd => "VMI_REQUIRE_LAB",
+        Qemu | Plugin | Kernel(_) | Pahole | Tmpfs | Unistd | NewestImage => "VMI_REQUIRE_LAB",
         Shared => "VMI_REQUIRE_SHARED",
         Dbg(_) => "VMI_REQUIRE_DBG",
         Browser => "VMI_REQUIRE_BROWSER",
@@ -243,20 +246,8 @@ fn check(p: Prereq) -> Result<PathBuf, String> {
             Ok(path)
         }
         Kernel(name) => kernel(name),
-        Unistd => {
-            let out = Command::new("python3")
-                .arg(super::root().join("scripts/gen-prototypes.py"))
-                .arg("--unistd")
-                .output()
-                .map_err(|e| format!("python3: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "cannot fetch the newest kernel's unistd headers: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        }
+        Unistd => newest("--unistd", "the newest kernel's unistd headers"),
+        NewestImage => newest("--newest-image", "the newest kernel image"),
         Tmpfs => {
             let dir = std::env::temp_dir().join(format!("vmi-tmpfs-check-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -351,4 +342,21 @@ fn browser() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
         .find(|p| p.is_file())
+}
+
+/// What `scripts/gen-prototypes.py <flag>` fetches from Debian unstable (`what`), by the
+/// path it prints.
+fn newest(flag: &str, what: &str) -> Result<PathBuf, String> {
+    let out = Command::new("python3")
+        .arg(super::root().join("scripts/gen-prototypes.py"))
+        .arg(flag)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot fetch {what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
