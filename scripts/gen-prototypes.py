@@ -219,17 +219,23 @@ def fetch_tree() -> Path:
     return tree / top
 
 
-def fetch_unistd() -> Path:
-    """The newest packaged kernel's own system call numbers: unistd_64.h and unistd_32.h
-    of unstable's linux-libc-dev, downloaded (lists refreshed at most daily) and extracted
-    under the cache; returns their directory. tests/tables.rs compares the tables with
-    them, so that a kernel with new calls shows as a failing test."""
+def fresh_sid_lists() -> Path:
+    """The cache directory, with unstable's package lists refreshed at most daily."""
     src = cache_dir()
     src.mkdir(parents=True, exist_ok=True)
     stamp = src / "apt-sid" / "updated"
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
         apt_sid(src, "update")
         stamp.touch()
+    return src
+
+
+def fetch_unistd() -> Path:
+    """The newest packaged kernel's own system call numbers: unistd_64.h and unistd_32.h
+    of unstable's linux-libc-dev, downloaded (lists refreshed at most daily) and extracted
+    under the cache; returns their directory. tests/tables.rs compares the tables with
+    them, so that a kernel with new calls shows as a failing test."""
+    src = fresh_sid_lists()
     debs = src / "libc-dev"
     debs.mkdir(exist_ok=True)
     apt_sid(src, "download", "linux-libc-dev", cwd=debs)
@@ -255,12 +261,7 @@ def fetch_newest_image() -> Path:
     """The newest amd64 kernel image Debian has: unstable's linux-binary-unsigned-X-amd64
     (the bzImage, lib/modules/<release>/vmlinuz.unsigned), downloaded once per version;
     returns the image's path. tests/kernelinfo_gen.rs generates its kernelinfo."""
-    src = cache_dir()
-    src.mkdir(parents=True, exist_ok=True)
-    stamp = src / "apt-sid" / "updated"
-    if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
-        apt_sid(src, "update")
-        stamp.touch()
+    src = fresh_sid_lists()
     found = re.findall(r"^(linux-binary-unsigned-([0-9][^ ]*)-amd64) ",
                        apt_sid(src, "search", "^linux-binary-unsigned-[0-9].*-amd64$"), flags=re.M)
     if not found:

@@ -133,6 +133,11 @@ fn group_chosen_by_banner() {
         plugin_args: vec![format!("conf={}", all.display())],
         ..Boot::default()
     });
+    chose_the_612_group(&run);
+}
+
+/// The run picked the 6.12 group by its banner, and what it saw matches /proc.
+fn chose_the_612_group(run: &common::Run) {
     let ready = run.of_type("kernel_ready");
     assert!(
         ready[0]["group"]
@@ -142,8 +147,8 @@ fn group_chosen_by_banner() {
         "{}",
         ready[0]
     );
-    check_kernel_ready(&run, true);
-    check_against_proc(&run);
+    check_kernel_ready(run, true);
+    check_against_proc(run);
 }
 
 /// Under KPTI (amd64, a Meltdown-affected CPU model) the banner is in kernel memory that
@@ -162,17 +167,8 @@ fn group_chosen_by_banner_under_kpti() {
     });
     let ready = run.of_type("kernel_ready");
     if common::checks::plugin_api(&run) >= 5 {
-        assert!(
-            ready[0]["group"]
-                .as_str()
-                .unwrap()
-                .starts_with("debian:6.12"),
-            "{}",
-            ready[0]
-        );
         assert_eq!(ready[0]["kpti"], true, "{}", run.dir.display());
-        check_kernel_ready(&run, true);
-        check_against_proc(&run);
+        chose_the_612_group(&run);
     } else {
         assert!(ready.is_empty(), "API 4 under KPTI: {}", run.dir.display());
         run.assert_finished();

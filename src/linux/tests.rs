@@ -524,13 +524,16 @@ fn a_group_that_fits_passes_the_checks() {
 #[test]
 fn random_offsets_never_invent_processes() {
     let (b, running) = bash_running();
-    let truth: Vec<u32> = Linux::new(&b.mem, &b.info, running)
-        .processes()
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let pids = |linux: &Linux<'_>| -> Vec<u32> {
+        linux
+            .processes()
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| p.pid)
+            .collect()
+    };
+    let truth = pids(&Linux::new(&b.mem, &b.info, running));
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |below: u64| {
         seed ^= seed << 13;
@@ -562,14 +565,11 @@ fn random_offsets_never_invent_processes() {
             Err(_) => refused += 1,
             Ok(()) => {
                 passed += 1;
-                let pids: Vec<u32> = linux
-                    .processes()
-                    .unwrap()
-                    .items
-                    .iter()
-                    .map(|p| p.pid)
-                    .collect();
-                assert_eq!(pids, truth, "a group that passed invented processes");
+                assert_eq!(
+                    pids(&linux),
+                    truth,
+                    "a group that passed invented processes"
+                );
             }
         }
     }
