@@ -23,8 +23,8 @@ pub trait Host {
 
 /// The version to declare. Every QEMU from 9.2 to 11.0 accepts 4 (their minimum is
 /// lower), and behaves by its own version once installed; QEMU 11.1 accepts only 7,
-/// whose callbacks differ. 11.1 exports nothing that 11.0 lacks, so the release in
-/// QEMU's own version banner tells them apart, and only where `qemu_plugin_set_pc` (11.0
+/// whose callbacks differ. No exported function is known to tell the two apart, so the
+/// release in QEMU's own version banner does, and only where `qemu_plugin_set_pc` (11.0
 /// and later) says it may be needed. A QEMU older than API 4 gets one line here, and then
 /// QEMU's own refusal.
 pub fn declared_version(host: &dyn Host) -> i32 {
