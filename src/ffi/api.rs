@@ -54,11 +54,17 @@ extern "C" fn choose_version() {
 /// The QEMU executable this process runs.
 struct Executable;
 
+/// The address of the function `name` the QEMU executable exports, if it does.
+fn symbol(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: `dlsym` with RTLD_DEFAULT searches the global scope (the executable);
+    // `name` is NUL-terminated.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!f.is_null()).then_some(f)
+}
+
 impl Host for Executable {
     fn exports(&self, name: &CStr) -> bool {
-        // SAFETY: `dlsym` with RTLD_DEFAULT searches the global scope (the executable);
-        // `name` is NUL-terminated.
-        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }.is_null()
+        symbol(name).is_some()
     }
 
     fn release(&self) -> Option<(u32, u32)> {
@@ -82,7 +88,8 @@ fn for_each_readonly_segment(mut f: impl FnMut(&[u8])) {
     ) -> c_int {
         // SAFETY: the loader passes a valid `info` for the duration of the call; `data` is
         // the `&mut dyn FnMut` passed below. The first object is the main executable, whose
-        // PT_LOAD segments are mapped at `dlpi_addr + p_vaddr` for `p_memsz` bytes.
+        // PT_LOAD segments are mapped at `dlpi_addr + p_vaddr`, their first `p_filesz`
+        // bytes from the file.
         unsafe {
             let f = &mut *data.cast::<&mut dyn FnMut(&[u8])>();
             let info = &*info;
@@ -283,16 +290,11 @@ static OPTIONAL: OnceCell<Optional> = OnceCell::new();
 /// The optional functions this QEMU has (looked up once).
 pub fn optional() -> &'static Optional {
     OPTIONAL.get_or_init(|| {
-        let find = |name: &CStr| {
-            // SAFETY: see `Executable::exports`.
-            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-            (!f.is_null()).then_some(f)
-        };
         // SAFETY: each symbol, where present, is the API function of that name, whose C
         // signature the field's type spells (QEMU 10.1's and 11.1's headers).
         unsafe {
             Optional {
-                read_memory_hwaddr: find(c"qemu_plugin_read_memory_hwaddr")
+                read_memory_hwaddr: symbol(c"qemu_plugin_read_memory_hwaddr")
                     .map(|f| std::mem::transmute::<*mut c_void, _>(f)),
             }
         }

@@ -19,6 +19,7 @@ use std::thread::ThreadId;
 
 use parking_lot::Mutex;
 
+use crate::arch::Arch;
 use crate::arch::regs::{Reg, Registers};
 
 /// The host thread each vCPU started on.
@@ -58,7 +59,8 @@ pub fn executing(vcpu: u32, vcpus: usize, regs: &dyn Registers) -> u32 {
     if per_vcpu_ops_reliable() {
         return vcpu;
     }
-    let kernel_half = |r| regs.reg(r).filter(|&b| b >= 0xffff_8000_0000_0000);
+    // x86_64 only: an i386 kernel's per-CPU base is in no user-mode register.
+    let kernel_half = |r| regs.reg(r).filter(|&b| Arch::X86_64.is_kernel_address(b));
     let Some(base) = kernel_half(Reg::GsBase).or_else(|| kernel_half(Reg::KernelGsBase)) else {
         return vcpu;
     };

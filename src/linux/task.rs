@@ -214,11 +214,10 @@ pub fn split_argv(block: &[u8]) -> Vec<String> {
 /// the memory allows that ([`crate::mem::GuestMemory::read_in`]).
 fn argv(linux: &Linux<'_>, mm: u64, asid: Option<u64>) -> Option<Vec<String>> {
     let asid = asid?;
-    // KPTI pairs each kernel PGD with a user PGD one page up: compare without that bit.
     let live = linux
         .ctx
         .current_asid
-        .is_some_and(|live| (asid ^ live) & !0x1fff == 0);
+        .is_some_and(|live| crate::mem::paging::same_address_space(asid, live));
     let end_off = linux.info.mm.arg_end_offset?;
     let start = linux.read_ptr_at(mm, linux.info.mm.arg_start_offset).ok()?;
     let end = linux.read_ptr_at(mm, end_off).ok()?;

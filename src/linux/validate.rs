@@ -116,9 +116,8 @@ pub fn check(linux: &Linux<'_>) -> Result<(), Misfit> {
     let Some(running) = running else {
         return Err(Misfit::Current(current.pid));
     };
-    // KPTI pairs each kernel table root with a user one a page up: compare without it.
     if let (Some(ours), Some(cr3)) = (running.asid, linux.context().current_asid)
-        && (ours ^ cr3) & !0x1fff != 0
+        && !crate::mem::paging::same_address_space(ours, cr3)
     {
         return Err(Misfit::PageTables { ours, cr3 });
     }

@@ -36,6 +36,12 @@ const ADDR: u64 = 0x000f_ffff_ffff_f000;
 /// kernel allocates the two as one 8 KiB block, user half second.
 pub const KPTI_USER_BIT: u64 = 0x1000;
 
+/// Whether the table roots `a` and `b` (asids: physical addresses of top tables) belong
+/// to one address space: equal, or the two halves of one KPTI pair.
+pub fn same_address_space(a: u64, b: u64) -> bool {
+    (a ^ b) & !(KPTI_USER_BIT | 0xfff) == 0
+}
+
 impl Paging {
     /// The format an `arch` vCPU uses with CR4 = `cr4`.
     pub fn x86(arch: Arch, cr4: u64) -> Paging {
@@ -304,6 +310,14 @@ mod tests {
         let two = Paging::x86(Arch::I386, 0);
         assert_eq!(two.translate(&ram, 0x8000, 0xc041_2345), Ok(0x0081_2345));
         assert!(two.translate(&ram, 0x8000, 0x1000).is_err());
+    }
+
+    #[test]
+    fn a_kpti_pair_is_one_address_space() {
+        assert!(same_address_space(0x4000_0000, 0x4000_1000));
+        assert!(same_address_space(0x4000_1000, 0x4000_0000));
+        assert!(!same_address_space(0x4000_0000, 0x4000_2000));
+        assert!(!same_address_space(0x4000_0000, 0x5000_0000));
     }
 
     #[test]

@@ -311,9 +311,10 @@ impl KernelView {
         self.user_readable.get().copied()
     }
 
-    /// Whether the kernel's user-mode page tables leave it unmapped (KPTI), once
-    /// [`KernelView::readable_from_user`] has decided.
-    pub fn kpti(&self) -> Option<bool> {
+    /// Whether the kernel's user-mode page tables leave it unmapped (KPTI), decided with
+    /// [`KernelView::readable_from_user`] (on `cpu`, if not yet).
+    pub fn kpti(&self, cpu: &dyn Vcpu) -> Option<bool> {
+        self.readable_from_user(cpu)?;
         self.kpti.get().copied()
     }
 

@@ -467,10 +467,7 @@ impl Plugin {
                     group: kernel.group().to_string(),
                     kaslr_slide: records::hex(ctx.kaslr_slide),
                     page_offset: records::hex(ctx.page_offset),
-                    kpti: {
-                        kernel.readable_from_user(cpu);
-                        kernel.kpti() == Some(true)
-                    },
+                    kpti: kernel.kpti(cpu) == Some(true),
                     banner_matches: kernel.banner_matches(cpu),
                 }),
             );

@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use super::tracer::Finished;
-
-/// The bit in which KPTI's user-mode page-table root differs from the kernel-mode one of
-/// the same address space (the two tables are allocated together, the user one second).
-const KPTI_USER_BIT: u64 = 0x1000;
+use crate::mem::paging::KPTI_USER_BIT;
 
 /// The calls waiting to be named, with their address spaces.
 #[derive(Debug, Default)]

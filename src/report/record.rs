@@ -270,8 +270,6 @@ pub struct Parsed {
     pub type_name: String,
     /// Its `icount`.
     pub icount: Option<u64>,
-    /// The vCPU of its `icount`.
-    pub vcpu: Option<u32>,
     /// Unknown top-level fields, for a warning.
     pub unknown_fields: Vec<String>,
 }
@@ -444,14 +442,11 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or("\"icount\" is not a number")?),
     };
-    let vcpu = match m.remove(vcpu_key) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or("\"vcpu\" is not a vCPU number")?,
-        ),
-    };
+    if let Some(v) = m.remove(vcpu_key).filter(|v| !v.is_null())
+        && v.as_u64().and_then(|n| u32::try_from(n).ok()).is_none()
+    {
+        return Err("\"vcpu\" is not a vCPU number".to_string());
+    }
     let known: &[&str] = match ty.as_str() {
         "syscall" => SYSCALL_FIELDS,
         "process_start" | "process_exec" | "process_end" | "thread_start" | "thread_end" => {
@@ -487,7 +482,6 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
         record,
         type_name: ty,
         icount,
-        vcpu,
         unknown_fields,
     })
 }
