@@ -128,34 +128,10 @@ def cache_dir() -> Path:
 
 
 def debian_uri() -> str:
-    """The Debian archive the machine's apt sources name (one-line or deb822 format):
-    the entry for the host's own release with component main, not the security archive."""
-    codename = ""
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            codename = line.split("=", 1)[1].strip().strip('"')
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for f in files:
-        if not f.is_file() or f.suffix not in ("", ".list", ".sources"):
-            continue
-        text = f.read_text(errors="replace")
-        entries = []
-        for line in text.splitlines():  # one-line format
-            w = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-            if len(w) >= 4 and w[0] == "deb":
-                entries.append(([w[1]], [w[2]], w[3:]))
-        for stanza in re.split(r"\n\s*\n", text):  # deb822
-            fields = dict(re.findall(r"^(\w[\w-]*):[ \t]*(.*)$", stanza, flags=re.M))
-            if "URIs" in fields and fields.get("Enabled", "yes") != "no":
-                entries.append((fields["URIs"].split(), fields.get("Suites", "").split(),
-                                fields.get("Components", "").split()))
-        for uris, suites, comps in entries:
-            if codename in suites and "main" in comps:
-                for uri in uris:
-                    if "security" not in uri:
-                        return uri.rstrip("/")
-    sys.exit(f"gen-prototypes: no apt entry for '{codename} main' in /etc/apt: cannot find "
-             "the Debian archive")
+    """The Debian archive the machine's apt sources name (lab/lab reads them)."""
+    lab = Path(__file__).resolve().parent.parent / "lab" / "lab"
+    out = subprocess.run([str(lab), "debian-uri"], check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip()
 
 
 def apt_sid(src: Path, *args: str, cwd: Path | None = None) -> str:

@@ -469,16 +469,14 @@ fn guest_kallsyms(name: &'static str) -> (HashMap<String, u64>, String) {
          (scripts/guest-kallsyms {name} refreshes the fixture)"
     );
     let dir = common::tempdir(&format!("{name}-kallsyms"));
-    let out = Command::new(common::root().join("lab/lab"))
-        .args(["boot", name, "kallsyms", "--no-plugin", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("run lab/lab");
-    assert!(
-        out.status.success(),
-        "lab/lab boot {name} kallsyms failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::lab([
+        std::ffi::OsStr::new("boot"),
+        name.as_ref(),
+        "kallsyms".as_ref(),
+        "--no-plugin".as_ref(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
     let run = common::load(&dir);
     assert!(
         run.truth.complete,

@@ -27,19 +27,26 @@ pub fn qemu_binary(name: &str) -> PathBuf {
         .filter(|v| !v.is_empty() && v != "10")
     {
         None => PathBuf::from(name),
-        Some(version) => {
-            let out = Command::new(root().join("lab/lab"))
-                .args(["qemu", &version])
-                .output()
-                .expect("run lab/lab qemu");
-            assert!(
-                out.status.success(),
-                "lab/lab qemu {version}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name)
-        }
+        Some(version) => PathBuf::from(lab(["qemu", &version])).join(name),
     }
+}
+
+/// Runs `lab/lab ARGS`, which must succeed; its output, trimmed (most lab commands print
+/// one path).
+pub fn lab<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let args: Vec<S> = args.into_iter().collect();
+    let out = Command::new(root().join("lab/lab"))
+        .args(&args)
+        .output()
+        .expect("run lab/lab");
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(
+        out.status.success(),
+        "lab/lab {}: {}",
+        shown.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The repository root.
@@ -58,16 +65,7 @@ pub fn cache() -> PathBuf {
 
 /// Fetches (if needed) a lab kernel and returns its `uname -r`.
 pub fn kernel_release(kernel: &str) -> String {
-    let out = Command::new(root().join("lab/lab"))
-        .args(["kernel", kernel])
-        .output()
-        .expect("run lab/lab kernel");
-    assert!(
-        out.status.success(),
-        "lab/lab kernel {kernel}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let dir = PathBuf::from(lab(["kernel", kernel]));
     std::fs::read_to_string(dir.join("release"))
         .expect("release file")
         .trim()
@@ -77,16 +75,7 @@ pub fn kernel_release(kernel: &str) -> String {
 /// The kernelinfo file of a lab kernel as apt resolves it now (`lab/lab conf`): the
 /// checked-in one, or one generated for a newer Debian kernel.
 pub fn lab_conf(kernel: &str) -> PathBuf {
-    let out = Command::new(root().join("lab/lab"))
-        .args(["conf", kernel])
-        .output()
-        .expect("run lab/lab conf");
-    assert!(
-        out.status.success(),
-        "lab/lab conf {kernel}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    PathBuf::from(lab(["conf", kernel]))
 }
 
 /// Why the release build of the plugin would test old code, if it would: a source it is
