@@ -168,6 +168,17 @@ impl Options {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Options::parse_with(args, &[])
+    }
+
+    /// [`Options::parse`] for a plugin built on vmi that has its own keys (`plugin_keys`,
+    /// name and what it is for): they are not parsed here, but an unknown key's message
+    /// lists them with vmi's.
+    pub fn parse_with<I, S>(args: I, plugin_keys: &[(&str, &str)]) -> Result<Options, ArgsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut options = Options::default();
         let mut seen: Vec<String> = Vec::new();
         for arg in args {
@@ -185,9 +196,14 @@ impl Options {
                 expected,
             };
             let Some(k) = Key::named(key) else {
+                let mut known = Key::names();
+                for (name, _) in plugin_keys {
+                    known.push_str(", ");
+                    known.push_str(name);
+                }
                 return Err(ArgsError::UnknownKey {
                     key: key.to_string(),
-                    known: Key::names(),
+                    known,
                 });
             };
             let non_empty = || {

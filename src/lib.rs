@@ -13,11 +13,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod arch;
 pub mod args;
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod eventlog;
 pub mod events;
 pub mod generate;
 pub mod linux;
@@ -34,6 +36,11 @@ pub mod syscalls;
 #[cfg(not(test))]
 #[allow(unsafe_code)]
 mod ffi;
+
+/// What [`export_plugin!`] calls: QEMU's install, for a plugin built on vmi.
+#[cfg(not(test))]
+#[doc(hidden)]
+pub use ffi::install;
 
 /// The plugin's version, as recorded in every run's `run_start` record.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,6 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use once_cell::sync::OnceCell;
 
+use crate::api::{Built, PluginArgs};
 use crate::plugin::{Hook, MachineInfo, Plugin};
 
 use memory::{QemuCpu, TranslatedPage};
@@ -46,20 +47,23 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
-/// QEMU's install hook: parse the arguments, validate them, open the log and register
-/// callbacks. A non-zero return makes QEMU refuse the plugin and exit with a message;
-/// the reason is printed on one line before that.
+/// QEMU's install hook, for the plugin [`crate::export_plugin!`] makes: parse the
+/// arguments (vmi's and the plugin's `keys`), validate them, make the analyses with
+/// `build` and register callbacks. A non-zero return makes QEMU refuse the plugin and
+/// exit with a message; the reason is printed on one line before that.
 ///
 /// # Safety
-/// Called by QEMU with a valid `info` for the duration of the call and `argc` valid C
-/// strings in `argv`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn qemu_plugin_install(
+/// Called by QEMU with a valid `info` (a `qemu_info_t`) for the duration of the call and
+/// `argc` valid C strings in `argv`.
+pub unsafe fn install(
     id: api::qemu_plugin_id_t,
-    info: *const api::qemu_info_t,
+    info: *const c_void,
     argc: c_int,
     argv: *const *const c_char,
+    keys: &[(&str, &str)],
+    build: fn(&PluginArgs) -> Built,
 ) -> c_int {
+    let info = info.cast::<api::qemu_info_t>();
     let installed = guarded("qemu_plugin_install", || {
         // SAFETY: QEMU passes `argc` valid, NUL-terminated strings in `argv`.
         let args = (0..argc.max(0) as usize)
@@ -93,7 +97,10 @@ pub unsafe extern "C" fn qemu_plugin_install(
             }
         };
         init_logging(&args);
-        let plugin = Plugin::install(args, machine).map_err(|err| err.to_string())?;
+        let parsed = PluginArgs::parse(&args, keys).map_err(|e| e.to_string())?;
+        let plugin = Plugin::install(parsed.options.clone(), args, machine)
+            .map_err(|err| err.to_string())?;
+        plugin.add(build(&parsed)?).map_err(|e| e.to_string())?;
         if plugin.options().icount {
             icount::enable();
         }

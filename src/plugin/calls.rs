@@ -102,14 +102,14 @@ impl Plugin {
             kernel::await_entry(kind);
         }
         self.choose_group(cpu);
-        if self.kernel().is_none() && !self.tracer.logs_anything() {
+        if self.kernel().is_none() && !self.tracer().follows_any() {
             // Loaded without introspection and without logging: counting is all.
             return;
         }
         let Some(abi) = abi else {
             return;
         };
-        let call = self.tracer.read_call(abi, cpu, pc);
+        let call = self.tracer().read_call(abi, cpu, pc);
         if !self.deferred_to_kernel(cpu) {
             let d = Deferred {
                 call,
@@ -127,13 +127,13 @@ impl Plugin {
         let known = follows
             && self
                 .switched_task(cpu)
-                .is_some_and(|t| self.tracer.knows(t));
+                .is_some_and(|t| self.tracer().knows(t));
         let stack = (!follows).then(|| self.stack_key(cpu));
         let d = Deferred {
             call,
             stack,
             shift: Some(
-                self.tracer
+                self.tracer()
                     .shifts()
                     .of(cpu, follows, pc, || running_shift(cpu, pc)),
             ),
@@ -178,14 +178,18 @@ impl Plugin {
             Arch::I386 => Reg::Rdx,
         };
         if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
-            slot.store(task, Ordering::Relaxed);
+            let old = slot.swap(task, Ordering::Relaxed);
             self.task_switches.fetch_add(1, Ordering::Relaxed);
+            if self.consumers().union().task_changes {
+                self.consumers()
+                    .task_change(&self.ctx(Some(cpu), Some(true)), old, task);
+            }
             // The thread switched in may have a call to return from.
             cpu.skip_returns(false);
             // The thread switched out may be blocked in a call: it may return elsewhere.
             // (Kernel mode, but nothing completed here needs the kernel: only calls of
             // threads past the matcher's limit are dropped.)
-            self.tracer
+            self.tracer()
                 .switched_out(cpu, &mut |done| self.emit(done, cpu, None));
         }
     }
@@ -224,7 +228,7 @@ impl Plugin {
         if d.call.effects().any(Effects::POWER)
             && let Some(linux) = linux()
         {
-            self.snapshot(cpu, &linux, &Reason::Reboot);
+            self.snapshot(cpu, in_kernel, &linux, &Reason::Reboot);
         }
         if readable && let (Some(kernel), Some(followed)) = (self.kernel(), self.switched_task(cpu))
         {
@@ -235,15 +239,15 @@ impl Plugin {
         // are skipped until this thread makes a followed call or another thread runs.
         let passes = self
             .switched_task(cpu)
-            .is_some_and(|task| self.tracer.passes_by(cpu, task, &d.call));
+            .is_some_and(|task| self.tracer().passes_by(cpu, task, &d.call));
         cpu.skip_returns(passes && self.kernel().is_some_and(KernelView::switches_settled));
         if passes {
             return;
         }
         let task = self.current_task(cpu, in_kernel);
         // Identities are remembered only once process events can be told of new threads.
-        let keep = self.events.is_none() || self.kernel_ready.load(Ordering::Relaxed);
-        let (who, fresh) = self.tracer.who(
+        let keep = self.events().is_none() || self.kernel_ready.load(Ordering::Relaxed);
+        let (who, fresh) = self.tracer().who(
             task,
             // Under KPTI, unless context switches are followed, the return point (user
             // mode) cannot know the task: the instruction then made a key by address space
@@ -260,12 +264,16 @@ impl Plugin {
                 self.emit(held, cpu, None);
             }
         }
-        if fresh {
-            self.first_seen(cpu, &who.thread, &linux);
-        }
         let kernel_mode = at.kernel_mode();
+        if fresh {
+            self.first_seen(cpu, kernel_mode, &who.thread, &linux);
+        }
+        if self.consumers().wants_entry(d.call.name()) {
+            self.consumers()
+                .syscall_enter(&self.ctx(Some(cpu), kernel_mode), &d.call, &who.thread);
+        }
         let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
-        self.tracer.enter(cpu, who, d.call, &shift, &mut |done| {
+        self.tracer().enter(cpu, who, d.call, &shift, &mut |done| {
             self.emit(done, cpu, kernel_mode)
         });
     }
@@ -278,14 +286,15 @@ impl Plugin {
     fn first_seen<'a>(
         &'a self,
         cpu: &dyn Vcpu,
+        kernel_mode: Option<bool>,
         thread: &ThreadInfo,
         linux: &dyn Fn() -> Option<Linux<'a>>,
     ) {
-        if let Some(events) = &self.events
+        if let Some(events) = self.events()
             && let Some(linux) = linux()
         {
             let caller = caller(thread);
-            self.track(cpu, events, |t| {
+            self.track(cpu, kernel_mode, events, |t| {
                 t.seen(&caller, || linux.current_process().ok())
             });
         }
@@ -300,7 +309,7 @@ impl Plugin {
             None => self.stack_key(cpu),
         };
         let kernel_mode = readable.then_some(false);
-        self.tracer.ret(
+        self.tracer().ret(
             cpu,
             pc,
             || running_address(cpu, pc),
@@ -350,22 +359,26 @@ impl Plugin {
     /// calls, or read when the kernel is `readable` here.
     fn returning_thread(&self, cpu: &dyn Vcpu, readable: bool) -> Option<ThreadInfo> {
         let task = self.returning_task(cpu, readable)?;
-        self.tracer.known(task).or_else(|| {
+        self.tracer().known(task).or_else(|| {
             let linux = readable.then(|| self.linux(cpu, false)).flatten()?;
             thread_info(&linux, task)
         })
     }
 
-    /// Writes a system call record and counts it. `cpu` is the vCPU it was made on, which
-    /// positions it under `icount=on` (positioned records go boxed: the packed form has
-    /// no position); `None` once the guest has stopped (no position).
-    pub(super) fn write_call(&self, record: SyscallRecord, cpu: Option<&dyn Vcpu>) {
+    /// Hands a completed call's record to the analyses that want it and counts it.
+    /// `cpu` is the vCPU it was made on; `None` once the guest has stopped (nothing can
+    /// be read, no position).
+    /// `kernel_mode` says whether the kernel can be read there (see [`Plugin::emit`]).
+    pub(super) fn write_call(
+        &self,
+        call: &RawCall,
+        record: &SyscallRecord,
+        cpu: Option<&dyn Vcpu>,
+        kernel_mode: Option<bool>,
+    ) {
         self.syscall_records.fetch_add(1, Ordering::Relaxed);
-        match cpu {
-            Some(cpu) if self.options.icount => self.write_at(cpu, record),
-            Some(_) => self.sink.write_frequent(&record),
-            None => self.sink.write(record),
-        }
+        self.consumers()
+            .syscall_return(&self.ctx(cpu, kernel_mode), call, record);
     }
 
     /// Logs a completed call, then the lifecycle events it causes.
@@ -373,7 +386,7 @@ impl Plugin {
     /// is (`None`: it cannot, a user-mode return under KPTI).
     fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
         if let Some(record) = done.record.take() {
-            self.write_call(record, Some(cpu));
+            self.write_call(&done.done.call, &record, Some(cpu), kernel_mode);
         }
         let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
         if exec || lifecycle::is_lifecycle_call(done.done.call.effects()) {
@@ -393,7 +406,7 @@ impl Plugin {
         exec: bool,
     ) {
         let effects = done.done.call.effects();
-        let needs_kernel = exec || (self.events.is_some() && lifecycle::reads_kernel(effects));
+        let needs_kernel = exec || (self.events().is_some() && lifecycle::reads_kernel(effects));
         let linux = kernel_mode
             .filter(|_| needs_kernel)
             .and_then(|in_kernel| self.linux(cpu, in_kernel));
@@ -402,23 +415,23 @@ impl Plugin {
             && let Some(linux) = linux
             && let Some(reason) = self.exec_snapshot_reason(linux)
         {
-            self.snapshot(cpu, linux, &reason);
+            self.snapshot(cpu, kernel_mode == Some(true), linux, &reason);
         }
-        let what = (self.events.is_some() || lifecycle::may_reap(effects))
+        let what = (self.events().is_some() || lifecycle::may_reap(effects))
             .then(|| lifecycle::of(&done, cpu, linux))
             .flatten();
         let reaped = match what {
             Some(Lifecycle::Reaped { child, .. }) => Some(child),
             _ => None,
         };
-        if let (Some(events), Some(what)) = (&self.events, what) {
+        if let (Some(events), Some(what)) = (self.events(), what) {
             let caller = caller(&done.thread);
-            self.track(cpu, events, |t| t.call(&caller, what));
+            self.track(cpu, kernel_mode, events, |t| t.call(&caller, what));
         }
         // A reaped process makes no more calls: what its threads left pending (blocked
         // when it was killed) is over, and is written now rather than at the end.
         if let Some(pid) = reaped {
-            self.tracer
+            self.tracer()
                 .process_gone(pid, &mut |gone| self.emit(gone, cpu, None));
         }
     }

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 
+use crate::api::{Analysis, Consumers, Ctx, Engine};
 use crate::arch::Arch;
 use crate::arch::regs::Reg;
 use crate::arch::x86::SyscallInsn;
@@ -46,8 +47,7 @@ use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
 use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
-use crate::output::{JsonlSink, Record};
-use crate::syscalls::{Abi, SyscallRecord};
+use crate::syscalls::Abi;
 
 pub use hook::Hook;
 use kernel::KernelView;
@@ -72,15 +72,37 @@ pub struct MachineInfo {
 /// System calls during which the plugin tries to choose a kernelinfo group by banner.
 const DETECT_BUDGET: u64 = 1000;
 
-/// The plugin: options, output, counters. Shared by all vCPU threads, so every field is
-/// either immutable after install or internally synchronised.
+/// Analyses waiting for the guest to start.
+struct Pending(Vec<Box<dyn Analysis>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} analyses", self.0.len())
+    }
+}
+
+/// What the engine does for the analyses of the run, fixed when the guest starts: the
+/// analyses, and the tracer and process events their union of interests needs.
+#[derive(Debug)]
+struct Wired {
+    consumers: Consumers,
+    tracer: Tracer,
+    events: Option<Mutex<Tracker>>,
+}
+
+/// The engine: follows the kernel, the system calls and the processes of the guest and
+/// hands what happens to the analyses ([`crate::api`]). Shared by all vCPU threads, so
+/// every field is either immutable after install or internally synchronised.
 #[derive(Debug)]
 pub struct Plugin {
     options: Options,
     arch: Arch,
     args: Vec<String>,
     machine: MachineInfo,
-    sink: JsonlSink<SyscallRecord>,
+    /// Analyses added before the guest runs (the C API adds them at other plugins'
+    /// install), wired at the first callback.
+    pending: Mutex<Pending>,
+    wired: OnceCell<Wired>,
     syscall_insns: [AtomicU64; 3],
     translations: AtomicU64,
     probe: Option<Probe>,
@@ -92,7 +114,6 @@ pub struct Plugin {
     /// System calls left to try choosing a group before giving up.
     detect_budget: AtomicU64,
     wrong_entry_said: AtomicBool,
-    tracer: Tracer,
     /// The `task_struct` each vCPU runs, as of the last context switch on it (0: not
     /// known); kept only while [`KernelView::follows_switches`].
     current: Box<[AtomicU64]>,
@@ -102,7 +123,6 @@ pub struct Plugin {
     fit_failures: AtomicU64,
     /// Calls between their instruction and the dispatch function (KPTI on plugin API 4).
     deferred: calls::DeferredCalls,
-    events: Option<Mutex<Tracker>>,
     kernel_ready: AtomicBool,
     snapshots: AtomicU64,
     syscall_records: AtomicU64,
@@ -116,20 +136,14 @@ pub struct Plugin {
 /// Failed checks of a group's fit after which it is refused.
 const FIT_ATTEMPTS: u64 = 3;
 
-/// Whether `a` and `b` name one existing file.
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
 impl Plugin {
-    /// Validates the arguments against the machine and the files they name, opens the
-    /// event log and writes `run_start`. Every error here makes QEMU refuse the plugin.
-    pub fn install(args: Vec<String>, machine: MachineInfo) -> Result<Plugin, Error> {
-        let options = Options::parse(&args)?;
+    /// Validates the arguments against the machine and the files they name. Every error
+    /// here makes QEMU refuse the plugin. The analyses come next ([`Plugin::add`]).
+    pub fn install(
+        options: Options,
+        args: Vec<String>,
+        machine: MachineInfo,
+    ) -> Result<Plugin, Error> {
         if !machine.system {
             return Err(Error::Unsupported(
                 "QEMU runs in user mode: load the plugin into qemu-system-*".into(),
@@ -193,22 +207,14 @@ impl Plugin {
                 "group= needs conf=: name the kernelinfo file that holds the group".into(),
             ));
         }
-        // The same file under another name (a link, `./`): writing the log would destroy it.
-        if let Some(conf) = &options.conf
-            && same_file(conf, &options.out)
-        {
-            return Err(
-                crate::args::ArgsError::OutIsConf(options.out.display().to_string()).into(),
-            );
-        }
-        let sink = JsonlSink::create(&options.out)?;
         let probe = options.probe.map(Probe::new);
         let vcpus = machine.vcpus.max(1);
         let plugin = Plugin {
             args,
             arch,
             machine,
-            sink,
+            pending: Mutex::new(Pending(Vec::new())),
+            wired: OnceCell::new(),
             syscall_insns: Default::default(),
             translations: AtomicU64::new(0),
             probe,
@@ -216,12 +222,10 @@ impl Plugin {
             chosen,
             detect_budget: AtomicU64::new(DETECT_BUDGET),
             wrong_entry_said: AtomicBool::new(false),
-            tracer: Tracer::new(options.syscalls.clone(), vcpus as usize),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
             fits: OnceCell::new(),
             fit_failures: AtomicU64::new(0),
             deferred: calls::DeferredCalls::new(vcpus as usize),
-            events: options.events.then(|| Mutex::new(Tracker::new())),
             kernel_ready: AtomicBool::new(false),
             snapshots: AtomicU64::new(0),
             syscall_records: AtomicU64::new(0),
@@ -231,20 +235,65 @@ impl Plugin {
             unnamed: Unnamed::default(),
             options,
         };
-        plugin.sink.write(Record::RunStart(RunStart {
-            version: crate::VERSION.to_string(),
-            target: plugin.machine.target.clone(),
-            plugin_api: plugin.machine.plugin_api,
-            vcpus: plugin.machine.vcpus,
-            args: plugin.args.clone(),
-            conf: plugin
-                .options
-                .conf
-                .as_ref()
-                .map(|p| p.display().to_string()),
-            group: plugin.kernel().map(|k| k.group().to_string()),
-        }));
         Ok(plugin)
+    }
+
+    /// Adds analyses; they get everything from the start of the guest on. Refused once
+    /// the guest runs (the union of interests is fixed then).
+    pub fn add(&self, analyses: Vec<Box<dyn Analysis>>) -> Result<(), Error> {
+        if self.wired.get().is_some() {
+            return Err(Error::Unsupported(
+                "analyses can only be added before the guest runs: register at your plugin's install".into(),
+            ));
+        }
+        self.pending.lock().0.extend(analyses);
+        Ok(())
+    }
+
+    /// The analyses and what they need, wired at the first callback that asks.
+    fn wired(&self) -> &Wired {
+        self.wired.get_or_init(|| self.wire())
+    }
+
+    #[cold]
+    fn wire(&self) -> Wired {
+        let consumers = Consumers::new(std::mem::take(&mut self.pending.lock().0));
+        let union = consumers.union();
+        let wired = Wired {
+            tracer: Tracer::new(union.returns.clone(), union.entries.clone(), self.vcpus()),
+            events: union.process_events.then(|| Mutex::new(Tracker::new())),
+            consumers,
+        };
+        wired.consumers.run_start(&RunStart {
+            version: crate::VERSION.to_string(),
+            target: self.machine.target.clone(),
+            plugin_api: self.machine.plugin_api,
+            vcpus: self.machine.vcpus,
+            args: self.args.clone(),
+            conf: self.options.conf.as_ref().map(|p| p.display().to_string()),
+            group: self.kernel().map(|k| k.group().to_string()),
+        });
+        wired
+    }
+
+    /// The tracer of the calls the analyses want.
+    fn tracer(&self) -> &Tracer {
+        &self.wired().tracer
+    }
+
+    /// Process events, when an analysis wants them.
+    fn events(&self) -> Option<&Mutex<Tracker>> {
+        self.wired().events.as_ref()
+    }
+
+    /// The analyses.
+    fn consumers(&self) -> &Consumers {
+        &self.wired().consumers
+    }
+
+    /// A query context on `cpu`, where the kernel can be read in `kernel_mode`.
+    fn ctx<'a>(&'a self, cpu: Option<&'a dyn Vcpu>, kernel_mode: Option<bool>) -> Ctx<'a> {
+        Ctx::new(self, cpu, kernel_mode)
     }
 
     /// The guest architecture.
@@ -393,10 +442,10 @@ impl Plugin {
                 Some(Hook::TaskSwitch(u16::try_from(i).ok()?, slide))
             });
         }
-        if self.kernel().is_none() && !self.tracer.logs_anything() {
+        if self.kernel().is_none() && !self.tracer().follows_any() {
             return None;
         }
-        if self.tracer.is_return_pc(va) {
+        if self.tracer().is_return_pc(va) {
             return Some(Hook::ReturnPoint);
         }
         let mut before = [0u8; 4];
@@ -423,7 +472,7 @@ impl Plugin {
         if self.fits.get().is_none() && !self.check_fit(kernel, &linux) {
             return None;
         }
-        self.announce_kernel(kernel, cpu, &ctx);
+        self.announce_kernel(kernel, cpu, in_kernel, &ctx);
         Some(linux)
     }
 
@@ -458,40 +507,31 @@ impl Plugin {
         &self,
         kernel: &KernelView,
         cpu: &dyn Vcpu,
+        in_kernel: bool,
         ctx: &crate::linux::KernelContext,
     ) {
         if !self.kernel_ready.swap(true, Ordering::Relaxed) {
-            self.write_at(
-                cpu,
-                Record::KernelReady(KernelReady {
-                    group: kernel.group().to_string(),
-                    kaslr_slide: records::hex(ctx.kaslr_slide),
-                    page_offset: records::hex(ctx.page_offset),
-                    kpti: kernel.kpti(cpu) == Some(true),
-                    banner_matches: kernel.banner_matches(cpu),
-                }),
-            );
-            if let Some(events) = &self.events {
+            let ready = KernelReady {
+                group: kernel.group().to_string(),
+                kaslr_slide: records::hex(ctx.kaslr_slide),
+                page_offset: records::hex(ctx.page_offset),
+                kpti: kernel.kpti(cpu) == Some(true),
+                banner_matches: kernel.banner_matches(cpu),
+            };
+            let kernel_mode = Some(in_kernel);
+            self.consumers()
+                .kernel_ready(&self.ctx(Some(cpu), kernel_mode), &ready);
+            if let Some(events) = self.events() {
                 let linux = Linux::new(cpu, kernel.info(), *ctx);
                 match linux.processes() {
-                    Ok(list) => self.track(cpu, events, |t| t.already_running(&list.items)),
+                    Ok(list) => {
+                        self.track(cpu, kernel_mode, events, |t| t.already_running(&list.items))
+                    }
                     Err(e) => {
                         log::warn!("process events wait: the process list is unreadable ({e})")
                     }
                 }
             }
-        }
-    }
-
-    /// Writes a record made on `cpu`, with its position when `icount=on`.
-    fn write_at<T: serde::Serialize + Send + 'static>(&self, cpu: &dyn Vcpu, record: T) {
-        match cpu.icount().filter(|_| self.options.icount) {
-            Some(icount) => self.sink.write(records::Positioned {
-                record,
-                vcpu: cpu.index(),
-                icount,
-            }),
-            None => self.sink.write(record),
         }
     }
 
@@ -501,6 +541,7 @@ impl Plugin {
     fn track(
         &self,
         cpu: &dyn Vcpu,
+        kernel_mode: Option<bool>,
         events: &Mutex<Tracker>,
         f: impl FnOnce(&mut Tracker) -> Vec<Event>,
     ) {
@@ -508,8 +549,9 @@ impl Plugin {
         let happened = f(&mut tracker);
         self.event_records
             .fetch_add(happened.len() as u64, Ordering::Relaxed);
-        for e in happened {
-            self.write_at(cpu, e);
+        let ctx = self.ctx(Some(cpu), kernel_mode);
+        for e in &happened {
+            self.consumers().process_event(&ctx, e);
         }
     }
 
@@ -537,7 +579,9 @@ impl Plugin {
             .then(|| Reason::Exec(want.clone()))
     }
 
-    fn snapshot(&self, cpu: &dyn Vcpu, linux: &Linux<'_>, reason: &Reason) {
+    /// Takes a snapshot through `linux` (made on `cpu` in `kernel_mode`) and hands it
+    /// to the analyses.
+    fn snapshot(&self, cpu: &dyn Vcpu, kernel_mode: bool, linux: &Linux<'_>, reason: &Reason) {
         if log::log_enabled!(log::Level::Info) {
             // The cost of the snapshot's core (processes with threads, and modules) alone,
             // measured apart from mappings and open files.
@@ -560,11 +604,13 @@ impl Plugin {
         self.snapshots.fetch_add(1, Ordering::Relaxed);
         let complete = record.incomplete.is_empty();
         let alive: Vec<u32> = record.processes.iter().map(|p| p.pid).collect();
-        self.write_at(cpu, Record::Snapshot(record));
-        if let Some(events) = &self.events
+        let kernel_mode = Some(kernel_mode);
+        self.consumers()
+            .snapshot(&self.ctx(Some(cpu), kernel_mode), &record);
+        if let Some(events) = self.events()
             && complete
         {
-            self.track(cpu, events, |t| t.reconcile(&alive));
+            self.track(cpu, kernel_mode, events, |t| t.reconcile(&alive));
         }
     }
 
@@ -573,31 +619,40 @@ impl Plugin {
         // Outside any vCPU: no position, and no process events (nothing can be read).
         let mut write = |done: tracer::Finished| {
             if let Some(record) = done.record {
-                self.write_call(record, None);
+                self.write_call(&done.done.call, &record, None, None);
             }
         };
         self.unnamed.drain().into_iter().for_each(&mut write);
-        self.tracer.unfinished(&mut write);
+        self.tracer().unfinished(&mut write);
         let count = |kind: SyscallInsn| self.syscall_insns[kind.index()].load(Ordering::Relaxed);
         let syscall_insns = SyscallInsnCounts {
             syscall: count(SyscallInsn::Syscall),
             sysenter: count(SyscallInsn::Sysenter),
             int80: count(SyscallInsn::Int80),
         };
-        let record = Record::RunEnd(RunEnd {
+        let record = RunEnd {
             syscalls: syscall_insns.syscall + syscall_insns.sysenter + syscall_insns.int80,
             syscall_insns,
             translations: self.translations.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
             syscall_records: self.syscall_records.load(Ordering::Relaxed),
             event_records: self.event_records.load(Ordering::Relaxed),
-            dropped_records: self.sink.dropped(),
+            dropped_records: 0,
             task_switches: self.task_switches.load(Ordering::Relaxed),
             return_callbacks: self.return_callbacks.load(Ordering::Relaxed),
             probe: self.probe.as_ref().map(Probe::report),
-        });
-        self.sink.write(record);
-        self.sink.close();
+        };
+        self.consumers().run_end(&record);
+    }
+}
+
+impl Engine for Plugin {
+    fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, in_kernel: bool) -> Option<Linux<'a>> {
+        Plugin::linux(self, cpu, in_kernel)
+    }
+
+    fn asid(&self, cpu: &dyn Vcpu) -> u64 {
+        Plugin::asid(self, cpu)
     }
 }
 
@@ -614,6 +669,14 @@ mod tests {
             vcpus: 1,
             system: true,
         }
+    }
+
+    /// The plugin as `libvmi.so` installs it: the engine and the event log.
+    fn install(args: Vec<String>, m: MachineInfo) -> Result<Plugin, Error> {
+        let options = Options::parse(&args)?;
+        let plugin = Plugin::install(options.clone(), args, m)?;
+        plugin.add(vec![Box::new(crate::eventlog::EventLog::create(&options)?)])?;
+        Ok(plugin)
     }
 
     fn temp(name: &str) -> String {
@@ -640,7 +703,7 @@ mod tests {
     fn counts_and_probe_end_up_in_run_end() {
         let cpu = FakeCpu::with_memory(0, Banner);
         let out = temp("run.jsonl");
-        let plugin = Plugin::install(
+        let plugin = install(
             vec![format!("out={out}"), "probe=0x1000".into()],
             machine("x86_64-softmmu"),
         )
@@ -688,8 +751,7 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_do() {
-        let err =
-            |args: Vec<String>, m: MachineInfo| Plugin::install(args, m).unwrap_err().to_string();
+        let err = |args: Vec<String>, m: MachineInfo| install(args, m).unwrap_err().to_string();
         assert!(err(vec![], machine("aarch64-softmmu")).contains("aarch64"));
         let user = MachineInfo {
             system: false,

@@ -104,7 +104,10 @@ impl Finished {
 /// Pending calls and the set of return addresses to probe.
 #[derive(Debug)]
 pub struct Tracer {
-    filter: SyscallFilter,
+    /// Calls whose records someone wants: their arguments are decoded at entry.
+    records: SyscallFilter,
+    /// Calls someone wants at entry only.
+    entry_filter: SyscallFilter,
     matcher: Mutex<Matcher<ThreadKey, Pending>>,
     return_pcs: RwLock<FxHashSet<u64>>,
     entries: AtomicU64,
@@ -140,10 +143,12 @@ pub struct Who {
 }
 
 impl Tracer {
-    /// A tracer logging what `filter` selects, for a machine with `vcpus` vCPUs.
-    pub fn new(filter: SyscallFilter, vcpus: usize) -> Tracer {
+    /// A tracer making records of the calls `records` selects and following those
+    /// `entries` selects too, for a machine with `vcpus` vCPUs.
+    pub fn new(records: SyscallFilter, entries: SyscallFilter, vcpus: usize) -> Tracer {
         Tracer {
-            filter,
+            records,
+            entry_filter: entries,
             matcher: Mutex::new(Matcher::new()),
             return_pcs: RwLock::new(FxHashSet::default()),
             entries: AtomicU64::new(0),
@@ -162,9 +167,9 @@ impl Tracer {
         &self.shifts
     }
 
-    /// Whether any call can become a record (`syscalls=` other than `none`).
-    pub fn logs_anything(&self) -> bool {
-        self.filter != SyscallFilter::None
+    /// Whether any call is wanted, at entry or as a record.
+    pub fn follows_any(&self) -> bool {
+        self.records != SyscallFilter::None || self.entry_filter != SyscallFilter::None
     }
 
     /// Whether pid, tid and comm of `task` are known from an earlier call.
@@ -210,7 +215,9 @@ impl Tracer {
     /// or may drive a process event: only then are its arguments read and is it
     /// followed to its return.
     fn follows(&self, info: Option<&SyscallInfo>) -> bool {
-        self.filter.logs(info.map(|i| i.name))
+        let name = info.map(|i| i.name);
+        self.records.logs(name)
+            || self.entry_filter.logs(name)
             || info.is_none_or(|i| super::lifecycle::is_lifecycle_call(i.effects))
     }
 
@@ -299,7 +306,7 @@ impl Tracer {
         let info = call.info();
         let name = call.name();
         let args = self
-            .filter
+            .records
             .logs(name)
             .then(|| decode_args(info, &call, cpu, When::Enter));
         if let (Some(task), Some(info)) = (who.task, info) {
@@ -660,7 +667,11 @@ mod tests {
 
     /// A tracer logging everything on one vCPU, that vCPU, and an empty log.
     fn one_vcpu() -> (Tracer, Cpu, Log) {
-        (Tracer::new(SyscallFilter::All, 1), Cpu::new(0), Log::new())
+        (
+            Tracer::new(SyscallFilter::All, SyscallFilter::None, 1),
+            Cpu::new(0),
+            Log::new(),
+        )
     }
 
     /// Where finished calls go: into `log`.
@@ -679,7 +690,7 @@ mod tests {
 
     #[test]
     fn the_end_of_the_run_writes_pending_calls_in_entry_order() {
-        let t = Tracer::new(SyscallFilter::All, 2);
+        let t = Tracer::new(SyscallFilter::All, SyscallFilter::None, 2);
         let (cpu0, cpu1) = (Cpu::new(0), Cpu::new(1));
         let mut log = Log::new();
         // A blocked call in the matcher, one in each vCPU's slot (the power-off call).
@@ -804,7 +815,7 @@ mod tests {
             &mut into(&mut log),
         );
         // A call nobody follows is not located either.
-        let quiet = Tracer::new(SyscallFilter::None, 1);
+        let quiet = Tracer::new(SyscallFilter::None, SyscallFilter::None, 1);
         quiet.enter(
             &cpu,
             who(7, true),
@@ -817,7 +828,7 @@ mod tests {
 
     #[test]
     fn a_call_in_flight_returns_on_its_vcpu() {
-        let t = Tracer::new(SyscallFilter::All, 2);
+        let t = Tracer::new(SyscallFilter::All, SyscallFilter::None, 2);
         let cpu = Cpu::new(0);
         let mut log = Log::new();
         enter(&t, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
@@ -847,7 +858,7 @@ mod tests {
 
     #[test]
     fn a_switched_out_call_returns_anywhere() {
-        let t = Tracer::new(SyscallFilter::All, 2);
+        let t = Tracer::new(SyscallFilter::All, SyscallFilter::None, 2);
         let (cpu0, cpu1) = (Cpu::new(0), Cpu::new(1));
         let mut log = Log::new();
         enter(&t, &cpu0, 7, true, call(0, 0x100), &mut log);
@@ -893,7 +904,7 @@ mod tests {
 
     #[test]
     fn only_calls_that_change_nothing_pass_by() {
-        let t = Tracer::new(SyscallFilter::None, 1);
+        let t = Tracer::new(SyscallFilter::None, SyscallFilter::None, 1);
         let (cpu, mut log) = (Cpu::new(0), Log::new());
         t.threads.insert(7, who(7, true).thread);
         // Until its first call is followed, the thread's matcher state is not known here.
@@ -926,7 +937,7 @@ mod tests {
         enter(&t, &cpu, 7, true, call(59, 0x200), &mut log);
         assert!(!t.passes_by(&cpu, 7, &call(GETPPID, 0x100)));
         // A logged call is always followed.
-        let all = Tracer::new(SyscallFilter::All, 1);
+        let all = Tracer::new(SyscallFilter::All, SyscallFilter::None, 1);
         all.threads.insert(7, who(7, true).thread);
         enter(&all, &cpu, 7, true, call(GETPPID, 0x100), &mut log);
         ret(&all, &cpu, ThreadKey::Task(7), 0x102, 1, &mut log);

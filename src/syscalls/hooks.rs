@@ -245,3 +245,40 @@ impl SyscallHooks {
         self.ret.run(ctx);
     }
 }
+
+impl Slots {
+    /// The calls some hook of these slots runs for, as a filter.
+    fn filter(&self) -> crate::args::SyscallFilter {
+        use crate::args::SyscallFilter;
+        if !self.all.is_empty() || !self.unknown.is_empty() {
+            return SyscallFilter::All;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for profile in Profile::ALL {
+            for (nr, hooks) in self.by_nr[profile.index()].iter().enumerate() {
+                if let (false, Some(info)) = (hooks.is_empty(), profile.lookup(nr as u64))
+                    && !names.iter().any(|n| n == info.name)
+                {
+                    names.push(info.name.to_string());
+                }
+            }
+        }
+        if names.is_empty() {
+            SyscallFilter::None
+        } else {
+            SyscallFilter::Names(names)
+        }
+    }
+}
+
+impl SyscallHooks {
+    /// The calls some entry hook runs for.
+    pub fn entry_filter(&self) -> crate::args::SyscallFilter {
+        self.enter.filter()
+    }
+
+    /// The calls some return hook runs for.
+    pub fn return_filter(&self) -> crate::args::SyscallFilter {
+        self.ret.filter()
+    }
+}
