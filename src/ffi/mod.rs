@@ -7,6 +7,7 @@
 //! per signature ([`api`] says which); nothing above this module knows the version.
 
 mod api;
+mod capi;
 mod gate;
 mod icount;
 mod memory;

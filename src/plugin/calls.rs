@@ -138,7 +138,12 @@ impl Plugin {
                     .of(cpu, follows, pc, || running_shift(cpu, pc)),
             ),
         };
-        if known && !call.effects().any(Effects::POWER) {
+        // An analysis that wants this call at entry may ask the kernel there: it waits
+        // for the dispatch function too.
+        if known
+            && !call.effects().any(Effects::POWER)
+            && !self.consumers().wants_entry(call.name())
+        {
             self.enter(cpu, d, At::UserKnown);
         } else {
             cpu.skip_returns(false);
@@ -268,11 +273,14 @@ impl Plugin {
         if fresh {
             self.first_seen(cpu, kernel_mode, &who.thread, &linux);
         }
-        if self.consumers().wants_entry(d.call.name()) {
-            self.consumers()
-                .syscall_enter(&self.ctx(Some(cpu), kernel_mode), &d.call, &who.thread);
-        }
         let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
+        if self.consumers().wants_entry(d.call.name()) {
+            // With the address it runs at: its translation may be shared with another
+            // address space that maps the same code elsewhere.
+            let call = d.call.shifted(shift());
+            self.consumers()
+                .syscall_enter(&self.ctx(Some(cpu), kernel_mode), &call, &who.thread);
+        }
         self.tracer().enter(cpu, who, d.call, &shift, &mut |done| {
             self.emit(done, cpu, kernel_mode)
         });

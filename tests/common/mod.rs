@@ -143,6 +143,10 @@ pub struct Boot {
     /// QEMU's `-icount` value (`shift=5`): deterministic time, one host thread for all
     /// vCPUs.
     pub icount: Option<&'static str>,
+    /// Another plugin built on vmi to load instead of `libvmi.so`.
+    pub plugin: Option<PathBuf>,
+    /// More `-plugin SO,ARGS` after vmi's (plugins on vmi's C API).
+    pub also: Vec<String>,
 }
 
 /// Everything one guest run left behind.
@@ -216,8 +220,14 @@ pub fn boot(spec: &Boot) -> Run {
     if let Some(icount) = spec.icount {
         cmd.args(["--icount", icount]);
     }
+    for also in &spec.also {
+        cmd.args(["--also", also]);
+    }
     cmd.arg("--").args(&spec.plugin_args);
-    cmd.env("VMI_PLUGIN", plugin_path());
+    cmd.env(
+        "VMI_PLUGIN",
+        spec.plugin.clone().unwrap_or_else(plugin_path),
+    );
     let out = cmd.output().expect("run lab/lab");
     assert!(
         out.status.success(),

@@ -1,0 +1,447 @@
+//! The plugin API's examples (`examples/`) and a crate made outside the repository, each
+//! built and run on a lab guest, their output checked against the guest's own account of
+//! the same run (the `api` scenario: strace of the opens and execs, strace's own maps).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Boot, Run, boot, guest, root, tempdir, trial};
+
+fn main() {
+    common::run(vec![
+        trial(
+            "file_monitor_matches_strace",
+            &guest("amd64-6.1"),
+            file_monitor_matches_strace,
+        ),
+        trial(
+            "process_recorder_matches_the_guest_maps",
+            &guest("amd64-6.12"),
+            process_recorder_matches_the_guest_maps,
+        ),
+        trial(
+            "c_plugin_next_to_libvmi_matches_strace",
+            &guest("amd64-6.1"),
+            || c_plugin_next_to_libvmi_matches_strace(false),
+        ),
+        trial(
+            "c_plugin_next_to_libvmi_matches_strace_kpti_kaslr",
+            &guest("amd64-6.1"),
+            || c_plugin_next_to_libvmi_matches_strace(true),
+        ),
+        trial(
+            "a_crate_outside_the_repository_builds_on_vmi",
+            &guest("amd64-6.1"),
+            a_crate_outside_the_repository_builds_on_vmi,
+        ),
+        trial(
+            "c_header_compiles_strictly",
+            &[],
+            c_header_compiles_strictly,
+        ),
+    ]);
+}
+
+/// The release build of example `lib<name>.so`, which `cargo build --release` makes with
+/// `libvmi.so`; one older than the vmi library it links is a failure, as a stale
+/// `libvmi.so` is.
+fn example(name: &str) -> PathBuf {
+    let so = root().join(format!("target/release/lib{name}.so"));
+    let age = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let library = root().join("target/release/libvmi.rlib");
+    let (Some(built), Some(vmi)) = (age(&so), age(&library)) else {
+        panic!("no {}: run cargo build --release", so.display());
+    };
+    assert!(
+        built >= vmi,
+        "{} is older than {}: run cargo build --release",
+        so.display(),
+        library.display()
+    );
+    so
+}
+
+/// `(pid, call, path, result)` of each open/openat/execve strace printed.
+fn strace_paths(run: &Run) -> Vec<(u32, String, String, i64)> {
+    let mut out = Vec::new();
+    for line in run.console.lines() {
+        let Some(at) = line.find("@@VMI strace ") else {
+            continue;
+        };
+        let (pid, text) = line[at + 13..].trim_end().split_once(' ').expect("pid");
+        let text = text.trim_start();
+        let Some(open) = text.find('(') else { continue };
+        let call = &text[..open];
+        if !["open", "openat", "execve"].contains(&call) {
+            continue;
+        }
+        let quoted = &text[text.find('"').expect("a path") + 1..];
+        let path = &quoted[..quoted.find('"').expect("closing quote")];
+        let ret = text.rsplit_once(" = ").expect("a result").1.trim();
+        let ret = match ret.split_whitespace().collect::<Vec<_>>()[..] {
+            [n] => n.parse().expect("a number"),
+            ["-1", "ENOENT", ..] => -2,
+            ["-1", "EACCES", ..] => -13,
+            _ => panic!("result not understood: {text}"),
+        };
+        out.push((
+            pid.parse().unwrap(),
+            call.to_string(),
+            path.to_string(),
+            ret,
+        ));
+    }
+    assert!(
+        !out.is_empty(),
+        "strace printed nothing: {}",
+        run.dir.display()
+    );
+    out
+}
+
+fn file_monitor_matches_strace() {
+    let dir = tempdir("filemon");
+    let out = dir.join("opens.tsv");
+    let run = boot_with(
+        &example("filemon"),
+        "amd64-6.1",
+        vec![format!("out={}", out.display())],
+    );
+    run.assert_finished();
+    let lines = std::fs::read_to_string(&out).expect("the monitor's output");
+    let seen: Vec<(u32, String, String, i64)> = lines
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 5, "pid comm call path result: {l}");
+            (
+                f[0].parse().unwrap(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].parse().unwrap_or(i64::MIN),
+            )
+        })
+        .collect();
+    let traced: Vec<_> = strace_paths(&run)
+        .into_iter()
+        .filter(|t| t.1 != "execve")
+        .collect();
+    let pids: std::collections::BTreeSet<u32> = traced.iter().map(|t| t.0).collect();
+    let ours: Vec<_> = seen.into_iter().filter(|s| pids.contains(&s.0)).collect();
+    assert_eq!(ours, traced, "the monitor's opens of the traced processes");
+    assert!(
+        traced.iter().any(|t| t.3 < 0),
+        "a failed open is among them"
+    );
+}
+
+fn process_recorder_matches_the_guest_maps() {
+    let dir = tempdir("procrec");
+    let out = dir.join("procs.tsv");
+    let run = boot_with(
+        &example("procrec"),
+        "amd64-6.12",
+        vec![format!("out={}", out.display())],
+    );
+    run.assert_finished();
+    let pid: u32 = run.truth.marks["strace_pid"].parse().unwrap();
+    // The files strace had mapped while it ran: its executable and its libraries.
+    let mut files: Vec<String> = Vec::new();
+    for (name, line) in &run.truth.all_marks {
+        if name == "strace_maps"
+            && let Some(path) = line.split_whitespace().nth(5)
+            && path.starts_with('/')
+            && !files.iter().any(|f| f == path)
+        {
+            files.push(path.to_string());
+        }
+    }
+    let lines = std::fs::read_to_string(&out).expect("the recorder's output");
+    let line = lines
+        .lines()
+        .find(|l| l.starts_with(&format!("{pid}\t")))
+        .unwrap_or_else(|| panic!("no line for strace (pid {pid}) in:\n{lines}"));
+    let f: Vec<&str> = line.split('\t').collect();
+    assert_eq!(f.len(), 4, "pid comm exe libs: {line}");
+    assert_eq!(f[1], "strace");
+    assert_eq!(f[2], "/usr/bin/strace", "{line}");
+    let mut ours: Vec<&str> = std::iter::once(f[2]).chain(f[3].split(' ')).collect();
+    let mut theirs: Vec<&str> = files.iter().map(String::as_str).collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "executable and libraries");
+    assert!(theirs.iter().any(|f| f.contains("libc.so")), "{theirs:?}");
+    // Every program the scenario ran through exec has its line, with its executable.
+    for prog in ["/bin/exitcode", "/bin/passthru"] {
+        assert!(
+            lines.lines().any(|l| l.split('\t').nth(2) == Some(prog)),
+            "{prog} in:\n{lines}"
+        );
+    }
+}
+
+/// Compiles the C example against `include/vmi.h` into `dir`.
+fn build_c_example(dir: &Path) -> PathBuf {
+    let so = dir.join("libexecve.so");
+    let out = Command::new("cc")
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+        ])
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&so)
+        .arg(root().join("examples/c-execve/execve.c"))
+        .output()
+        .expect("run cc (lab/lab setup installs gcc)");
+    assert!(
+        out.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    so
+}
+
+/// `kpti`: KASLR and KPTI on (`-cpu Skylake-Client`), where the kernel is read at the
+/// dispatch function for the calls the C plugin wants at entry.
+fn c_plugin_next_to_libvmi_matches_strace(kpti: bool) {
+    let dir = tempdir("c-execve");
+    let so = build_c_example(&dir);
+    let out = dir.join("execs.txt");
+    let also = format!("{},out={}", so.display(), out.display());
+    // The C plugin declares the plugin API version vmi chose (QEMU 11.1 accepts only 7,
+    // 10.0 at most 4): `lab/lab test` runs this suite under both.
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "api",
+        kaslr: kpti,
+        cpu: kpti.then_some("Skylake-Client"),
+        also: vec![also],
+        ..Boot::default()
+    });
+    run.assert_finished();
+    let text = std::fs::read_to_string(&out).expect("the C plugin's output");
+    let field = |l: &str, k: &str| -> String {
+        l.split('\t')
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k}= in {l}"))
+            .to_string()
+    };
+    let ours: Vec<(u32, String, String, String)> = text
+        .lines()
+        .map(|l| {
+            (
+                field(l, "pid").parse().unwrap(),
+                field(l, "comm"),
+                field(l, "path"),
+                field(l, "mapping"),
+            )
+        })
+        .collect();
+    let sh_exe = run.truth.marks["sh_exe"].clone();
+    let libc: String = run
+        .truth
+        .all_marks
+        .iter()
+        .filter(|(n, _)| n == "strace_maps")
+        .filter_map(|(_, l)| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so"))
+        .expect("strace maps libc")
+        .to_string();
+    let traced: Vec<_> = strace_paths(&run)
+        .into_iter()
+        .filter(|t| t.1 == "execve")
+        .collect();
+    assert!(traced.len() >= 4, "{traced:?}");
+    let mut from_strace = 0;
+    for (pid, _, path, _) in &traced {
+        let (_, comm, _, mapping) = ours
+            .iter()
+            .find(|o| o.0 == *pid && o.2 == *path)
+            .unwrap_or_else(|| panic!("execve({path}) by {pid} missing from:\n{text}"));
+        // The caller runs busybox (sh) or strace; a static busybox calls execve from its
+        // own executable, strace from libc.
+        let expected = match comm.as_str() {
+            "strace" => &libc,
+            _ => &sh_exe,
+        };
+        from_strace += usize::from(comm == "strace");
+        assert_eq!(
+            mapping, expected,
+            "mapping of the pc of execve({path}) by {pid} ({comm})"
+        );
+    }
+    assert!(from_strace >= 1, "strace's own execve is among them");
+    assert_eq!(run.of_type("kernel_ready")[0]["kpti"], kpti, "KPTI");
+}
+
+fn c_header_compiles_strictly() {
+    let dir = tempdir("c-header");
+    let src = dir.join("strict.c");
+    // Without _GNU_SOURCE the finder says what to define; with VMI_NO_FIND the types and
+    // the table alone compile as C99 and as C++.
+    std::fs::write(&src, "#include \"vmi.h\"\nint main(void) { return 0; }\n").unwrap();
+    let cc = |args: &[&str]| {
+        Command::new("cc")
+            .args(args)
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg("-fsyntax-only")
+            .arg(&src)
+            .output()
+            .expect("run cc")
+    };
+    let plain = cc(&["-std=c99", "-Wall", "-Wextra", "-Werror"]);
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("#define _GNU_SOURCE"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let bare = cc(&[
+        "-std=c99",
+        "-pedantic",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-DVMI_NO_FIND",
+    ]);
+    assert!(
+        bare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    let gnu = cc(&["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"]);
+    assert!(
+        gnu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gnu.stderr)
+    );
+    let cxx = cc(&["-x", "c++", "-Wall", "-Werror", "-D_GNU_SOURCE"]);
+    assert!(
+        cxx.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cxx.stderr)
+    );
+}
+
+/// A plugin crate in a directory of its own, depending on vmi by path as a user's would:
+/// it counts process starts and writes the count and every pid at the end of the run.
+fn a_crate_outside_the_repository_builds_on_vmi() {
+    let dir = tempdir("outside-crate");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "counter"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+vmi = {{ path = "{}", package = "qemu-vmi" }}
+
+# As vmi's own workspace builds, so that the dependencies built there are reused.
+[profile.release]
+debug = 1
+panic = "unwind"
+"#,
+            root().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        r#"use std::sync::Mutex;
+use vmi::api::{Analysis, Build, Built, Ctx, Interest, PluginArgs};
+use vmi::events::Event;
+
+struct Counter {
+    out: std::path::PathBuf,
+    pids: Mutex<Vec<u32>>,
+}
+
+impl Analysis for Counter {
+    fn name(&self) -> &str {
+        "counter"
+    }
+    fn interest(&self) -> Interest {
+        Interest { process_events: true, ..Interest::default() }
+    }
+    fn process_event(&self, _: &Ctx<'_>, e: &Event) {
+        if let Event::ProcessStart { pid, already_running: false, .. } = e {
+            self.pids.lock().unwrap().push(*pid);
+        }
+    }
+    fn run_end(&self, _: &vmi::output::records::RunEnd) {
+        let pids = self.pids.lock().unwrap();
+        let text: Vec<String> = pids.iter().map(u32::to_string).collect();
+        std::fs::write(&self.out, text.join("\n")).unwrap();
+    }
+}
+
+struct Plugin;
+impl Build for Plugin {
+    const KEYS: &'static [(&'static str, &'static str)] = &[("counts", "where the pids go")];
+    fn build(args: &PluginArgs) -> Built {
+        let out = args.get("counts").ok_or("counts= is required")?.into();
+        Ok(vec![Box::new(Counter { out, pids: Mutex::new(Vec::new()) })])
+    }
+}
+
+vmi::export_plugin!(Plugin);
+"#,
+    )
+    .unwrap();
+    let target = root().join("target/outside");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo");
+    assert!(
+        built.status.success(),
+        "the outside crate does not build:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let so = target.join("release/libcounter.so");
+    // Its own key sits next to vmi's; an unknown one is refused naming both.
+    let counts = dir.join("pids.txt");
+    let run = boot_with(
+        &so,
+        "amd64-6.1",
+        vec![
+            format!("counts={}", counts.display()),
+            format!("out={}", dir.join("unused").display()),
+        ],
+    );
+    run.assert_finished();
+    let pids: Vec<u32> = std::fs::read_to_string(&counts)
+        .expect("the counter's output")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    // Every strace'd process (the guest's own account) started under the counter's eyes.
+    for (pid, ..) in strace_paths(&run) {
+        assert!(pids.contains(&pid), "pid {pid} started: {pids:?}");
+    }
+    let refused = boot_with(&so, "amd64-6.1", vec!["nosuch=1".into()]);
+    let line = refused.stderr_line("unknown plugin argument 'nosuch'");
+    assert!(line.contains("counts") && line.contains("conf"), "{line}");
+}
+
+/// Boots the `api` scenario on `kernel` with `so` as the plugin (instead of libvmi.so).
+fn boot_with(so: &Path, kernel: &'static str, args: Vec<String>) -> Run {
+    boot(&Boot {
+        kernel,
+        scenario: "api",
+        plugin_args: args,
+        plugin: Some(so.to_path_buf()),
+        ..Boot::default()
+    })
+}
