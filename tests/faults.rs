@@ -63,6 +63,9 @@ fn whole_records(log: &Path) -> Vec<Value> {
         "{} ends inside a record",
         log.display()
     );
+    if !text.is_empty() {
+        common::assert_report_reads(log);
+    }
     common::parse_jsonl(log)
 }
 

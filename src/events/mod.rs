@@ -113,6 +113,23 @@ pub enum Event {
     },
 }
 
+/// Every field a process or thread event may be written with, besides `type`: what
+/// `vmi report` knows (a unit test holds it to the variants above).
+pub const EVENT_FIELDS: &[&str] = &[
+    "pid",
+    "tid",
+    "ppid",
+    "comm",
+    "asid",
+    "kernel_thread",
+    "already_running",
+    "argv",
+    "path",
+    "exit_code",
+    "signal",
+    "noticed_at_snapshot",
+];
+
 /// Who made a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

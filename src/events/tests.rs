@@ -236,3 +236,58 @@ fn a_complete_snapshot_ends_what_vanished_unseen() {
     assert_eq!(j["noticed_at_snapshot"], true);
     assert!(t.reconcile(&[0, 1, 2]).is_empty(), "once");
 }
+
+#[test]
+fn event_fields_are_what_the_variants_write() {
+    let s = |v: &str| v.to_string();
+    let every = [
+        Event::ProcessStart {
+            pid: 1,
+            tid: 1,
+            ppid: 0,
+            comm: s("init"),
+            asid: Some(s("0x1000")),
+            kernel_thread: false,
+            already_running: true,
+        },
+        Event::ProcessExec {
+            pid: 1,
+            tid: 1,
+            ppid: 0,
+            comm: s("sh"),
+            argv: Some(vec![s("sh")]),
+            path: Some(s("/bin/sh")),
+        },
+        Event::ProcessEnd {
+            pid: 1,
+            tid: 1,
+            ppid: 0,
+            comm: s("sh"),
+            exit_code: Some(0),
+            signal: Some(9),
+            noticed_at_snapshot: true,
+        },
+        Event::ThreadStart {
+            pid: 1,
+            tid: 2,
+            ppid: 0,
+            comm: s("sh"),
+            already_running: true,
+        },
+        Event::ThreadEnd {
+            pid: 1,
+            tid: 2,
+            ppid: 0,
+            comm: s("sh"),
+        },
+    ];
+    let mut written = std::collections::BTreeSet::new();
+    for e in &every {
+        let v = serde_json::to_value(e).unwrap();
+        written.extend(v.as_object().unwrap().keys().cloned());
+    }
+    written.remove("type");
+    let listed: std::collections::BTreeSet<String> =
+        EVENT_FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(written, listed);
+}

@@ -53,7 +53,7 @@ pub struct Process {
 }
 
 /// A thread: a `task_struct`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Thread {
     /// Process id (`task->tgid`).
     pub pid: u32,

@@ -1,7 +1,7 @@
 //! The records of the event log, one JSON object per line, each tagged with `"type"`.
 //! The schema is documented in `docs/event-log.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One line of the event log.
 #[derive(Debug, Clone, Serialize)]
@@ -18,7 +18,7 @@ pub enum Record {
 }
 
 /// Body of the `kernel_ready` record: what the plugin found out about the kernel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KernelReady {
     /// The kernelinfo group in use.
     pub group: String,
@@ -36,7 +36,7 @@ pub struct KernelReady {
 }
 
 /// Body of the `snapshot` record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotRecord {
     /// Why: `exec:<name>` or `reboot`.
     pub reason: String,
@@ -51,7 +51,7 @@ pub struct SnapshotRecord {
 }
 
 /// One process of a snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotProcess {
     /// `tgid`.
     pub pid: u32,
@@ -92,7 +92,7 @@ pub struct SnapshotProcess {
 }
 
 /// One mapping of a snapshot process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotMapping {
     /// First address.
     pub start: String,
@@ -107,7 +107,7 @@ pub struct SnapshotMapping {
 }
 
 /// One open file of a snapshot process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotFd {
     /// Descriptor number.
     pub fd: u32,
@@ -118,7 +118,7 @@ pub struct SnapshotFd {
 }
 
 /// One kernel module of a snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotModule {
     /// Name.
     pub name: String,
@@ -129,7 +129,7 @@ pub struct SnapshotModule {
 }
 
 /// Body of the `run_start` record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStart {
     /// The plugin's version (`CARGO_PKG_VERSION`).
     pub version: String,
@@ -148,7 +148,7 @@ pub struct RunStart {
 }
 
 /// Body of the `run_end` record.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunEnd {
     /// System call instructions executed by the guest, all kinds together.
     pub syscalls: u64,
@@ -177,7 +177,7 @@ pub struct RunEnd {
 }
 
 /// Executed system call instructions per kind.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct SyscallInsnCounts {
     /// `syscall` (x86_64).
     pub syscall: u64,
@@ -188,7 +188,7 @@ pub struct SyscallInsnCounts {
 }
 
 /// Outcome of repeatedly reading the `probe=` address.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProbeReport {
     /// The address read, as `0x...`.
     pub address: String,
@@ -222,6 +222,50 @@ pub struct Positioned<T: Serialize> {
 /// (`vmi report`) takes as the record's position rather than as part of the record.
 pub const POSITION_FIELDS: [&str; 2] = ["vcpu", "icount"];
 
+/// The field names a record type is written with, taken from its own definition: what
+/// `vmi report` accepts as known fields, so that a field added to a record is known to
+/// the reader without a second list.
+pub fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    /// A deserializer that only listens for the struct's field names.
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("fields taken")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut d = Fields(&[]);
+    let _ = T::deserialize(&mut d);
+    d.0
+}
+
 /// Formats a guest address the way every record does: `"0x..."`, lower-case hex.
 pub fn hex(address: u64) -> String {
     format!("{address:#x}")
@@ -229,6 +273,21 @@ pub fn hex(address: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fields_of_lists_a_records_fields() {
+        assert_eq!(
+            super::fields_of::<super::KernelReady>(),
+            [
+                "group",
+                "kaslr_slide",
+                "page_offset",
+                "kpti",
+                "banner_matches"
+            ]
+        );
+        assert!(super::fields_of::<super::RunEnd>().contains(&"dropped_records"));
+    }
 
     #[test]
     fn position_fields_are_what_positioned_writes() {

@@ -180,15 +180,6 @@ impl<W: Write> TraceWriter<W> {
                     "pid":e.pid,"tid":e.tid,"ts":ts,"args":args}))?;
                 self.set_end(e.pid, e.tid, ts);
             }
-            Record::ModuleLoad(m) => {
-                let (pid, tid) = GLOBAL;
-                let end = self.track(pid, tid, None)?;
-                let ts = pos.max(end);
-                self.emit(&json!({"ph":"i","s":"g","cat":"module",
-                    "name":format!("module_load {}", m.name),"pid":pid,"tid":tid,"ts":ts,
-                    "args":{"name":m.name,"base":m.base,"size":m.size,"position":pos}}))?;
-                self.set_end(pid, tid, ts);
-            }
             _ => {}
         }
         Ok(())

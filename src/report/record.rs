@@ -217,7 +217,7 @@ pub struct SnapshotProcess {
     pub argv: Option<Vec<String>>,
 }
 
-/// One module of a `snapshot` record, or a `module_load` record.
+/// One module of a `snapshot` record.
 #[derive(Debug, Clone)]
 pub struct Module {
     /// Name.
@@ -254,8 +254,6 @@ pub enum Record {
     Syscall(Syscall),
     /// `process_*`, `thread_*`.
     Process(ProcessEvent),
-    /// `module_load`.
-    ModuleLoad(Module),
     /// A type this reader does not know.
     Unknown(String),
 }
@@ -273,54 +271,6 @@ pub struct Parsed {
     /// Unknown top-level fields, for a warning.
     pub unknown_fields: Vec<String>,
 }
-
-const PROCESS_FIELDS: &[&str] = &[
-    "pid",
-    "tid",
-    "ppid",
-    "comm",
-    "argv",
-    "path",
-    "exit_code",
-    "signal",
-    "noticed_at_snapshot",
-    "asid",
-    "kernel_thread",
-    "already_running",
-];
-const SYSCALL_FIELDS: &[&str] = &[
-    "pid", "tid", "comm", "nr", "name", "args", "ret", "outcome", "seq",
-];
-const SNAPSHOT_FIELDS: &[&str] = &["reason", "current", "processes", "modules", "incomplete"];
-const RUN_START_FIELDS: &[&str] = &[
-    "version",
-    "target",
-    "plugin_api",
-    "vcpus",
-    "args",
-    "conf",
-    "group",
-];
-const RUN_END_FIELDS: &[&str] = &[
-    "syscalls",
-    "syscall_insns",
-    "translations",
-    "snapshots",
-    "syscall_records",
-    "event_records",
-    "dropped_records",
-    "task_switches",
-    "return_callbacks",
-    "probe",
-];
-const KERNEL_READY_FIELDS: &[&str] = &[
-    "group",
-    "kaslr_slide",
-    "page_offset",
-    "kpti",
-    "banner_matches",
-];
-const MODULE_FIELDS: &[&str] = &["name", "base", "size"];
 
 fn unknown(m: &Map<String, Value>, known: &[&str]) -> Vec<String> {
     m.keys()
@@ -447,16 +397,18 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
     {
         return Err("\"vcpu\" is not a vCPU number".to_string());
     }
+    // The writer's own definitions of its records: one list per record type, kept by
+    // the types that write them.
+    use crate::output::records::{KernelReady, RunEnd, RunStart, SnapshotRecord, fields_of};
     let known: &[&str] = match ty.as_str() {
-        "syscall" => SYSCALL_FIELDS,
+        "syscall" => crate::syscalls::decode::SYSCALL_FIELDS,
         "process_start" | "process_exec" | "process_end" | "thread_start" | "thread_end" => {
-            PROCESS_FIELDS
+            crate::events::EVENT_FIELDS
         }
-        "snapshot" => SNAPSHOT_FIELDS,
-        "run_start" => RUN_START_FIELDS,
-        "run_end" => RUN_END_FIELDS,
-        "kernel_ready" => KERNEL_READY_FIELDS,
-        "module_load" => MODULE_FIELDS,
+        "snapshot" => fields_of::<SnapshotRecord>(),
+        "run_start" => fields_of::<RunStart>(),
+        "run_end" => fields_of::<RunEnd>(),
+        "kernel_ready" => fields_of::<KernelReady>(),
         _ => &[],
     };
     let unknown_fields = if known.is_empty() {
@@ -475,7 +427,6 @@ fn parse_object(mut m: Map<String, Value>, args: Option<Ordered>) -> Result<Pars
         "run_start" => Record::RunStart(m),
         "run_end" => Record::RunEnd(m),
         "kernel_ready" => Record::KernelReady(m),
-        "module_load" => Record::ModuleLoad(module(m).ok_or("module_load without \"name\"")?),
         _ => Record::Unknown(ty.clone()),
     };
     Ok(Parsed {

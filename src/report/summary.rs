@@ -244,7 +244,7 @@ pub struct FileFailure {
     pub pids: Vec<u32>,
 }
 
-/// A kernel module seen in a snapshot or a `module_load` record.
+/// A kernel module seen in a snapshot.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleInfo {
     /// Name.
@@ -255,7 +255,7 @@ pub struct ModuleInfo {
     pub size: Option<u64>,
     /// Position of the first record that shows it.
     pub first_seen: u64,
-    /// `snapshot` or `module_load`.
+    /// The record type that showed it (`snapshot`).
     pub source: String,
 }
 
@@ -473,7 +473,6 @@ impl Aggregator {
             Record::Snapshot(s) => self.snapshot(s, pos),
             Record::Syscall(c) => self.syscall(c, pos),
             Record::Process(e) => self.process_event(e, pos),
-            Record::ModuleLoad(m) => self.module(m, pos, "module_load"),
             _ => {}
         }
     }

@@ -756,6 +756,12 @@ impl SyscallRecord {
     }
 }
 
+/// The fields a `syscall` record is written with, besides `type`: what `vmi report`
+/// knows (a unit test holds the serializer below to it).
+pub const SYSCALL_FIELDS: &[&str] = &[
+    "pid", "tid", "comm", "nr", "name", "args", "ret", "outcome", "seq",
+];
+
 impl Serialize for SyscallRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let n = 9 + usize::from(self.outcome.is_some()) + usize::from(self.seq.is_some());

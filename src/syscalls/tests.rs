@@ -636,6 +636,18 @@ fn records_pack_and_unpack_unchanged() {
     assert!(input.is_empty());
     // Cut short, a record does not unpack.
     assert!(SyscallRecord::unpack(&mut Unpack(&packed[..20])).is_none());
+    // Every field written is one readers know, and each is written by some record.
+    let mut written = std::collections::BTreeSet::new();
+    for rec in &records {
+        let v = serde_json::to_value(rec).unwrap();
+        written.extend(v.as_object().unwrap().keys().cloned());
+    }
+    written.remove("type");
+    let listed: std::collections::BTreeSet<String> = decode::SYSCALL_FIELDS
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(written, listed);
 }
 
 // ---- matcher -----------------------------------------------------------------------

@@ -244,7 +244,11 @@ pub fn load(dir: &Path) -> Run {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(-1);
-    let events = parse_jsonl(&dir.join("vmi.jsonl"));
+    let log = dir.join("vmi.jsonl");
+    let events = parse_jsonl(&log);
+    if !events.is_empty() {
+        assert_report_reads(&log);
+    }
     let truth = Truth::parse(&console);
     Run {
         dir: dir.to_path_buf(),
@@ -253,6 +257,29 @@ pub fn load(dir: &Path) -> Run {
         events,
         truth,
     }
+}
+
+/// `vmi report` reads the log `path` without a warning: the reader and the writer agree on
+/// every record type and field the run wrote.
+pub fn assert_report_reads(path: &Path) {
+    use vmi::report::{analyse, perfetto::TraceWriter, reader::Warnings, summary::Limits};
+    let file = std::fs::File::open(path).expect("open the log");
+    let mut warnings = Warnings::new(5, false);
+    let summary = analyse(
+        std::io::BufReader::new(file),
+        &path.display().to_string(),
+        Limits::default(),
+        &mut warnings,
+        None::<&mut TraceWriter<Vec<u8>>>,
+    );
+    assert!(summary.is_ok(), "vmi report fails on {}", path.display());
+    assert_eq!(
+        warnings.count(),
+        0,
+        "vmi report warns on {}: {:?}",
+        path.display(),
+        warnings.kept()
+    );
 }
 
 /// A recording made by `lab/lab record` (QEMU record/replay, without the plugin).
@@ -339,7 +366,11 @@ pub fn replay(rec: &Recording, extra: &[&str], plugin_args: &[String]) -> Replay
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(f64::NAN);
-    let events = parse_jsonl(&dir.join("vmi.jsonl"));
+    let log = dir.join("vmi.jsonl");
+    let events = parse_jsonl(&log);
+    if !events.is_empty() {
+        assert_report_reads(&log);
+    }
     let truth = Truth::parse(&rec.console);
     Replay {
         run: Run {
