@@ -77,7 +77,7 @@ typedef struct vmi_event {
     vmi_event_kind kind;
     uint32_t pid;
     uint32_t tid;
-    uint32_t ppid;      /* 0 when not known (thread events) */
+    uint32_t ppid;      /* the process's parent */
     char comm[16];
     const char *path;   /* VMI_PROCESS_EXEC: the program; else NULL */
     int32_t has_exit_code; /* VMI_PROCESS_END: exit_code is valid */
