@@ -22,7 +22,7 @@ use std::process::Command;
 
 use common::Prereq::{self, Dbg, Kernel, Qemu};
 use common::{need, need_for, trial};
-use vmi::generate::{self as kgen, KernelInfo};
+use vmi::generate::{self as kgen, Generated};
 
 fn main() {
     const A61: &str = "amd64-6.1";
@@ -98,7 +98,7 @@ fn release(name: &'static str) -> String {
         .to_string()
 }
 
-fn generate(path: &std::path::Path) -> KernelInfo {
+fn generate(path: &std::path::Path) -> Generated {
     let bytes = std::fs::read(path).unwrap();
     kgen::generate(&bytes, None, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -669,14 +669,8 @@ const MORE_SYMBOLS: &[(&str, &str)] = &[
     ("vmi.do_fast_syscall_32_addr", "do_fast_syscall_32"),
 ];
 
-fn values(info: &KernelInfo) -> BTreeMap<&str, &str> {
-    info.entries
-        .iter()
-        .filter_map(|e| match e {
-            kgen::Entry::Value(k, v) => Some((k.as_str(), v.as_str())),
-            kgen::Entry::Comment(_) => None,
-        })
-        .collect()
+fn values(info: &Generated) -> BTreeMap<&str, &str> {
+    info.values().collect()
 }
 
 /// Where a kernel has both BTF and DWARF they agree: amd64-6.1's group from the image alone

@@ -66,12 +66,27 @@ impl KeyFile {
     /// Loads and parses `path`.
     pub fn load(path: &Path) -> Result<KeyFile, ConfigError> {
         let inner = glib::KeyFile::new();
-        inner
-            .load_from_file(path, glib::KeyFileFlags::NONE)
-            .map_err(|err| ConfigError::Unreadable {
-                file: path.to_path_buf(),
-                why: err.message().to_string(),
-            })?;
+        let loaded = inner.load_from_file(path, glib::KeyFileFlags::NONE);
+        KeyFile::checked(path, inner, loaded)
+    }
+
+    /// Parses `text`, named `origin` in messages (the generator checks its own output).
+    pub fn parse(text: &str, origin: &Path) -> Result<KeyFile, ConfigError> {
+        let inner = glib::KeyFile::new();
+        let loaded = inner.load_from_data(text, glib::KeyFileFlags::NONE);
+        KeyFile::checked(origin, inner, loaded)
+    }
+
+    /// The key file `inner` read from `path`, if reading it went well and it has groups.
+    fn checked(
+        path: &Path,
+        inner: glib::KeyFile,
+        loaded: Result<(), glib::Error>,
+    ) -> Result<KeyFile, ConfigError> {
+        loaded.map_err(|err| ConfigError::Unreadable {
+            file: path.to_path_buf(),
+            why: err.message().to_string(),
+        })?;
         let file = KeyFile {
             path: path.to_path_buf(),
             inner,

@@ -19,7 +19,7 @@ pub mod types;
 
 use std::path::PathBuf;
 
-pub use profile::{Entry, KernelInfo};
+pub use profile::Generated;
 
 /// Why a kernelinfo group could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,9 @@ pub enum GenError {
     /// The kernel's `linux_banner` cannot be read.
     #[error("cannot read linux_banner: {0}")]
     Banner(String),
+    /// What was generated is not a group the plugin can read: a bug of the generator.
+    #[error("the generated group is invalid: {0}")]
+    Invalid(String),
 }
 
 /// Result of the generator.
@@ -110,7 +113,7 @@ pub fn generate(
     image: &[u8],
     symbols: Option<(&std::path::Path, &[u8])>,
     dwarf: Option<&[u8]>,
-) -> Result<KernelInfo> {
+) -> Result<Generated> {
     let elf_bytes = image::kernel_elf(image)?;
     let elf = image::Elf::parse(&elf_bytes)?;
     let extra = match symbols {

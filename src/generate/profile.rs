@@ -18,31 +18,77 @@ use super::symbols::SymbolFile;
 use super::types::Types;
 use super::{GenError, Result};
 
-/// One line of a group.
+/// One line of a group as the generator collects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
+enum Entry {
     /// `# text`.
     Comment(String),
     /// `key = value`.
     Value(String, String),
 }
 
-/// A generated kernelinfo group.
+/// A generated kernelinfo group. Its content is the reader's own type
+/// ([`crate::config::KernelInfo`], what the plugin loads), written by that type: the
+/// generator cannot write a key the plugin does not read, nor a value it would refuse.
 #[derive(Debug, Clone)]
-pub struct KernelInfo {
+pub struct Generated {
     /// The group name, `distro:release:bits` (`debian:6.1.0-56-amd64:64`).
     pub group: String,
-    /// Its lines, in the order of `docs/kernelinfo.md`.
-    pub entries: Vec<Entry>,
+    /// The group, typed.
+    pub info: crate::config::KernelInfo,
+    /// What the reader of the file should know (keys that cannot be generated).
+    pub notes: Vec<String>,
+    /// `key = value` pairs as written, for lookups.
+    written: Vec<(String, String)>,
 }
 
-impl KernelInfo {
+impl Generated {
+    /// Checks the generator's `entries` by reading them as the plugin does.
+    fn new(group: String, entries: Vec<Entry>) -> Result<Generated> {
+        let mut text = format!("[{group}]\n");
+        let mut notes = Vec::new();
+        for e in entries {
+            match e {
+                Entry::Comment(c) => notes.push(c),
+                Entry::Value(k, v) => text.push_str(&format!("{k} = {v}\n")),
+            }
+        }
+        let origin = std::path::Path::new("(generated)");
+        let invalid = |e: crate::config::ConfigError| GenError::Invalid(e.to_string());
+        let keys = crate::config::KeyFile::parse(&text, origin).map_err(invalid)?;
+        let info = crate::config::KernelInfo::from_keyfile(&keys, &group).map_err(invalid)?;
+        if !info.extra.is_empty() {
+            let unknown: Vec<&str> = info.extra.keys().map(String::as_str).collect();
+            return Err(GenError::Invalid(format!(
+                "keys the kernelinfo reader does not know: {}",
+                unknown.join(", ")
+            )));
+        }
+        let written = info
+            .to_keyfile_text(&group)
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Generated {
+            group,
+            info,
+            notes,
+            written,
+        })
+    }
+
     /// The value of `key`, as written.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find_map(|e| match e {
-            Entry::Value(k, v) if k == key => Some(v.as_str()),
-            _ => None,
-        })
+        self.written
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `key = value` as written, in file order.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.written.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The value of `key` as a number (decimal or `0x` hex).
@@ -54,16 +100,17 @@ impl KernelInfo {
         }
     }
 
-    /// The group as key-file text.
+    /// The group as key-file text: the notes, then the keys as the reader's type writes
+    /// them.
     pub fn to_keyfile(&self) -> String {
-        let mut s = format!("[{}]\n", self.group);
-        for e in &self.entries {
-            match e {
-                Entry::Comment(c) => s.push_str(&format!("# {c}\n")),
-                Entry::Value(k, v) => s.push_str(&format!("{k} = {v}\n")),
-            }
+        let text = self.info.to_keyfile_text(&self.group);
+        let (header, keys) = text.split_once('\n').unwrap_or((&text, ""));
+        let mut out = format!("{header}\n");
+        for n in &self.notes {
+            out.push_str(&format!("# {n}\n"));
         }
-        s
+        out.push_str(keys);
+        out
     }
 }
 
@@ -263,7 +310,7 @@ impl Builder<'_> {
 }
 
 /// Builds the group of a parsed ELF vmlinux with its type information.
-pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Result<KernelInfo> {
+pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Result<Generated> {
     let ptr = if elf.bits == 64 { 8 } else { 4 };
     let kallsyms = match kallsyms::find(elf.data, ptr, &|off| elf.addr_of_offset(off)) {
         Ok(k) => Some(k),
@@ -522,10 +569,10 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
     if !b.missing_types.is_empty() {
         return Err(GenError::MissingTypes(b.missing_types));
     }
-    Ok(KernelInfo {
-        group: format!("{}:{}:{}", banner.distro, banner.release, elf.bits),
-        entries: b.entries,
-    })
+    Generated::new(
+        format!("{}:{}:{}", banner.distro, banner.release, elf.bits),
+        b.entries,
+    )
 }
 
 #[cfg(test)]
