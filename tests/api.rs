@@ -17,6 +17,11 @@ fn main() {
             file_monitor_matches_strace,
         ),
         trial(
+            "openat_counter_sees_every_traced_openat",
+            &guest("amd64-6.1"),
+            openat_counter_sees_every_traced_openat,
+        ),
+        trial(
             "process_recorder_matches_the_guest_maps",
             &guest("amd64-6.12"),
             process_recorder_matches_the_guest_maps,
@@ -40,6 +45,11 @@ fn main() {
             "c_header_compiles_strictly",
             &[],
             c_header_compiles_strictly,
+        ),
+        trial(
+            "a_c_plugin_of_another_api_version_is_refused",
+            &guest("amd64-6.1"),
+            a_c_plugin_of_another_api_version_is_refused,
         ),
     ]);
 }
@@ -134,6 +144,35 @@ fn file_monitor_matches_strace() {
     assert!(
         traced.iter().any(|t| t.3 < 0),
         "a failed open is among them"
+    );
+}
+
+/// The typed-hook example counts openat at entry: at least every openat strace saw in its
+/// tree (the run has more: init's, strace's own), and at least the absolute ones.
+fn openat_counter_sees_every_traced_openat() {
+    let dir = tempdir("opencount");
+    let out = dir.join("count.txt");
+    let run = boot_with(
+        &example("opencount"),
+        "amd64-6.1",
+        vec![format!("out={}", out.display())],
+    );
+    run.assert_finished();
+    let text = std::fs::read_to_string(&out).expect("the counter's output");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [_, calls, _, absolute] = words[..] else {
+        panic!("openat N absolute M: {text}");
+    };
+    let (calls, absolute): (usize, usize) = (calls.parse().unwrap(), absolute.parse().unwrap());
+    let traced: Vec<_> = strace_paths(&run)
+        .into_iter()
+        .filter(|t| t.1 == "openat")
+        .collect();
+    let traced_absolute = traced.iter().filter(|t| t.2.starts_with('/')).count();
+    assert!(
+        calls >= traced.len() && absolute >= traced_absolute && absolute <= calls,
+        "{text} against strace's {} ({traced_absolute} absolute)",
+        traced.len()
     );
 }
 
@@ -324,6 +363,53 @@ fn c_header_compiles_strictly() {
         "{}",
         String::from_utf8_lossy(&cxx.stderr)
     );
+}
+
+/// A C plugin built for another version of vmi's API asks for its table: vmi refuses with
+/// one line naming both versions, and the plugin (as `vmi_find` users do) refuses to load.
+fn a_c_plugin_of_another_api_version_is_refused() {
+    let dir = tempdir("c-version");
+    let src = dir.join("future.c");
+    std::fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include "vmi.h"
+VMI_QEMU_PLUGIN_VERSION
+__attribute__((visibility("default"))) int qemu_plugin_install(uint64_t id, const void *info,
+                                                               int argc, char **argv)
+{
+    const vmi_api *(*get)(uint32_t);
+    (void)id; (void)info; (void)argc; (void)argv;
+    *(void **)(&get) = vmi_find_symbol("vmi_get_api");
+    return get && get(VMI_API_VERSION + 1) ? 0 : -1;
+}
+"#,
+    )
+    .unwrap();
+    let so = dir.join("libfuture.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = boot(&Boot {
+        kernel: "amd64-6.1",
+        scenario: "api",
+        also: vec![so.display().to_string()],
+        ..Boot::default()
+    });
+    assert_ne!(run.status, 0, "QEMU refuses the plugin");
+    let line = run.stderr_line("asked for vmi API version 2");
+    assert!(line.contains("offers version 1"), "{line}");
 }
 
 /// A plugin crate in a directory of its own, depending on vmi by path as a user's would:

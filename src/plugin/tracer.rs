@@ -197,7 +197,8 @@ impl Tracer {
             rip: pc,
             ..Regs::default()
         };
-        let nargs = if self.follows(abi.info(regs.rax)) {
+        let info = abi.info(regs.rax);
+        let nargs = if self.follows(info) || self.wanted_at_entry(info) {
             abi.arg_count(regs.rax)
         } else {
             0
@@ -215,10 +216,14 @@ impl Tracer {
     /// or may drive a process event: only then are its arguments read and is it
     /// followed to its return.
     fn follows(&self, info: Option<&SyscallInfo>) -> bool {
-        let name = info.map(|i| i.name);
-        self.records.logs(name)
-            || self.entry_filter.logs(name)
+        self.records.logs(info.map(|i| i.name))
             || info.is_none_or(|i| super::lifecycle::is_lifecycle_call(i.effects))
+    }
+
+    /// Whether someone wants the call at entry: its arguments are read, and it is not
+    /// passed by, but it is not followed to its return for that.
+    fn wanted_at_entry(&self, info: Option<&SyscallInfo>) -> bool {
+        self.entry_filter.logs(info.map(|i| i.name))
     }
 
     /// Whether following `call`, entered by `task` on `cpu`, would change nothing: it is
@@ -231,6 +236,7 @@ impl Tracer {
             return false;
         };
         !self.follows(Some(info))
+            && !self.wanted_at_entry(Some(info))
             && !remaps(info.effects)
             && super::threads::keeps_threads(info.effects)
             && self.nothing_pending(&ThreadKey::Task(task))
