@@ -242,11 +242,14 @@ impl Plugin {
         // Most calls of an events-only or filtered run end here. Their returns then need
         // no callback either: once each context switch is sure to be seen, return points
         // are skipped until this thread makes a followed call or another thread runs.
+        // A call wanted only at entry is such a call too once handed over: its return is
+        // skipped as well.
         let passes = self
             .switched_task(cpu)
             .is_some_and(|task| self.tracer().passes_by(cpu, task, &d.call));
         cpu.skip_returns(passes && self.kernel().is_some_and(KernelView::switches_settled));
-        if passes {
+        let wanted_at_entry = self.consumers().wants_entry(d.call.name());
+        if passes && !wanted_at_entry {
             return;
         }
         let task = self.current_task(cpu, in_kernel);
@@ -274,10 +277,14 @@ impl Plugin {
             self.first_seen(cpu, kernel_mode, &who.thread, &linux);
         }
         let shift = || d.shift.unwrap_or_else(|| running_shift(cpu, d.call.pc));
-        if self.consumers().wants_entry(d.call.name()) {
+        if wanted_at_entry {
             // With the address it runs at: its translation may be shared with another
             // address space that maps the same code elsewhere.
-            let call = d.call.shifted(shift());
+            let by = self
+                .tracer()
+                .shifts()
+                .of(cpu, who.pinned, d.call.pc, shift);
+            let call = d.call.shifted(by);
             self.consumers()
                 .syscall_enter(&self.ctx(Some(cpu), kernel_mode), &call, &who.thread);
         }

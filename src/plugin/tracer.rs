@@ -226,7 +226,8 @@ impl Tracer {
         self.entry_filter.logs(info.map(|i| i.name))
     }
 
-    /// Whether following `call`, entered by `task` on `cpu`, would change nothing: it is
+    /// Whether following `call`, entered by `task` on `cpu`, would change nothing (beyond
+    /// handing it to whoever wants it at entry): it is
     /// not logged and drives no process event, changes neither an address space nor what
     /// is known of a thread, and its thread is known, has no call pending and none in
     /// flight. Most calls of an events-only or filtered run are such calls; they need no
@@ -236,7 +237,6 @@ impl Tracer {
             return false;
         };
         !self.follows(Some(info))
-            && !self.wanted_at_entry(Some(info))
             && !remaps(info.effects)
             && super::threads::keeps_threads(info.effects)
             && self.nothing_pending(&ThreadKey::Task(task))
