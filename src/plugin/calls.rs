@@ -280,10 +280,7 @@ impl Plugin {
         if wanted_at_entry {
             // With the address it runs at: its translation may be shared with another
             // address space that maps the same code elsewhere.
-            let by = self
-                .tracer()
-                .shifts()
-                .of(cpu, who.pinned, d.call.pc, shift);
+            let by = self.tracer().shifts().of(cpu, who.pinned, d.call.pc, shift);
             let call = d.call.shifted(by);
             self.consumers()
                 .syscall_enter(&self.ctx(Some(cpu), kernel_mode), &call, &who.thread);
