@@ -263,6 +263,41 @@ def fetch_newest_image() -> Path:
     return images[0]
 
 
+def fetch_newest_modules(wanted: list) -> Path:
+    """Some modules of the newest amd64 kernel (`wanted`: paths under kernel/ without the
+    .ko suffix, e.g. drivers/block/loop), from unstable's linux-modules-<release> of the
+    image fetch_newest_image returns: the package is downloaded once per version, only
+    those files are kept, and the .deb is deleted. Returns the root they are under
+    (<root>/usr/lib/modules/<release>/kernel/...). lab/lab puts them in its initramfs."""
+    image = fetch_newest_image()
+    release = image.parent.name
+    src = cache_dir()
+    package = f"linux-modules-{release}"
+    out = src / "modules" / package
+    stamp = "\n".join(sorted(wanted)) + "\n"
+    if (out / ".wanted").exists() and (out / ".wanted").read_text() == stamp:
+        return out
+    debs = src / "modules-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {package} from unstable (only {len(wanted)} modules are kept)", file=sys.stderr)
+    apt_sid(src, "download", package, cwd=debs)
+    deb = max(debs.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+    tmp = out.with_name(out.name + ".partial")
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    tmp.mkdir(parents=True)
+    patterns = [f"*/modules/{release}/kernel/{m}.ko*" for m in wanted]
+    fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    # tar fails when a pattern matches nothing: a module this kernel builds in is fine.
+    subprocess.run(["tar", "-x", "-C", str(tmp), "--wildcards", *patterns],
+                   stdin=fsys.stdout, stderr=subprocess.DEVNULL)
+    fsys.wait()
+    (tmp / ".wanted").write_text(stamp)
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    tmp.rename(out)
+    deb.unlink()
+    return out
+
+
 def release_of(root: Path) -> str:
     """`X.Y` from the tree's Makefile."""
     text = (root / "Makefile").read_text(errors="replace")
@@ -499,7 +534,13 @@ def main() -> None:
                     help="only fetch the newest kernel's unistd headers and print their directory")
     ap.add_argument("--newest-image", action="store_true",
                     help="only fetch the newest amd64 kernel image and print its path")
+    ap.add_argument("--newest-modules", nargs="+", metavar="PATH",
+                    help="only fetch these modules of the newest amd64 kernel (kernel/ paths "
+                         "without .ko) and print the root they are under")
     a = ap.parse_args()
+    if a.newest_modules:
+        print(fetch_newest_modules(a.newest_modules))
+        return
     if a.unistd:
         print(fetch_unistd())
         return

@@ -21,6 +21,11 @@ fn main() {
             amd64_612_smp2_events_match_the_guest,
         ),
         trial(
+            "amd64_sid_smp2_events_match_the_guest",
+            &guest("amd64-sid"),
+            amd64_sid_smp2_events_match_the_guest,
+        ),
+        trial(
             "i386_61_kpti_events_match_the_guest",
             &guest("i386-6.1"),
             i386_61_kpti_events_match_the_guest,
@@ -224,6 +229,20 @@ fn amd64_61_events_match_the_guest() {
         &boot(&Boot {
             kernel: "amd64-6.1",
             scenario: "events",
+            ..Boot::default()
+        }),
+        true,
+    );
+}
+
+/// The newest kernel Debian has (Linux 7.x), KASLR, two vCPUs.
+fn amd64_sid_smp2_events_match_the_guest() {
+    check_events(
+        &boot(&Boot {
+            kernel: "amd64-sid",
+            scenario: "events",
+            kaslr: true,
+            smp: 2,
             ..Boot::default()
         }),
         true,

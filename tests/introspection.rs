@@ -26,6 +26,17 @@ fn main() {
             &guest("amd64-6.12"),
             amd64_612_kaslr_smp2,
         ),
+        trial("amd64_sid_nokaslr", &guest("amd64-sid"), amd64_sid_nokaslr),
+        trial(
+            "amd64_sid_kaslr_smp2",
+            &guest("amd64-sid"),
+            amd64_sid_kaslr_smp2,
+        ),
+        trial(
+            "amd64_sid_kpti_kaslr",
+            &guest("amd64-sid"),
+            amd64_sid_kpti_kaslr,
+        ),
         trial("i386_61_kpti", &guest("i386-6.1"), i386_61_kpti),
         trial("i386_61_kaslr", &guest("i386-6.1"), i386_61_kaslr),
         trial(
@@ -96,6 +107,21 @@ fn amd64_612_nokaslr() {
 
 fn amd64_612_kaslr_smp2() {
     run_and_check("amd64-6.12", true, 2);
+}
+
+/// The newest kernel Debian has (unstable's, Linux 7.x): no `thread_group` list, per-CPU
+/// symbols no longer zero-based, kallsyms offsets relative to `_text`; its group is
+/// generated from the image alone.
+fn amd64_sid_nokaslr() {
+    run_and_check("amd64-sid", false, 1);
+}
+
+fn amd64_sid_kaslr_smp2() {
+    run_and_check("amd64-sid", true, 2);
+}
+
+fn amd64_sid_kpti_kaslr() {
+    run_on_cpu("amd64-sid", true, 1, Some("Skylake-Client"));
 }
 
 /// i386 guests run with KPTI by default: the kernel is read at system call dispatch.

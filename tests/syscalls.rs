@@ -37,6 +37,11 @@ fn main() {
             amd64_612_matches_strace,
         ),
         trial(
+            "amd64_sid_matches_strace",
+            &guest("amd64-sid"),
+            amd64_sid_matches_strace,
+        ),
+        trial(
             "amd64_61_compat_matches_strace",
             &guest("amd64-6.1"),
             amd64_61_compat_matches_strace,
@@ -613,6 +618,11 @@ fn amd64_61_wrong_switch_to_is_refuted() {
 
 fn amd64_612_matches_strace() {
     workload_matches_strace("amd64-6.12", true);
+}
+
+/// The newest kernel Debian has (Linux 7.x), KASLR: its new calls are named.
+fn amd64_sid_matches_strace() {
+    workload_matches_strace("amd64-sid", true);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
