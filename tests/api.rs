@@ -112,15 +112,7 @@ fn strace_paths(run: &Run) -> Vec<(u32, String, String, i64)> {
 }
 
 fn file_monitor_matches_strace() {
-    let dir = tempdir("filemon");
-    let out = dir.join("opens.tsv");
-    let run = boot_with(
-        &example("filemon"),
-        "amd64-6.1",
-        vec![format!("out={}", out.display())],
-    );
-    run.assert_finished();
-    let lines = std::fs::read_to_string(&out).expect("the monitor's output");
+    let (run, lines) = run_example("filemon", "amd64-6.1");
     let seen: Vec<(u32, String, String, i64)> = lines
         .lines()
         .map(|l| {
@@ -150,15 +142,7 @@ fn file_monitor_matches_strace() {
 /// The typed-hook example counts openat at entry: at least every openat strace saw in its
 /// tree (the run has more: init's, strace's own), and at least the absolute ones.
 fn openat_counter_sees_every_traced_openat() {
-    let dir = tempdir("opencount");
-    let out = dir.join("count.txt");
-    let run = boot_with(
-        &example("opencount"),
-        "amd64-6.1",
-        vec![format!("out={}", out.display())],
-    );
-    run.assert_finished();
-    let text = std::fs::read_to_string(&out).expect("the counter's output");
+    let (run, text) = run_example("opencount", "amd64-6.1");
     let words: Vec<&str> = text.split_whitespace().collect();
     let [_, calls, _, absolute] = words[..] else {
         panic!("openat N absolute M: {text}");
@@ -177,14 +161,7 @@ fn openat_counter_sees_every_traced_openat() {
 }
 
 fn process_recorder_matches_the_guest_maps() {
-    let dir = tempdir("procrec");
-    let out = dir.join("procs.tsv");
-    let run = boot_with(
-        &example("procrec"),
-        "amd64-6.12",
-        vec![format!("out={}", out.display())],
-    );
-    run.assert_finished();
+    let (run, lines) = run_example("procrec", "amd64-6.12");
     let pid: u32 = run.truth.marks["strace_pid"].parse().unwrap();
     // The files strace had mapped while it ran: its executable and its libraries.
     let mut files: Vec<String> = Vec::new();
@@ -197,7 +174,6 @@ fn process_recorder_matches_the_guest_maps() {
             files.push(path.to_string());
         }
     }
-    let lines = std::fs::read_to_string(&out).expect("the recorder's output");
     let line = lines
         .lines()
         .find(|l| l.starts_with(&format!("{pid}\t")))
@@ -519,6 +495,21 @@ vmi::export_plugin!(Plugin);
     let refused = boot_with(&so, "amd64-6.1", vec!["nosuch=1".into()]);
     let line = refused.stderr_line("unknown plugin argument 'nosuch'");
     assert!(line.contains("counts") && line.contains("conf"), "{line}");
+}
+
+/// Runs the `api` scenario on `kernel` with example `name` as the plugin, its output in
+/// `out=`; the finished run and that output.
+fn run_example(name: &str, kernel: &'static str) -> (Run, String) {
+    let out = tempdir(name).join("out");
+    let run = boot_with(
+        &example(name),
+        kernel,
+        vec![format!("out={}", out.display())],
+    );
+    run.assert_finished();
+    let text = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("the output of {name}: {e}: {}", run.dir.display()));
+    (run, text)
 }
 
 /// Boots the `api` scenario on `kernel` with `so` as the plugin (instead of libvmi.so).
