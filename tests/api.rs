@@ -425,6 +425,8 @@ use vmi::events::Event;
 struct Counter {
     out: std::path::PathBuf,
     pids: Mutex<Vec<u32>>,
+    switches: std::sync::atomic::AtomicU64,
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Analysis for Counter {
@@ -432,17 +434,36 @@ impl Analysis for Counter {
         "counter"
     }
     fn interest(&self) -> Interest {
-        Interest { process_events: true, ..Interest::default() }
+        Interest { process_events: true, task_changes: true, ..Interest::default() }
+    }
+    fn kernel_ready(&self, ctx: &Ctx<'_>, _: &vmi::output::records::KernelReady) {
+        // The queries answer from here on.
+        let ok = ctx.processes().is_ok_and(|l| l.items.iter().any(|p| p.pid == 1));
+        self.ready.store(ok, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn task_change(&self, _: &Ctx<'_>, _old: u64, new: u64) {
+        if new != 0 {
+            self.switches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     fn process_event(&self, _: &Ctx<'_>, e: &Event) {
         if let Event::ProcessStart { pid, already_running: false, .. } = e {
             self.pids.lock().unwrap().push(*pid);
         }
     }
-    fn run_end(&self, _: &vmi::output::records::RunEnd) {
+    fn run_end(&self, end: &vmi::output::records::RunEnd) {
+        use std::sync::atomic::Ordering::Relaxed;
         let pids = self.pids.lock().unwrap();
-        let text: Vec<String> = pids.iter().map(u32::to_string).collect();
-        std::fs::write(&self.out, text.join("\n")).unwrap();
+        let mut text = format!(
+            "ready {} switches {} of {}\n",
+            self.ready.load(Relaxed),
+            self.switches.load(Relaxed),
+            end.task_switches
+        );
+        for p in pids.iter() {
+            text.push_str(&format!("{p}\n"));
+        }
+        std::fs::write(&self.out, text).unwrap();
     }
 }
 
@@ -451,7 +472,12 @@ impl Build for Plugin {
     const KEYS: &'static [(&'static str, &'static str)] = &[("counts", "where the pids go")];
     fn build(args: &PluginArgs) -> Built {
         let out = args.get("counts").ok_or("counts= is required")?.into();
-        Ok(vec![Box::new(Counter { out, pids: Mutex::new(Vec::new()) })])
+        Ok(vec![Box::new(Counter {
+            out,
+            pids: Mutex::new(Vec::new()),
+            switches: Default::default(),
+            ready: Default::default(),
+        })])
     }
 }
 
@@ -483,11 +509,15 @@ vmi::export_plugin!(Plugin);
         ],
     );
     run.assert_finished();
-    let pids: Vec<u32> = std::fs::read_to_string(&counts)
-        .expect("the counter's output")
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
+    let text = std::fs::read_to_string(&counts).expect("the counter's output");
+    let (head, rest) = text.split_once('\n').expect("a first line");
+    // Queries answered at kernel_ready (pid 1 among the processes), and every context
+    // switch the engine followed reached the plugin, each to a known task.
+    let words: Vec<&str> = head.split_whitespace().collect();
+    assert_eq!(words.len(), 6, "{head}");
+    assert_eq!(words[1], "true", "processes at kernel_ready: {head}");
+    assert!(words[3] == words[5] && words[3] != "0", "switches: {head}");
+    let pids: Vec<u32> = rest.lines().map(|l| l.parse().unwrap()).collect();
     // Every strace'd process (the guest's own account) started under the counter's eyes.
     for (pid, ..) in strace_paths(&run) {
         assert!(pids.contains(&pid), "pid {pid} started: {pids:?}");
