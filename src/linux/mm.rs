@@ -252,5 +252,14 @@ pub fn mappings(linux: &Linux<'_>, task: u64) -> Result<Listing<Mapping>, OsiErr
     if mm == 0 {
         return Ok(Listing::complete(Vec::new()));
     }
-    vmas(linux, mm)?.try_map(|vma| mapping(linux, vma))
+    // The walk and the paths read at most READ_BUDGET bytes: beyond, the listing stops.
+    let budget = crate::mem::Budgeted::new(linux.mem, super::path::READ_BUDGET);
+    let linux = &Linux::new(&budget, linux.info, linux.ctx);
+    let mut listing = vmas(linux, mm)?.try_map(|vma| mapping(linux, vma))?;
+    if budget.exhausted() {
+        listing.incomplete = Some(crate::osi::Incomplete::Limit {
+            max: listing.items.len(),
+        });
+    }
+    Ok(listing)
 }

@@ -29,6 +29,10 @@ pub const NAME_MAX: usize = 255;
 /// Largest file descriptor table walked.
 pub const MAX_FDS: u64 = 65_536;
 
+/// Guest bytes one listing of open files (or of mappings) may read: ample for thousands of
+/// files with deep paths, and a bound on a hostile table (see [`crate::mem::Budgeted`]).
+pub const READ_BUDGET: usize = 4 << 20;
+
 /// `dentry->d_name.name`, at most `qstr.len` (or `NAME_MAX`) bytes.
 pub fn dentry_name(linux: &Linux<'_>, dentry: u64) -> Result<String, OsiError> {
     let name_off = need(
@@ -141,8 +145,11 @@ pub fn file_path(linux: &Linux<'_>, file: u64) -> Result<String, OsiError> {
     d_path(linux, dentry, vfsmnt)
 }
 
-/// Open descriptors of `task`: `task->files->fdt->fd[0..max_fds]`.
+/// Open descriptors of `task`: `task->files->fdt->fd[0..max_fds]`, reading at most
+/// [`READ_BUDGET`] bytes (beyond it the listing stops, flagged).
 pub fn fds(linux: &Linux<'_>, task: u64) -> Result<Listing<FileDescriptor>, OsiError> {
+    let budget = crate::mem::Budgeted::new(linux.mem, READ_BUDGET);
+    let linux = &Linux::new(&budget, linux.info, linux.ctx);
     let fs = &linux.info.fs;
     let files_off = need(
         linux.info.task.files_offset,
@@ -177,6 +184,10 @@ pub fn fds(linux: &Linux<'_>, task: u64) -> Result<Listing<FileDescriptor>, OsiE
     }
     let mut items = Vec::new();
     for fd in 0..max.min(MAX_FDS) {
+        if budget.exhausted() {
+            incomplete = Some(Incomplete::Limit { max: items.len() });
+            break;
+        }
         let file = match linux.read_ptr(array.wrapping_add(fd * linux.ptr_size())) {
             Ok(f) => f,
             Err(f) => {

@@ -375,6 +375,47 @@ fn file_descriptors() {
     );
 }
 
+/// Found by fuzzing (fuzz/ walkers): a table of 65,536 descriptors whose file's path is a
+/// cycle of two dentries with 255-byte names took minutes (each path read 256 names before
+/// being refused as too deep). The listing now stops at the read budget, flagged.
+#[test]
+fn a_hostile_fd_table_stops_at_the_read_budget() {
+    let mut b = Builder::new();
+    let task = b.process(10, "evil", INIT_TASK, 0);
+    let name = "x".repeat(255);
+    let a = b.dentry(&name, 0);
+    let c = b.dentry(&name, a);
+    b.mem.w64(a + 0x18, c); // a's parent is c, c's is a
+    let file = b.file(a, 0, 0);
+    let files = b.alloc(0x100, 64);
+    let fdt = b.alloc(0x40, 8);
+    let n = super::path::MAX_FDS;
+    let array = b.alloc(8 * n, 8);
+    for fd in 0..n {
+        b.mem.w64(array + 8 * fd, file);
+    }
+    b.mem.w32(fdt, n as u32);
+    b.mem.w64(fdt + 8, array);
+    b.mem.w64(files + 0x20, fdt);
+    b.mem.w64(task + 0x80, files);
+    let linux = Linux::new(&b.mem, &b.info, ctx());
+    let fds = linux.fds(ProcessHandle(task)).unwrap();
+    assert!(
+        matches!(fds.incomplete, Some(Incomplete::Limit { max }) if max == fds.items.len()),
+        "{:?}",
+        fds.incomplete
+    );
+    assert!(
+        fds.items.len() < 1024,
+        "{} descriptors read",
+        fds.items.len()
+    );
+    assert!(
+        fds.items.iter().all(|f| f.path.is_none()),
+        "a cycle has no path"
+    );
+}
+
 #[test]
 fn modules_both_layouts() {
     let mut b = Builder::new();

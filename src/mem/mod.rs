@@ -32,6 +32,45 @@ pub trait PhysicalMemory {
     fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), Fault>;
 }
 
+/// Guest memory that refuses reads once `budget` bytes were read: bounds the work of one
+/// walk over structures a hostile guest controls (a path per open file, a name per
+/// component), where each read is a trip through QEMU inside a vCPU callback. Found by
+/// fuzzing: 65,536 descriptors of 256-component paths took minutes.
+pub struct Budgeted<'a> {
+    mem: &'a dyn GuestMemory,
+    left: std::cell::Cell<usize>,
+}
+
+impl<'a> Budgeted<'a> {
+    /// `mem`, of which at most `budget` bytes will be read.
+    pub fn new(mem: &'a dyn GuestMemory, budget: usize) -> Self {
+        Budgeted {
+            mem,
+            left: std::cell::Cell::new(budget),
+        }
+    }
+
+    /// Whether a read was refused for the budget.
+    pub fn exhausted(&self) -> bool {
+        self.left.get() == 0
+    }
+}
+
+impl GuestMemory for Budgeted<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        match self.left.get().checked_sub(buf.len()) {
+            Some(left) => {
+                self.left.set(left);
+                self.mem.read(va, buf)
+            }
+            None => {
+                self.left.set(0);
+                Err(Fault { va, len: buf.len() })
+            }
+        }
+    }
+}
+
 /// Guest virtual memory as seen by the current vCPU. One primitive; typed helpers below.
 pub trait GuestMemory {
     /// Fills `buf` from guest virtual address `va`, all or nothing.

@@ -1,0 +1,14 @@
+//! kernelinfo files: every group read as the plugin reads it, and written back.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use vmi::config::{KernelInfo, KeyFile};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(file) = KeyFile::parse(text, std::path::Path::new("fuzz.conf")) else { return };
+    for group in file.groups() {
+        if let Ok(info) = KernelInfo::from_keyfile(&file, &group) {
+            let _ = info.to_keyfile_text(&group);
+        }
+    }
+});
