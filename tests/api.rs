@@ -37,6 +37,11 @@ fn main() {
             || c_plugin_next_to_libvmi_matches_strace(true),
         ),
         trial(
+            "the_guides_first_plugin_runs",
+            &guest("amd64-6.1"),
+            the_guides_first_plugin_runs,
+        ),
+        trial(
             "a_crate_outside_the_repository_builds_on_vmi",
             &guest("amd64-6.1"),
             a_crate_outside_the_repository_builds_on_vmi,
@@ -391,34 +396,64 @@ __attribute__((visibility("default"))) int qemu_plugin_install(uint64_t id, cons
 /// A plugin crate in a directory of its own, depending on vmi by path as a user's would:
 /// it counts process starts and writes the count and every pid at the end of the run.
 fn a_crate_outside_the_repository_builds_on_vmi() {
-    let dir = tempdir("outside-crate");
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "counter"
-version = "0.1.0"
-edition = "2024"
+    let (dir, so) = build_outside("counter", COUNTER);
+    // Its own key sits next to vmi's; an unknown one is refused naming both.
+    let counts = dir.join("pids.txt");
+    let run = boot_with(
+        &so,
+        "amd64-6.1",
+        vec![
+            format!("counts={}", counts.display()),
+            format!("out={}", dir.join("unused").display()),
+        ],
+    );
+    run.assert_finished();
+    let text = std::fs::read_to_string(&counts).expect("the counter's output");
+    let (head, rest) = text.split_once('\n').expect("a first line");
+    // Queries answered at kernel_ready (pid 1 among the processes), and every context
+    // switch the engine followed reached the plugin, each to a known task.
+    let words: Vec<&str> = head.split_whitespace().collect();
+    assert_eq!(words.len(), 6, "{head}");
+    assert_eq!(words[1], "true", "processes at kernel_ready: {head}");
+    assert!(words[3] == words[5] && words[3] != "0", "switches: {head}");
+    let pids: Vec<u32> = rest.lines().map(|l| l.parse().unwrap()).collect();
+    // Every strace'd process (the guest's own account) started under the counter's eyes.
+    for (pid, ..) in strace_paths(&run) {
+        assert!(pids.contains(&pid), "pid {pid} started: {pids:?}");
+    }
+    let refused = boot_with(&so, "amd64-6.1", vec!["nosuch=1".into()]);
+    let line = refused.stderr_line("unknown plugin argument 'nosuch'");
+    assert!(line.contains("counts") && line.contains("conf"), "{line}");
+}
 
-[lib]
-crate-type = ["cdylib"]
+/// Runs the `api` scenario on `kernel` with example `name` as the plugin, its output in
+/// `out=`; the finished run and that output.
+fn run_example(name: &str, kernel: &'static str) -> (Run, String) {
+    let out = tempdir(name).join("out");
+    let run = boot_with(
+        &example(name),
+        kernel,
+        vec![format!("out={}", out.display())],
+    );
+    run.assert_finished();
+    let text = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("the output of {name}: {e}: {}", run.dir.display()));
+    (run, text)
+}
 
-[dependencies]
-vmi = {{ path = "{}", package = "qemu-vmi" }}
+/// Boots the `api` scenario on `kernel` with `so` as the plugin (instead of libvmi.so).
+fn boot_with(so: &Path, kernel: &'static str, args: Vec<String>) -> Run {
+    boot(&Boot {
+        kernel,
+        scenario: "api",
+        plugin_args: args,
+        plugin: Some(so.to_path_buf()),
+        ..Boot::default()
+    })
+}
 
-# As vmi's own workspace builds, so that the dependencies built there are reused.
-[profile.release]
-debug = 1
-panic = "unwind"
-"#,
-            root().display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/lib.rs"),
-        r#"use std::sync::Mutex;
+/// The counter plugin of [`a_crate_outside_the_repository_builds_on_vmi`].
+const COUNTER: &str = r#"use std::sync::Mutex;
 use vmi::api::{Analysis, Build, Built, Ctx, Interest, PluginArgs};
 use vmi::events::Event;
 
@@ -482,9 +517,38 @@ impl Build for Plugin {
 }
 
 vmi::export_plugin!(Plugin);
+"#;
+
+/// Builds a plugin crate named `name` with `lib_rs` in a directory of its own, depending on
+/// vmi by path as a user's would; its directory and its `.so`.
+fn build_outside(name: &str, lib_rs: &str) -> (PathBuf, PathBuf) {
+    let dir = tempdir(&format!("outside-{name}"));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+vmi = {{ path = "{}", package = "qemu-vmi" }}
+
+# As vmi's own workspace builds, so that the dependencies built there are reused.
+[profile.release]
+debug = 1
+panic = "unwind"
 "#,
+            root().display()
+        ),
     )
     .unwrap();
+    std::fs::write(dir.join("src/lib.rs"), lib_rs).unwrap();
+    // Its own target directory: the one of `cargo test` is locked while tests run.
     let target = root().join("target/outside");
     let built = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
@@ -494,61 +558,35 @@ vmi::export_plugin!(Plugin);
         .expect("run cargo");
     assert!(
         built.status.success(),
-        "the outside crate does not build:\n{}",
+        "the outside crate {name} does not build:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let so = target.join("release/libcounter.so");
-    // Its own key sits next to vmi's; an unknown one is refused naming both.
-    let counts = dir.join("pids.txt");
-    let run = boot_with(
-        &so,
-        "amd64-6.1",
-        vec![
-            format!("counts={}", counts.display()),
-            format!("out={}", dir.join("unused").display()),
-        ],
-    );
+    (dir, target.join(format!("release/lib{name}.so")))
+}
+
+/// docs/api.md's first plugin, as the guide shows it (its first Rust block), built outside
+/// the repository and run: it prints each openat's caller, path and result, which must be
+/// strace's for the traced processes.
+fn the_guides_first_plugin_runs() {
+    let guide = std::fs::read_to_string(root().join("docs/api.md")).unwrap();
+    let code = guide
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a Rust block in docs/api.md");
+    assert!(code.contains("export_plugin!"), "{code}");
+    let (_, so) = build_outside("opens", code);
+    let run = boot_with(&so, "amd64-6.1", vec![]);
     run.assert_finished();
-    let text = std::fs::read_to_string(&counts).expect("the counter's output");
-    let (head, rest) = text.split_once('\n').expect("a first line");
-    // Queries answered at kernel_ready (pid 1 among the processes), and every context
-    // switch the engine followed reached the plugin, each to a known task.
-    let words: Vec<&str> = head.split_whitespace().collect();
-    assert_eq!(words.len(), 6, "{head}");
-    assert_eq!(words[1], "true", "processes at kernel_ready: {head}");
-    assert!(words[3] == words[5] && words[3] != "0", "switches: {head}");
-    let pids: Vec<u32> = rest.lines().map(|l| l.parse().unwrap()).collect();
-    // Every strace'd process (the guest's own account) started under the counter's eyes.
-    for (pid, ..) in strace_paths(&run) {
-        assert!(pids.contains(&pid), "pid {pid} started: {pids:?}");
+    for (pid, call, path, ret) in strace_paths(&run) {
+        if call == "openat" {
+            let line =
+                format!("{pid} Some(Str {{ text: \"{path}\", truncated: false }}) = Some({ret})");
+            assert!(
+                run.console.contains(&line),
+                "no line '{line}' in {}",
+                run.dir.display()
+            );
+        }
     }
-    let refused = boot_with(&so, "amd64-6.1", vec!["nosuch=1".into()]);
-    let line = refused.stderr_line("unknown plugin argument 'nosuch'");
-    assert!(line.contains("counts") && line.contains("conf"), "{line}");
-}
-
-/// Runs the `api` scenario on `kernel` with example `name` as the plugin, its output in
-/// `out=`; the finished run and that output.
-fn run_example(name: &str, kernel: &'static str) -> (Run, String) {
-    let out = tempdir(name).join("out");
-    let run = boot_with(
-        &example(name),
-        kernel,
-        vec![format!("out={}", out.display())],
-    );
-    run.assert_finished();
-    let text = std::fs::read_to_string(&out)
-        .unwrap_or_else(|e| panic!("the output of {name}: {e}: {}", run.dir.display()));
-    (run, text)
-}
-
-/// Boots the `api` scenario on `kernel` with `so` as the plugin (instead of libvmi.so).
-fn boot_with(so: &Path, kernel: &'static str, args: Vec<String>) -> Run {
-    boot(&Boot {
-        kernel,
-        scenario: "api",
-        plugin_args: args,
-        plugin: Some(so.to_path_buf()),
-        ..Boot::default()
-    })
 }
