@@ -18,7 +18,7 @@ pub mod task;
 pub mod validate;
 
 #[cfg(test)]
-mod testmem;
+pub(crate) mod testmem;
 #[cfg(test)]
 mod tests;
 

@@ -56,18 +56,40 @@ impl<'a> Budgeted<'a> {
     }
 }
 
-impl GuestMemory for Budgeted<'_> {
-    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        match self.left.get().checked_sub(buf.len()) {
+impl Budgeted<'_> {
+    /// Takes `len` bytes from the budget; `false` (and the budget spent) when they are not
+    /// there.
+    fn take(&self, len: usize) -> bool {
+        match self.left.get().checked_sub(len) {
             Some(left) => {
                 self.left.set(left);
-                self.mem.read(va, buf)
+                true
             }
             None => {
                 self.left.set(0);
-                Err(Fault { va, len: buf.len() })
+                false
             }
         }
+    }
+}
+
+impl GuestMemory for Budgeted<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        if !self.take(buf.len()) {
+            return Err(Fault { va, len: buf.len() });
+        }
+        self.mem.read(va, buf)
+    }
+
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        if !self.take(buf.len()) {
+            return Err(Fault { va, len: buf.len() });
+        }
+        self.mem.read_in(root, va, buf)
+    }
+
+    fn mapped_now(&self, va: u64) -> bool {
+        self.mem.mapped_now(va)
     }
 }
 

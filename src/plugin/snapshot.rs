@@ -25,9 +25,23 @@ impl Reason {
     }
 }
 
-/// Reads processes (with threads, mappings and open files) and modules through `linux`.
-/// Walks that stop early still give what they read, and say why in `incomplete`.
+/// Guest bytes one snapshot may read, over all its walks: each process's listings are
+/// bounded ([`crate::linux::path::READ_BUDGET`]), but a hostile guest can offer tens of
+/// thousands of processes, and the snapshot runs inside one vCPU callback.
+pub const SNAPSHOT_BUDGET: usize = 128 << 20;
+
+/// Reads processes (with threads, mappings and open files) and modules through `linux`,
+/// at most [`SNAPSHOT_BUDGET`] bytes. Walks that stop early still give what they read, and
+/// say why in `incomplete`.
 pub fn take(linux: &Linux<'_>, reason: &Reason) -> SnapshotRecord {
+    take_within(linux, reason, SNAPSHOT_BUDGET)
+}
+
+/// [`take`], reading at most `limit` bytes.
+fn take_within(linux: &Linux<'_>, reason: &Reason, limit: usize) -> SnapshotRecord {
+    let current = linux.current_thread().ok();
+    let budget = crate::mem::Budgeted::new(linux.memory(), limit);
+    let linux = &Linux::new(&budget, linux.info(), *linux.context());
     let mut incomplete = Vec::new();
     let mut note = |what: &str, why: String| incomplete.push(format!("{what}: {why}"));
     let mut processes = Vec::new();
@@ -122,9 +136,15 @@ pub fn take(linux: &Linux<'_>, reason: &Reason) -> SnapshotRecord {
             Vec::new()
         }
     };
+    if budget.exhausted() {
+        incomplete.push(format!(
+            "snapshot: stopped at its limit of {} KiB of guest memory read",
+            limit >> 10
+        ));
+    }
     SnapshotRecord {
         reason: reason.label(),
-        current: linux.current_thread().ok(),
+        current,
         processes,
         modules,
         incomplete,
@@ -139,5 +159,33 @@ fn flag(
 ) {
     if let Some(why) = incomplete {
         note(&format!("{what} of {pid}"), why.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linux::testmem::{Builder, INIT_TASK, ctx};
+
+    #[test]
+    fn a_snapshot_stops_at_its_budget() {
+        let mut b = Builder::new();
+        for pid in 1..=40 {
+            b.process(pid, "p", INIT_TASK, 0);
+        }
+        let linux = Linux::new(&b.mem, &b.info, ctx());
+        let full = take(&linux, &Reason::Reboot);
+        assert!(full.incomplete.is_empty(), "{:?}", full.incomplete);
+        assert_eq!(full.processes.len(), 41);
+        let cut = take_within(&linux, &Reason::Reboot, 1024);
+        assert!(
+            cut.incomplete
+                .iter()
+                .any(|i| i == "snapshot: stopped at its limit of 1 KiB of guest memory read"),
+            "{:?}",
+            cut.incomplete
+        );
+        assert!(cut.processes.len() < full.processes.len());
+        assert_eq!(cut.current, full.current);
     }
 }
