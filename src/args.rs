@@ -261,18 +261,21 @@ impl SyscallFilter {
             "none" => Ok(SyscallFilter::None),
             _ => {
                 let names: Vec<String> = value.split(':').map(str::to_string).collect();
-                let known = |n: &str| {
-                    crate::syscalls::Profile::ALL
-                        .iter()
-                        .any(|p| p.by_name(n).is_some())
-                };
-                if names.iter().all(|n| !n.is_empty() && known(n)) {
+                if names.iter().all(|n| SyscallFilter::named(n).is_some()) {
                     Ok(SyscallFilter::Names(names))
                 } else {
                     Err(EXPECTED)
                 }
             }
         }
+    }
+
+    /// The calls named `name`, if it is a name some table knows (`openat`).
+    pub fn named(name: &str) -> Option<SyscallFilter> {
+        crate::syscalls::Profile::ALL
+            .iter()
+            .any(|p| p.by_name(name).is_some())
+            .then(|| SyscallFilter::Names(vec![name.to_string()]))
     }
 
     /// Whether calls named `name` are logged.

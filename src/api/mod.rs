@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! QEMU callbacks → engine (crate::plugin: kernel, calls, process events)
-//!                → every Analysis: the event log (crate::log), yours, a C plugin's
+//!                → every Analysis: the event log (crate::eventlog), yours, a C plugin's
 //! ```
 //!
 //! An analysis implements [`Analysis`]: it says what it wants ([`Interest`]) and gets
@@ -20,8 +20,6 @@
 mod dispatch;
 mod hooks;
 
-use std::sync::atomic::AtomicU32;
-
 pub use dispatch::Consumers;
 
 use crate::args::{Options, SyscallFilter};
@@ -33,10 +31,12 @@ use crate::osi::{
     FileDescriptor, Introspect, Listing, Mapping, Module, OsiError, Process, ProcessHandle, Thread,
 };
 use crate::output::records::{KernelReady, RunEnd, RunStart, SnapshotRecord};
+use crate::syscalls::decode::MAX_STR;
 use crate::syscalls::{RawCall, SyscallRecord, ThreadInfo};
 
-/// The version of this API. A plugin built against another one is refused at load, in one
-/// line (C plugins ask [`crate::api`]'s `vmi_api` for theirs).
+/// The version of this API. A C plugin asks `vmi_get_api` (include/vmi.h) for the table
+/// of its version; another one is refused at load, in one line. A Rust plugin links its
+/// own vmi, so its version is always this one.
 pub const API_VERSION: u32 = 1;
 
 /// What an analysis wants from the engine. The engine follows the union of every
@@ -193,9 +193,9 @@ impl<'a> Ctx<'a> {
         Ok(self.memory()?.read(va, buf)?)
     }
 
-    /// The NUL-terminated string at `va` (at most 4096 bytes, lossily decoded).
+    /// The NUL-terminated string at `va` (at most [`MAX_STR`] bytes, lossily decoded).
     pub fn read_str(&self, va: u64) -> Result<String, QueryError> {
-        let (bytes, _) = self.memory()?.read_cstr(va, 4096)?;
+        let (bytes, _) = self.memory()?.read_cstr(va, MAX_STR)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -333,9 +333,6 @@ pub trait Build {
     fn build(args: &PluginArgs) -> Built;
 }
 
-/// Counts the panics of analyses, for tests and `run_end` diagnostics.
-pub(crate) static PANICS: AtomicU32 = AtomicU32::new(0);
-
 /// Makes a QEMU plugin of `$build` (a type implementing [`Build`]): exports
 /// `qemu_plugin_install` from the crate this is written in, which must be a `cdylib`.
 /// vmi's own exports (`qemu_plugin_version`, the C API) come with the vmi library.
@@ -343,7 +340,7 @@ pub(crate) static PANICS: AtomicU32 = AtomicU32::new(0);
 /// ```ignore
 /// struct Mine;
 /// impl vmi::api::Build for Mine {
-///     fn build(_: &vmi::api::PluginArgs) -> Result<Vec<Box<dyn vmi::api::Analysis>>, String> {
+///     fn build(_: &vmi::api::PluginArgs) -> vmi::api::Built {
 ///         Ok(vec![Box::new(MyAnalysis::default())])
 ///     }
 /// }

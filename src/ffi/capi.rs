@@ -324,10 +324,28 @@ unsafe fn calls_named(name: *const c_char) -> Option<SyscallFilter> {
     }
     // SAFETY: the caller's contract.
     let name = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
-    Profile::ALL
-        .iter()
-        .any(|p| p.by_name(name).is_some())
-        .then(|| SyscallFilter::Names(vec![name.to_string()]))
+    SyscallFilter::named(name)
+}
+
+/// Registers a system call callback (`hook` makes its kind) for the calls `name` selects.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+unsafe fn register_call(
+    what: &str,
+    hook: fn(SyscallCb) -> Hook,
+    name: *const c_char,
+    cb: Option<SyscallCb>,
+    udata: *mut c_void,
+) -> c_int {
+    guarded(what, || {
+        // SAFETY: the caller's contract for `name`.
+        match (unsafe { calls_named(name) }, cb) {
+            (Some(calls), Some(cb)) => register(hook(cb), calls, udata),
+            _ => EINVAL,
+        }
+    })
+    .unwrap_or(EINVAL)
 }
 
 unsafe extern "C" fn on_syscall_enter(
@@ -335,14 +353,8 @@ unsafe extern "C" fn on_syscall_enter(
     cb: Option<SyscallCb>,
     udata: *mut c_void,
 ) -> c_int {
-    guarded("vmi_api.on_syscall_enter", || {
-        // SAFETY: the header's contract for `name`.
-        match (unsafe { calls_named(name) }, cb) {
-            (Some(calls), Some(cb)) => register(Hook::Enter(cb), calls, udata),
-            _ => EINVAL,
-        }
-    })
-    .unwrap_or(EINVAL)
+    // SAFETY: the header's contract for `name`.
+    unsafe { register_call("vmi_api.on_syscall_enter", Hook::Enter, name, cb, udata) }
 }
 
 unsafe extern "C" fn on_syscall_return(
@@ -350,14 +362,8 @@ unsafe extern "C" fn on_syscall_return(
     cb: Option<SyscallCb>,
     udata: *mut c_void,
 ) -> c_int {
-    guarded("vmi_api.on_syscall_return", || {
-        // SAFETY: the header's contract for `name`.
-        match (unsafe { calls_named(name) }, cb) {
-            (Some(calls), Some(cb)) => register(Hook::Return(cb), calls, udata),
-            _ => EINVAL,
-        }
-    })
-    .unwrap_or(EINVAL)
+    // SAFETY: the header's contract for `name`.
+    unsafe { register_call("vmi_api.on_syscall_return", Hook::Return, name, cb, udata) }
 }
 
 unsafe extern "C" fn on_process_event(cb: Option<EventCb>, udata: *mut c_void) -> c_int {

@@ -50,13 +50,11 @@ impl<'a> Budgeted<'a> {
         }
     }
 
-    /// Whether a read was refused for the budget.
+    /// Whether the budget is spent: a read was refused, or the next one will be.
     pub fn exhausted(&self) -> bool {
         self.left.get() == 0
     }
-}
 
-impl Budgeted<'_> {
     /// Takes `len` bytes from the budget; `false` (and the budget spent) when they are not
     /// there.
     fn take(&self, len: usize) -> bool {

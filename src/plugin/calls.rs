@@ -381,7 +381,7 @@ impl Plugin {
     /// `cpu` is the vCPU it was made on; `None` once the guest has stopped (nothing can
     /// be read, no position).
     /// `kernel_mode` says whether the kernel can be read there (see [`Plugin::emit`]).
-    pub(super) fn write_call(
+    pub(super) fn deliver_call(
         &self,
         call: &RawCall,
         record: &SyscallRecord,
@@ -398,7 +398,7 @@ impl Plugin {
     /// is (`None`: it cannot, a user-mode return under KPTI).
     fn emit(&self, mut done: tracer::Finished, cpu: &dyn Vcpu, kernel_mode: Option<bool>) {
         if let Some(record) = done.record.take() {
-            self.write_call(&done.done.call, &record, Some(cpu), kernel_mode);
+            self.deliver_call(&done.done.call, &record, Some(cpu), kernel_mode);
         }
         let exec = done.done.outcome == crate::syscalls::Outcome::Exec;
         if exec || lifecycle::is_lifecycle_call(done.done.call.effects()) {

@@ -72,12 +72,15 @@ pub struct MachineInfo {
 /// System calls during which the plugin tries to choose a kernelinfo group by banner.
 const DETECT_BUDGET: u64 = 1000;
 
-/// Analyses waiting for the guest to start.
-struct Pending(Vec<Box<dyn Analysis>>);
+/// Analyses waiting for the guest to start; `None` once they are wired (no more can join).
+struct Pending(Option<Vec<Box<dyn Analysis>>>);
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} analyses", self.0.len())
+        match &self.0 {
+            Some(list) => write!(f, "{} analyses", list.len()),
+            None => f.write_str("wired"),
+        }
     }
 }
 
@@ -213,7 +216,7 @@ impl Plugin {
             args,
             arch,
             machine,
-            pending: Mutex::new(Pending(Vec::new())),
+            pending: Mutex::new(Pending(Some(Vec::new()))),
             wired: OnceCell::new(),
             syscall_insns: Default::default(),
             translations: AtomicU64::new(0),
@@ -241,13 +244,16 @@ impl Plugin {
     /// Adds analyses; they get everything from the start of the guest on. Refused once
     /// the guest runs (the union of interests is fixed then).
     pub fn add(&self, analyses: Vec<Box<dyn Analysis>>) -> Result<(), Error> {
-        if self.wired.get().is_some() {
-            return Err(Error::Unsupported(
+        // Under the lock wiring takes them with: an analysis is wired or refused, never lost.
+        match &mut self.pending.lock().0 {
+            Some(list) => {
+                list.extend(analyses);
+                Ok(())
+            }
+            None => Err(Error::Unsupported(
                 "analyses can only be added before the guest runs: register at your plugin's install".into(),
-            ));
+            )),
         }
-        self.pending.lock().0.extend(analyses);
-        Ok(())
     }
 
     /// The analyses and what they need, wired at the first callback that asks.
@@ -257,7 +263,7 @@ impl Plugin {
 
     #[cold]
     fn wire(&self) -> Wired {
-        let consumers = Consumers::new(std::mem::take(&mut self.pending.lock().0));
+        let consumers = Consumers::new(self.pending.lock().0.take().unwrap_or_default());
         let union = consumers.union();
         let wired = Wired {
             tracer: Tracer::new(union.returns.clone(), union.entries.clone(), self.vcpus()),
@@ -619,7 +625,7 @@ impl Plugin {
         // Outside any vCPU: no position, and no process events (nothing can be read).
         let mut write = |done: tracer::Finished| {
             if let Some(record) = done.record {
-                self.write_call(&done.done.call, &record, None, None);
+                self.deliver_call(&done.done.call, &record, None, None);
             }
         };
         self.unnamed.drain().into_iter().for_each(&mut write);
