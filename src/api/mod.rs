@@ -374,3 +374,127 @@ macro_rules! export_plugin {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KernelInfo;
+    use crate::cpu::fake::FakeCpu;
+    use crate::linux::testmem::{Builder, CURRENT_TASK, INIT_TASK, PER_CPU_BASE, ctx};
+
+    /// An engine over synthetic memory: the kernel is known once `ready`.
+    struct Known {
+        info: KernelInfo,
+        ready: bool,
+    }
+
+    impl Engine for Known {
+        fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, _in_kernel: bool) -> Option<Linux<'a>> {
+            self.ready.then(|| Linux::new(cpu, &self.info, ctx()))
+        }
+
+        fn asid(&self, _cpu: &dyn Vcpu) -> u64 {
+            0x3000_0000
+        }
+    }
+
+    #[test]
+    fn queries_answer_in_a_callback_and_say_why_not() {
+        let mut b = Builder::new();
+        let mm = b.mm(0x3000_0000);
+        let task = b.process(8, "cat", INIT_TASK, mm);
+        let v1 = b.vma(mm, 0x1000, 0x2000, 1, 0);
+        let v2 = b.vma(mm, 0x3000, 0x4000, 3, 0);
+        b.mem.w64(mm, v1);
+        b.mem.w64(v1 + 0x10, v2);
+        let root = b.dentry("/", 0);
+        let notes = b.dentry("notes.txt", root);
+        let root_mnt = b.mount(root, 0, root);
+        let file = b.file(notes, root_mnt, 7);
+        let files = b.alloc(0x100, 64);
+        let fdt = files + 0x28;
+        let array = b.alloc(8 * 4, 8);
+        b.mem.w32(fdt, 4);
+        b.mem.w64(fdt + 8, array);
+        b.mem.w64(files + 0x20, fdt);
+        b.mem.w64(array + 8 * 2, file);
+        b.mem.w64(task + 0x80, files);
+        b.mem.w64(PER_CPU_BASE + CURRENT_TASK, task);
+        let text = b.string("hello");
+        let engine = Known {
+            info: b.info.clone(),
+            ready: true,
+        };
+        let cpu = FakeCpu::with_memory(3, b.mem);
+        let ctx = Ctx::new(&engine, Some(&cpu), Some(true));
+        let h = ProcessHandle(task);
+        assert_eq!(
+            (ctx.vcpu(), ctx.icount(), ctx.asid()),
+            (Some(3), None, Some(0x3000_0000))
+        );
+        assert_eq!(ctx.current_process().unwrap().pid, 8);
+        assert_eq!(ctx.current_thread().unwrap(), Thread { pid: 8, tid: 8 });
+        assert!(ctx.processes().unwrap().items.iter().any(|p| p.pid == 8));
+        assert_eq!(ctx.process(h).unwrap().comm, "cat");
+        assert_eq!(
+            ctx.threads(h).unwrap().items,
+            vec![Thread { pid: 8, tid: 8 }]
+        );
+        assert!(ctx.modules().is_ok());
+        assert_eq!(ctx.mappings(h).unwrap().items.len(), 2);
+        assert_eq!(
+            ctx.mapping_at(h, 0x3800).unwrap().map(|m| m.start),
+            Some(0x3000)
+        );
+        assert_eq!(ctx.mapping_at(h, 0x2800).unwrap(), None);
+        assert_eq!(ctx.fds(h).unwrap().items.len(), 1);
+        assert_eq!(ctx.fd_path(h, 2).unwrap().as_deref(), Some("/notes.txt"));
+        assert_eq!(ctx.fd_path(h, 1).unwrap(), None);
+        assert_eq!(ctx.read_str(text).unwrap(), "hello");
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            ctx.read(0x10, &mut byte),
+            Err(QueryError::Fault(Fault { va: 0x10, len: 1 }))
+        );
+        // Where the kernel cannot be read, each query says why.
+        let user = Ctx::new(&engine, Some(&cpu), None);
+        assert_eq!(user.processes().unwrap_err(), QueryError::KernelUnmapped);
+        assert_eq!(
+            user.read_str(text).unwrap(),
+            "hello",
+            "user memory still reads"
+        );
+        let outside = Ctx::new(&engine, None, Some(true));
+        assert_eq!(outside.current_process().unwrap_err(), QueryError::NoVcpu);
+        assert_eq!(outside.read_str(text).unwrap_err(), QueryError::NoVcpu);
+        let unknown = Known {
+            info: engine.info.clone(),
+            ready: false,
+        };
+        let early = Ctx::new(&unknown, Some(&cpu), Some(true));
+        assert_eq!(early.modules().unwrap_err(), QueryError::KernelUnknown);
+    }
+
+    #[test]
+    fn plugin_arguments_sit_next_to_vmis() {
+        let keys = [("counts", "where the counts go")];
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let parsed =
+            PluginArgs::parse(&args(&["counts=/tmp/c", "syscalls=openat"]), &keys).unwrap();
+        assert_eq!(parsed.get("counts"), Some("/tmp/c"));
+        assert_eq!(parsed.get("other"), None);
+        assert_eq!(
+            parsed.options.syscalls,
+            SyscallFilter::Names(vec!["openat".into()])
+        );
+        let err = |a: &[&str]| PluginArgs::parse(&args(a), &keys).unwrap_err().to_string();
+        let unknown = err(&["nosuch=1"]);
+        assert!(
+            unknown.contains("'nosuch'") && unknown.contains("counts"),
+            "{unknown}"
+        );
+        assert!(unknown.contains("conf"), "vmi's keys too: {unknown}");
+        assert!(err(&["counts"]).contains("has no value"));
+        assert!(err(&["counts=a", "counts=b"]).contains("given twice"));
+    }
+}
