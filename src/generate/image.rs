@@ -292,12 +292,36 @@ impl<'a> Elf<'a> {
         })
     }
 
+    /// The kallsyms tables found in the file, at link-time addresses.
+    pub fn kallsyms(&self) -> Result<super::kallsyms::Kallsyms> {
+        let ptr = if self.bits == 64 { 8 } else { 4 };
+        super::kallsyms::find(self.data, ptr, &|off| self.addr_of_offset(off))
+    }
+
     /// The link-time address of file offset `off`, if a section maps it.
     pub fn addr_of_offset(&self, off: usize) -> Option<u64> {
         self.sections.iter().find_map(|s| {
             let (o, n) = s.file?;
             (s.addr != 0 && off >= o && off < o + n).then(|| s.addr + (off - o) as u64)
         })
+    }
+}
+
+impl super::profile::KernelImage for Elf<'_> {
+    fn bits(&self) -> u32 {
+        self.bits
+    }
+    fn machine(&self) -> &str {
+        self.machine
+    }
+    fn at_addr(&self, addr: u64) -> Option<&[u8]> {
+        Elf::at_addr(self, addr)
+    }
+    fn rodata(&self) -> Option<&[u8]> {
+        self.section(".rodata")
+    }
+    fn virt_minus_phys(&self) -> Option<u64> {
+        self.virt_minus_phys
     }
 }
 

@@ -54,6 +54,14 @@ impl Kallsyms {
     pub fn kind(&self, name: &str) -> Option<char> {
         self.symbols.get(name).map(|s| s.0)
     }
+
+    /// Replaces every address `a` by `f(a)`: tables read from a running kernel hold
+    /// run-time addresses, which the generator moves back to link-time ones.
+    pub fn map_addresses(&mut self, f: impl Fn(u64) -> u64) {
+        for s in self.symbols.values_mut() {
+            s.1 = f(s.1);
+        }
+    }
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {

@@ -13,6 +13,7 @@ pub mod btf;
 pub mod dwarf;
 pub mod image;
 pub mod kallsyms;
+pub mod memory;
 pub mod profile;
 pub mod symbols;
 pub mod types;
@@ -120,12 +121,18 @@ pub fn generate(
         Some((path, bytes)) => Some(symbols::parse(path, bytes)?),
         None => None,
     };
+    let kallsyms = elf.kallsyms();
     match dwarf {
-        Some(d) => profile::build(&elf, &dwarf::DwarfTypes::parse(d)?, extra.as_ref()),
+        Some(d) => profile::build(
+            &elf,
+            kallsyms,
+            &dwarf::DwarfTypes::parse(d)?,
+            extra.as_ref(),
+        ),
         None => {
             let blob = elf.section(".BTF").ok_or(GenError::NoBtf)?;
             let ptr = if elf.bits == 64 { 8 } else { 4 };
-            profile::build(&elf, &btf::Btf::parse(blob, ptr)?, extra.as_ref())
+            profile::build(&elf, kallsyms, &btf::Btf::parse(blob, ptr)?, extra.as_ref())
         }
     }
 }

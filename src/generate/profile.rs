@@ -12,8 +12,7 @@
 //! | `task_struct.thread_group` removed (`thread_node` + `signal->thread_head` since 6.6) | 6.7 |
 //! | `dentry.d_iname` → `d_shortname` | 6.14 |
 
-use super::image::Elf;
-use super::kallsyms::{self, Kallsyms};
+use super::kallsyms::Kallsyms;
 use super::symbols::SymbolFile;
 use super::types::Types;
 use super::{GenError, Result};
@@ -186,13 +185,30 @@ fn numbers(s: &str) -> Option<(u32, u32, u32)> {
     Some((a, b, c))
 }
 
-/// Reads the NUL-terminated banner at `addr`, or finds it in `.rodata`.
-fn read_banner(elf: &Elf<'_>, addr: Option<u64>) -> Result<String> {
-    let raw = match addr.and_then(|a| elf.at_addr(a)) {
+/// A kernel as the generator reads it, besides its types: an ELF vmlinux file
+/// ([`super::image::Elf`]) or the running kernel's image read from guest memory
+/// ([`super::memory`]). Addresses are link-time ones in both.
+pub trait KernelImage {
+    /// 64 or 32.
+    fn bits(&self) -> u32;
+    /// The machine as `uname -m` says (`x86_64`, `i686`), for the group's name.
+    fn machine(&self) -> &str;
+    /// The bytes from link-time address `addr` to the end of what is known there.
+    fn at_addr(&self, addr: u64) -> Option<&[u8]>;
+    /// The read-only data, searched for the banner when no symbol names it.
+    fn rodata(&self) -> Option<&[u8]>;
+    /// The kernel's virtual minus physical address (the direct-map base on i386), when
+    /// known.
+    fn virt_minus_phys(&self) -> Option<u64>;
+}
+
+/// Reads the NUL-terminated banner at `addr`, or finds it in the read-only data.
+fn read_banner(image: &dyn KernelImage, addr: Option<u64>) -> Result<String> {
+    let raw = match addr.and_then(|a| image.at_addr(a)) {
         Some(b) => b,
         None => {
-            let ro = elf
-                .section(".rodata")
+            let ro = image
+                .rodata()
                 .ok_or_else(|| GenError::Banner("no linux_banner symbol and no .rodata".into()))?;
             let mut from = 0;
             loop {
@@ -309,10 +325,15 @@ impl Builder<'_> {
     }
 }
 
-/// Builds the group of a parsed ELF vmlinux with its type information.
-pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Result<Generated> {
-    let ptr = if elf.bits == 64 { 8 } else { 4 };
-    let kallsyms = match kallsyms::find(elf.data, ptr, &|off| elf.addr_of_offset(off)) {
+/// Builds the group of a kernel from its bytes, its kallsyms tables (as found in it, at
+/// link-time addresses) and its type information.
+pub fn build(
+    image: &dyn KernelImage,
+    kallsyms: Result<Kallsyms>,
+    types: &dyn Types,
+    extra: Option<&SymbolFile>,
+) -> Result<Generated> {
+    let kallsyms = match kallsyms {
         Ok(k) => Some(k),
         // A symbol file makes kallsyms optional.
         Err(_) if extra.is_some() => None,
@@ -326,16 +347,18 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         missing_types: Vec::new(),
         missing_symbols: Vec::new(),
     };
-    let banner_text = read_banner(elf, b.addr(&["linux_banner"]))?;
+    let banner_text = read_banner(image, b.addr(&["linux_banner"]))?;
     let banner = parse_banner(&banner_text)
         .ok_or_else(|| GenError::Banner(format!("cannot parse '{banner_text}'")))?;
-    let x86_64 = elf.bits == 64;
+    let x86_64 = image.bits() == 64;
 
     b.value(
         "name",
         escape(&format!(
             "{}|{}|{}",
-            banner.release, banner.version, elf.machine
+            banner.release,
+            banner.version,
+            image.machine()
         )),
     );
     let (va, vb, vc) = banner.numbers;
@@ -460,7 +483,7 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         b.sym("vmi.entry_int80_addr", &["entry_INT80_32"], true);
         b.sym("vmi.entry_sysenter_addr", &["entry_SYSENTER_32"], true);
         // PAGE_OFFSET = the kernel's virtual minus physical load address.
-        if let Some(po) = elf.virt_minus_phys {
+        if let Some(po) = image.virt_minus_phys() {
             b.value("vmi.page_offset", format!("{po:#x}"));
         }
     }
@@ -570,7 +593,7 @@ pub fn build(elf: &Elf<'_>, types: &dyn Types, extra: Option<&SymbolFile>) -> Re
         return Err(GenError::MissingTypes(b.missing_types));
     }
     Generated::new(
-        format!("{}:{}:{}", banner.distro, banner.release, elf.bits),
+        format!("{}:{}:{}", banner.distro, banner.release, image.bits()),
         b.entries,
     )
 }

@@ -1,0 +1,357 @@
+//! Kernelinfo from the running kernel's memory: no image file, no argument.
+//!
+//! ```text
+//! kernel text address ──read forward──▶ .text … .rodata (banner, kallsyms) … .BTF ─┐
+//!                                                             stop at the BTF's end ┘
+//!   bytes ──▶ kallsyms (run-time) ──_text──▶ KASLR slide ──▶ link-time addresses ─┐
+//!         └─▶ .BTF ─────────────────────────────────────────▶ struct layouts ─────┴▶ group
+//! ```
+//!
+//! The kernel's read-only data follows its text, and `.BTF` closes it; so from any
+//! address in the kernel's text (the plugin takes the first kernel block QEMU translates)
+//! the image is read forward until the end of the BTF blob. The same stages as the
+//! offline generator then run over the bytes ([`profile::build`]), with addresses moved
+//! back by the KASLR slide: the group is the one `vmi kernelinfo` makes from the image
+//! file, and serves later runs and replays as `conf=`.
+
+use super::GenError;
+use super::btf::Btf;
+use super::kallsyms;
+use super::profile::{self, Generated, KernelImage};
+use crate::mem::GuestMemory;
+
+/// Bytes read at a time.
+const CHUNK: usize = 64 << 10;
+
+/// The most read before giving up: text, read-only data and BTF of Debian's 7.2 take
+/// 17 MiB from the system call entry, and about 40 MiB from `_text`.
+const MAX_READ: usize = 160 << 20;
+
+/// Fewer bytes readable than this from a kernel text address: the kernel is not mapped
+/// here (user page tables under KPTI, a module's few pages); try from another place.
+const MIN_READ: usize = 1 << 20;
+
+/// Where reading resumes after an unmapped hole, and how many holes are crossed.
+const HOLE_ALIGN: u64 = 2 << 20;
+const MAX_HOLES: usize = 2;
+
+/// `.BTF` starts with this: magic `0xeB9F`, version 1, flags 0, a 24-byte header.
+const BTF_HEADER: [u8; 8] = [0x9f, 0xeb, 0x01, 0x00, 0x18, 0x00, 0x00, 0x00];
+
+/// Why the kernelinfo could not be built from memory.
+#[derive(Debug, thiserror::Error)]
+pub enum FromMemoryError {
+    /// Too little is readable from the address given: try from another place or time.
+    #[error("only {read} bytes of kernel memory are readable from {from:#x}")]
+    Unreadable {
+        /// Where reading started.
+        from: u64,
+        /// Bytes read before the first unreadable page.
+        read: usize,
+    },
+    /// The kernel carries no BTF (`CONFIG_DEBUG_INFO_BTF` off): its layouts must come from
+    /// its debug information, offline.
+    #[error(
+        "no BTF in the guest kernel's memory ({symbols} kallsyms symbols found, {read} bytes read)"
+    )]
+    NoBtf {
+        /// Symbols the kallsyms tables gave.
+        symbols: usize,
+        /// Bytes read.
+        read: usize,
+    },
+    /// `_text` is not where a kernel linked at `link` can be.
+    #[error("the kernel's _text is at {text:#x}, not {link:#x} moved by whole pages")]
+    Slide {
+        /// Run-time `_text`.
+        text: u64,
+        /// Where the kernel is linked.
+        link: u64,
+    },
+    /// A stage of the generator failed on the bytes read.
+    #[error(transparent)]
+    Generate(#[from] GenError),
+}
+
+/// A kernelinfo group built from memory, and how it was found.
+#[derive(Debug)]
+pub struct Found {
+    /// The group, at link-time addresses.
+    pub generated: Generated,
+    /// Run-time minus link-time address.
+    pub slide: u64,
+    /// Bytes of guest memory read.
+    pub read: usize,
+    /// Size of the BTF blob.
+    pub btf_len: usize,
+    /// Entries of the kallsyms tables.
+    pub symbols: usize,
+}
+
+/// What the reader must know of the guest's architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The kernel's word size, 64 or 32.
+    pub bits: u32,
+    /// The machine as `uname -m` says, for the group's name.
+    pub machine: &'static str,
+    /// Where the kernel's `_text` is linked: the KASLR slide is measured from it.
+    pub link_text: u64,
+}
+
+impl Target {
+    fn pointer_size(self) -> usize {
+        if self.bits == 64 { 8 } else { 4 }
+    }
+
+    /// Whether `a` is in the kernel's half of the address space.
+    fn kernel_half(self, a: u64) -> bool {
+        if self.bits == 64 {
+            a >> 47 == 0x1_ffff
+        } else {
+            a >= 0x8000_0000
+        }
+    }
+}
+
+/// The kernel's image as read from memory: `bytes` from run-time address `base`.
+struct Loaded {
+    base: u64,
+    bytes: Vec<u8>,
+    target: Target,
+    slide: u64,
+}
+
+impl KernelImage for Loaded {
+    fn bits(&self) -> u32 {
+        self.target.bits
+    }
+    fn machine(&self) -> &str {
+        self.target.machine
+    }
+    fn at_addr(&self, addr: u64) -> Option<&[u8]> {
+        let at = addr.wrapping_add(self.slide).checked_sub(self.base)?;
+        self.bytes.get(usize::try_from(at).ok()?..)
+    }
+    fn rodata(&self) -> Option<&[u8]> {
+        Some(&self.bytes)
+    }
+    fn virt_minus_phys(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Builds the kernelinfo of the kernel whose text holds `text_va`, reading `mem`.
+pub fn from_memory(
+    mem: &dyn GuestMemory,
+    text_va: u64,
+    target: Target,
+) -> Result<Found, FromMemoryError> {
+    let base = text_va & !0xfff;
+    let ptr = target.pointer_size();
+    let (bytes, btf_at) = read_image(mem, base, ptr);
+    let read = bytes.len();
+    if read < MIN_READ {
+        return Err(FromMemoryError::Unreadable { from: base, read });
+    }
+    let mut symbols = kallsyms::find(&bytes, ptr, &|off| Some(base.wrapping_add(off as u64)))?;
+    let text = symbols
+        .get("_text")
+        .ok_or_else(|| GenError::Kallsyms("no _text symbol".into()))?;
+    let slide = text.wrapping_sub(target.link_text);
+    if slide % 4096 != 0 {
+        return Err(FromMemoryError::Slide {
+            text,
+            link: target.link_text,
+        });
+    }
+    // Per-CPU symbols kept absolute (small offsets) do not move with the kernel.
+    symbols.map_addresses(|a| {
+        if target.kernel_half(a) {
+            a.wrapping_sub(slide)
+        } else {
+            a
+        }
+    });
+    let count = symbols.count;
+    let Some((at, len)) = btf_at else {
+        return Err(FromMemoryError::NoBtf {
+            symbols: count,
+            read,
+        });
+    };
+    let image = Loaded {
+        base,
+        bytes,
+        target,
+        slide,
+    };
+    let blob = &image.bytes[at..at + len];
+    let types = Btf::parse(blob, ptr as u64)?;
+    let generated = profile::build(&image, Ok(symbols), &types, None)?;
+    Ok(Found {
+        generated,
+        slide,
+        read,
+        btf_len: len,
+        symbols: count,
+    })
+}
+
+/// Reads forward from `base` until the end of the kernel's BTF blob, the first unreadable
+/// page past a hole, or [`MAX_READ`]; returns the bytes (holes as zeros) and where the
+/// BTF blob is in them.
+///
+/// A hole: once booted, a KPTI kernel unmaps the unused pages between its text and its
+/// read-only data (`free_kernel_image_pages`); the data starts at the next 2 MiB boundary
+/// (`HPAGE_SIZE` alignment of x86_64's linker script).
+fn read_image(mem: &dyn GuestMemory, base: u64, ptr: usize) -> (Vec<u8>, Option<(usize, usize)>) {
+    let mut bytes: Vec<u8> = Vec::with_capacity(32 << 20);
+    let mut scanned = 0;
+    let mut candidate: Option<(usize, usize)> = None;
+    let mut holes = 0;
+    while bytes.len() < MAX_READ {
+        let old = bytes.len();
+        bytes.resize(old + CHUNK, 0);
+        if mem.read(base + old as u64, &mut bytes[old..]).is_err() {
+            // Keep the readable pages of the chunk.
+            let mut ok = old;
+            while ok < old + CHUNK
+                && mem
+                    .read(base + ok as u64, &mut bytes[ok..ok + 4096])
+                    .is_ok()
+            {
+                ok += 4096;
+            }
+            let resume = (base + ok as u64).next_multiple_of(HOLE_ALIGN);
+            let skip = (resume - base) as usize;
+            if holes == MAX_HOLES || ok < MIN_READ || mem.read(resume, &mut [0; 8]).is_err() {
+                bytes.truncate(ok);
+                break;
+            }
+            holes += 1;
+            bytes.truncate(ok);
+            bytes.resize(skip, 0);
+            continue;
+        }
+        loop {
+            if let Some((at, len)) = candidate {
+                if at + len > bytes.len() {
+                    break;
+                }
+                if is_vmlinux_btf(&bytes[at..at + len], ptr) {
+                    bytes.truncate(at + len);
+                    return (bytes, Some((at, len)));
+                }
+                candidate = None;
+                scanned = at + 1;
+            }
+            match next_btf_header(&bytes, scanned) {
+                Some(c) => candidate = Some(c),
+                None => {
+                    scanned = bytes.len().saturating_sub(BTF_HEADER.len());
+                    break;
+                }
+            }
+        }
+    }
+    (bytes, None)
+}
+
+/// The next BTF header at or after `from` in `bytes` whose header is complete: its
+/// position and the blob's length.
+fn next_btf_header(bytes: &[u8], mut from: usize) -> Option<(usize, usize)> {
+    loop {
+        let at = from + memchr::memmem::find(bytes.get(from..)?, &BTF_HEADER)?;
+        let word = |i: usize| {
+            bytes
+                .get(at + 8 + 4 * i..at + 12 + 4 * i)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let (Some(type_off), Some(type_len), Some(str_off), Some(str_len)) =
+            (word(0), word(1), word(2), word(3))
+        else {
+            return None;
+        };
+        let body = (type_off.checked_add(type_len)).max(str_off.checked_add(str_len));
+        match body {
+            Some(b) if b <= 64 << 20 => return Some((at, 24 + b)),
+            _ => from = at + 1,
+        }
+    }
+}
+
+/// Whether `blob` is a whole kernel's BTF (it describes `task_struct`), not a stray
+/// header-like pattern.
+fn is_vmlinux_btf(blob: &[u8], ptr: usize) -> bool {
+    Btf::parse(blob, ptr as u64).is_ok_and(|b| b.find_struct("task_struct").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::Fault;
+
+    const X86_64: Target = Target {
+        bits: 64,
+        machine: "x86_64",
+        link_text: 0xffff_ffff_8100_0000,
+    };
+
+    /// Memory holding `bytes` at `base`, nothing elsewhere.
+    struct Flat {
+        base: u64,
+        bytes: Vec<u8>,
+    }
+
+    impl GuestMemory for Flat {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let fault = Fault { va, len: buf.len() };
+            let at = va.checked_sub(self.base).ok_or(fault)? as usize;
+            let src = self.bytes.get(at..at + buf.len()).ok_or(fault)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn too_little_readable_memory_is_unreadable_not_a_verdict() {
+        let mem = Flat {
+            base: 0xffff_ffff_81c0_0000,
+            bytes: vec![0x90; 3 * 4096],
+        };
+        match from_memory(&mem, 0xffff_ffff_81c0_0080, X86_64) {
+            Err(FromMemoryError::Unreadable { read, .. }) => assert_eq!(read, 3 * 4096),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn memory_without_kallsyms_says_so() {
+        let mem = Flat {
+            base: 0xffff_ffff_81c0_0000,
+            bytes: vec![0x90; 2 << 20],
+        };
+        let err = from_memory(&mem, 0xffff_ffff_81c0_0080, X86_64)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kallsyms"), "{err}");
+    }
+
+    #[test]
+    fn btf_headers_are_found_with_their_length() {
+        let mut bytes = vec![0u8; 100];
+        bytes.extend_from_slice(&BTF_HEADER);
+        for w in [0u32, 40, 40, 10] {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(next_btf_header(&bytes, 0), Some((100, 24 + 50)));
+        assert_eq!(next_btf_header(&bytes, 101), None);
+        // A header whose sizes overflow is skipped.
+        let mut bad = BTF_HEADER.to_vec();
+        for w in [u32::MAX, u32::MAX, 0, 0] {
+            bad.extend_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(next_btf_header(&bad, 0), None);
+    }
+}
