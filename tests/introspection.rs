@@ -28,9 +28,29 @@ fn main() {
         ),
         trial("amd64_sid_nokaslr", &guest("amd64-sid"), amd64_sid_nokaslr),
         trial(
-            "amd64_sid_kaslr_smp2",
+            "amd64_sid_kaslr_smp2_noargs",
             &guest("amd64-sid"),
-            amd64_sid_kaslr_smp2,
+            amd64_sid_kaslr_smp2_noargs,
+        ),
+        trial(
+            "amd64_sid_kpti_kaslr_noargs",
+            &guest("amd64-sid"),
+            amd64_sid_kpti_kaslr_noargs,
+        ),
+        trial(
+            "amd64_612_kaslr_smp2_noargs",
+            &guest("amd64-6.12"),
+            amd64_612_kaslr_smp2_noargs,
+        ),
+        trial(
+            "amd64_61_kpti_kaslr_noargs",
+            &guest("amd64-6.1"),
+            amd64_61_kpti_kaslr_noargs,
+        ),
+        trial(
+            "i386_61_noargs_says_what_is_missing",
+            &guest("i386-6.1"),
+            i386_61_noargs_says_what_is_missing,
         ),
         trial(
             "amd64_sid_kpti_kaslr",
@@ -73,15 +93,50 @@ fn run_and_check(kernel: &'static str, kaslr: bool, smp: u32) {
 }
 
 fn run_on_cpu(kernel: &'static str, kaslr: bool, smp: u32, cpu: Option<&'static str>) {
+    check_run(kernel, kaslr, smp, cpu, false);
+}
+
+/// Boots `kernel` and checks what the plugin saw against `/proc`; with `no_conf` the
+/// plugin has no argument but its log, and must have built the kernelinfo from the guest's
+/// memory: the very group `vmi kernelinfo` makes from the image (`lab/lab conf`).
+fn check_run(
+    kernel: &'static str,
+    kaslr: bool,
+    smp: u32,
+    cpu: Option<&'static str>,
+    no_conf: bool,
+) {
     let run = boot(&Boot {
         kernel,
         scenario: "default",
         kaslr,
         smp,
         cpu,
+        no_conf,
         ..Boot::default()
     });
     check_kernel_ready(&run, kaslr);
+    let ready = run.of_type("kernel_ready")[0];
+    if no_conf {
+        assert_eq!(ready["kernelinfo"], "memory", "{}", run.dir.display());
+        let file = run
+            .dir
+            .join(ready["kernelinfo_file"].as_str().expect("kernelinfo_file"));
+        assert_eq!(
+            keys(&std::fs::read_to_string(&file).unwrap()),
+            keys(&std::fs::read_to_string(common::lab_conf(kernel)).unwrap()),
+            "{} differs from the image's group",
+            file.display()
+        );
+        // Found early in boot, so context switches are followed as with conf=.
+        assert!(
+            run.run_end_count("task_switches") > 0,
+            "{}",
+            run.dir.display()
+        );
+    } else {
+        assert_eq!(ready["kernelinfo"], "conf");
+    }
     // KPTI: on i386 by default, and on amd64 with a Meltdown-affected CPU model.
     let kpti = kernel.starts_with("i386") || cpu.is_some();
     assert_eq!(
@@ -116,8 +171,51 @@ fn amd64_sid_nokaslr() {
     run_and_check("amd64-sid", false, 1);
 }
 
-fn amd64_sid_kaslr_smp2() {
-    run_and_check("amd64-sid", true, 2);
+/// Without arguments (kernelinfo from the guest's memory): Linux 7.x, KASLR, two vCPUs.
+fn amd64_sid_kaslr_smp2_noargs() {
+    check_run("amd64-sid", true, 2, None, true);
+}
+
+fn amd64_sid_kpti_kaslr_noargs() {
+    check_run("amd64-sid", true, 1, Some("Skylake-Client"), true);
+}
+
+fn amd64_612_kaslr_smp2_noargs() {
+    check_run("amd64-6.12", true, 2, None, true);
+}
+
+fn amd64_61_kpti_kaslr_noargs() {
+    check_run("amd64-6.1", true, 1, Some("Skylake-Client"), true);
+}
+
+/// The `key = value` lines of a kernelinfo file (comments and blank lines aside).
+fn keys(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// i386's kernel has no BTF: without `conf=` one line says what is missing and how to
+/// make a kernelinfo; every call is still logged with its number and name.
+fn i386_61_noargs_says_what_is_missing() {
+    let run = boot(&Boot {
+        kernel: "i386-6.1",
+        scenario: "default",
+        no_conf: true,
+        ..Boot::default()
+    });
+    run.assert_finished();
+    let line = run.stderr_line("no conf=");
+    assert!(line.contains("no BTF"), "{line}");
+    assert!(line.contains("vmi kernelinfo --dwarf"), "{line}");
+    assert!(run.of_type("kernel_ready").is_empty());
+    let calls = run.of_type("syscall");
+    assert!(calls.len() > 100, "{} calls", calls.len());
+    assert!(
+        calls.iter().all(|c| c["name"].is_string()),
+        "every call named"
+    );
 }
 
 fn amd64_sid_kpti_kaslr() {

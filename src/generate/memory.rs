@@ -24,8 +24,9 @@ use crate::mem::GuestMemory;
 const CHUNK: usize = 64 << 10;
 
 /// The most read before giving up: text, read-only data and BTF of Debian's 7.2 take
-/// 17 MiB from the system call entry, and about 40 MiB from `_text`.
-const MAX_READ: usize = 160 << 20;
+/// 35 MiB from `_text`. A kernel without BTF is read up to here (i386's image lies in a
+/// direct map that goes on for hundreds of MiB).
+const MAX_READ: usize = 96 << 20;
 
 /// Fewer bytes readable than this from a kernel text address: the kernel is not mapped
 /// here (user page tables under KPTI, a module's few pages); try from another place.

@@ -33,6 +33,22 @@ pub struct KernelReady {
     /// kernelinfo has no banner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub banner_matches: Option<bool>,
+    /// Where the kernelinfo came from.
+    pub kernelinfo: KernelinfoSource,
+    /// With [`KernelinfoSource::Memory`]: the file, beside the log, the group found was
+    /// written to; later runs and replays pass it as `conf=` and skip the search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernelinfo_file: Option<String>,
+}
+
+/// Where the plugin's description of the guest kernel came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelinfoSource {
+    /// The `conf=` file.
+    Conf,
+    /// The guest kernel's own memory (BTF, kallsyms, banner): no argument needed.
+    Memory,
 }
 
 /// Body of the `snapshot` record.
@@ -283,7 +299,9 @@ mod tests {
                 "kaslr_slide",
                 "page_offset",
                 "kpti",
-                "banner_matches"
+                "banner_matches",
+                "kernelinfo",
+                "kernelinfo_file"
             ]
         );
         assert!(super::fields_of::<super::RunEnd>().contains(&"dropped_records"));

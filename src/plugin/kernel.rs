@@ -145,6 +145,14 @@ impl KernelView {
         view
     }
 
+    /// A view of a kernel whose group was built from its memory, where it runs moved by
+    /// `slide`.
+    pub fn found(info: KernelInfo, group: String, arch: Arch, slide: u64) -> KernelView {
+        let view = KernelView::new(info, group, arch);
+        let _ = view.slide.set(slide);
+        view
+    }
+
     /// The kernelinfo.
     pub fn info(&self) -> &KernelInfo {
         &self.info

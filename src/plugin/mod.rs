@@ -19,6 +19,7 @@
 //! cannot be named yet.
 
 mod calls;
+mod discovery;
 pub mod hook;
 pub mod kernel;
 pub mod lifecycle;
@@ -46,9 +47,12 @@ use crate::events::{Event, Tracker};
 use crate::linux::{self, Linux};
 use crate::mem::GuestMemory;
 use crate::osi::Introspect;
-use crate::output::records::{self, KernelReady, RunEnd, RunStart, SyscallInsnCounts};
+use crate::output::records::{
+    self, KernelReady, KernelinfoSource, RunEnd, RunStart, SyscallInsnCounts,
+};
 use crate::syscalls::Abi;
 
+use discovery::Discovery;
 pub use hook::Hook;
 use kernel::KernelView;
 use probe::Probe;
@@ -112,8 +116,12 @@ pub struct Plugin {
     /// The kernels the guest may run: the `group=` one, or every group of `conf=` to
     /// choose from by banner.
     views: Vec<KernelView>,
-    /// Which of `views` the guest runs, once known.
+    /// Which of `views` the guest runs, once known; `views.len()` for `discovered`.
     chosen: OnceCell<usize>,
+    /// Without `conf=`: the search for the kernel's description in its memory.
+    discovery: Option<Discovery>,
+    /// The kernel the search found.
+    discovered: OnceCell<KernelView>,
     /// System calls left to try choosing a group before giving up.
     detect_budget: AtomicU64,
     wrong_entry_said: AtomicBool,
@@ -212,6 +220,7 @@ impl Plugin {
         }
         let probe = options.probe.map(Probe::new);
         let vcpus = machine.vcpus.max(1);
+        let discovery = options.conf.is_none().then(|| Discovery::new(&options.out));
         let plugin = Plugin {
             args,
             arch,
@@ -223,6 +232,8 @@ impl Plugin {
             probe,
             views,
             chosen,
+            discovery,
+            discovered: OnceCell::new(),
             detect_budget: AtomicU64::new(DETECT_BUDGET),
             wrong_entry_said: AtomicBool::new(false),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
@@ -322,6 +333,12 @@ impl Plugin {
     /// `cpu` is the translating vCPU.
     pub fn on_block_translated(&self, va: u64, insns: &[&[u8]], cpu: &dyn Vcpu) {
         self.translations.fetch_add(1, Ordering::Relaxed);
+        if let Some(discovery) = &self.discovery
+            && discovery.pending()
+            && self.arch.is_kernel_address(va)
+        {
+            self.discover(discovery, va, cpu);
+        }
         if let Some((kind, va)) = kernel::observed_entry(self.arch, va, insns) {
             for (i, view) in self.views.iter().enumerate() {
                 let fits = view.entry_observed(kind, va);
@@ -346,12 +363,33 @@ impl Plugin {
         }
     }
 
+    /// Searches the guest's memory for its kernel's description from kernel text at `va`.
+    #[cold]
+    #[inline(never)]
+    fn discover(&self, discovery: &Discovery, va: u64, cpu: &dyn Vcpu) {
+        if let Some(view) = discovery.attempt(self.arch, va, cpu)
+            && self.discovered.set(view).is_ok()
+        {
+            let _ = self.chosen.set(self.views.len());
+        }
+    }
+
+    /// Kernel view `i`: one of `conf=`'s groups, or (just past them) the one found in
+    /// memory.
+    fn view(&self, i: usize) -> Option<&KernelView> {
+        match self.views.get(i) {
+            Some(v) => Some(v),
+            None if i == self.views.len() => self.discovered.get(),
+            None => None,
+        }
+    }
+
     /// The kernel the guest runs, once known (and while its group is not refused).
     fn kernel(&self) -> Option<&KernelView> {
         if self.fits.get() == Some(&false) {
             return None;
         }
-        self.views.get(*self.chosen.get()?)
+        self.view(*self.chosen.get()?)
     }
 
     /// Without `group=`: picks the group whose banner the guest's memory holds at that
@@ -444,7 +482,7 @@ impl Plugin {
                 None => 0..self.views.len(),
             };
             return candidates.into_iter().find_map(|i| {
-                let slide = self.views[i].switch_candidate(va)?;
+                let slide = self.view(i)?.switch_candidate(va)?;
                 Some(Hook::TaskSwitch(u16::try_from(i).ok()?, slide))
             });
         }
@@ -523,6 +561,12 @@ impl Plugin {
                 page_offset: records::hex(ctx.page_offset),
                 kpti: kernel.kpti(cpu) == Some(true),
                 banner_matches: kernel.banner_matches(cpu),
+                kernelinfo: if self.discovered.get().is_some() {
+                    KernelinfoSource::Memory
+                } else {
+                    KernelinfoSource::Conf
+                },
+                kernelinfo_file: self.discovery.as_ref().and_then(Discovery::file_name),
             };
             let kernel_mode = Some(in_kernel);
             self.consumers()

@@ -147,6 +147,8 @@ pub struct Boot {
     pub plugin: Option<PathBuf>,
     /// More `-plugin SO,ARGS` after vmi's (plugins on vmi's C API).
     pub also: Vec<String>,
+    /// Give the plugin no `conf=`: it builds the kernelinfo from the guest's memory.
+    pub no_conf: bool,
 }
 
 /// Everything one guest run left behind.
@@ -222,6 +224,9 @@ pub fn boot(spec: &Boot) -> Run {
     }
     for also in &spec.also {
         cmd.args(["--also", also]);
+    }
+    if spec.no_conf {
+        cmd.arg("--no-conf");
     }
     cmd.arg("--").args(&spec.plugin_args);
     cmd.env(
