@@ -790,27 +790,34 @@ impl vmi::mem::GuestMemory for Loaded {
     }
 }
 
-/// The plugin's reading of a running kernel's memory (from its system call entry, as at
-/// its first translated kernel block) gives, key for key, the group `vmi kernelinfo` makes
-/// from the image file; under each `slides` (only position-independent kallsyms, 7.x's,
-/// can be moved here: older tables hold a base the kernel relocates at boot).
+/// The plugin's reading of a running kernel's memory gives, key for key, the group `vmi
+/// kernelinfo` makes from the image file, from wherever the first kernel block QEMU
+/// translates may be (the system call entry; `startup_64` after a bzImage boot;
+/// `x86_64_start_kernel`, init code past the read-only data, after a PVH boot); under each
+/// `slides` (only position-independent kallsyms, 7.x's, can be moved here: older tables
+/// hold a base the kernel relocates at boot).
 fn memory_and_image_agree(image: &std::path::Path, slides: &[u64]) {
     let bytes = std::fs::read(image).unwrap();
     let offline = kgen::generate(&bytes, None, None).unwrap();
     let elf = kgen::image::kernel_elf(&bytes).unwrap();
-    let entry = offline.number("vmi.entry_syscall_addr").unwrap() as u64;
+    let symbols = kgen::image::Elf::parse(&elf).unwrap().kallsyms().unwrap();
+    let starts = ["entry_SYSCALL_64", "startup_64", "x86_64_start_kernel"]
+        .map(|s| symbols.get(s).unwrap_or_else(|| panic!("{s}")));
     let target = kgen::memory::Target {
         bits: 64,
         machine: "x86_64",
         link_text: 0xffff_ffff_8100_0000,
     };
-    for &slide in slides {
+    for (&slide, start) in slides
+        .iter()
+        .flat_map(|s| starts.iter().map(move |a| (s, a)))
+    {
         let mem = Loaded::new(&elf, slide);
         let t = std::time::Instant::now();
-        let found = kgen::memory::from_memory(&mem, entry + slide, target)
+        let found = kgen::memory::from_memory(&mem, start + slide, target)
             .unwrap_or_else(|e| panic!("{} slid by {slide:#x}: {e}", image.display()));
         eprintln!(
-            "{}: slide {slide:#x}: {} bytes read, {} symbols, BTF {} bytes, {:?}",
+            "{}: from {start:#x}, slide {slide:#x}: {} bytes read, {} symbols, BTF {} bytes, {:?}",
             offline.group,
             found.read,
             found.symbols,

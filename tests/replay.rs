@@ -1,6 +1,7 @@
 //! Record once, analyse many times: a guest run recorded with QEMU's record/replay
 //! (`lab/lab record`, without the plugin) and replayed with the plugin
-//! (`lab/lab replay`). Two replays of one recording must write the same event log, and
+//! (`lab/lab replay`). Two replays of one recording, one given the lab's `conf=` and one
+//! with no kernelinfo (found in the guest's memory), must write the same event log, and
 //! what a replay sees must agree with the guest's own `/proc` printed during the
 //! recording exactly as a live run's log agrees with its own console.
 //!
@@ -40,6 +41,22 @@ fn main() {
 /// vCPU out of its loop (host timing), so a replay translates a few dozen blocks more or
 /// fewer (e.g. 108424 vs 108492) while executing exactly the same instructions.
 const HOST_DEPENDENT: &[(&str, &str)] = &[("run_end", "translations")];
+
+/// Fields that differ between a replay given `conf=` and one that found the kernel's
+/// description in memory: the arguments, where the kernelinfo came from, and the position
+/// of `kernel_ready` and of the processes it finds running. The description found in boot
+/// knows the KASLR slide before the first system call, which `conf=` learns from that
+/// call's entry, so the kernel is first read a few hundred instructions earlier (at a
+/// return point of the first user program).
+const CONF_DEPENDENT: &[(&str, &str)] = &[
+    ("run_start", "args"),
+    ("run_start", "conf"),
+    ("run_start", "group"),
+    ("kernel_ready", "kernelinfo"),
+    ("kernel_ready", "kernelinfo_file"),
+    ("kernel_ready", "icount"),
+    ("process_start:already_running", "icount"),
+];
 
 /// The amd64-6.1 default-scenario recording, made (or found in the cache) once for all
 /// the tests of this file.
@@ -93,9 +110,9 @@ fn check_recording(rec: &Recording) {
     assert!(rec.console.contains("@@VMI end"), "scenario incomplete");
 }
 
-/// The two logs are byte-identical, or differ only in [`HOST_DEPENDENT`] fields (which
-/// the test reports).
-fn assert_same_log(a: &Path, b: &Path) {
+/// The two logs are byte-identical, or differ only in `allowed` fields (which the test
+/// reports).
+fn assert_same_log(a: &Path, b: &Path, allowed: &[(&str, &str)]) {
     let (ta, tb) = (read_lossy(a), read_lossy(b));
     assert!(!ta.is_empty(), "empty log {}", a.display());
     if ta == tb {
@@ -117,9 +134,12 @@ fn assert_same_log(a: &Path, b: &Path) {
             serde_json::from_str(x).unwrap(),
             serde_json::from_str(y).unwrap(),
         );
-        let ty = vx["type"].as_str().unwrap_or("").to_string();
+        let mut ty = vx["type"].as_str().unwrap_or("").to_string();
+        if vx["already_running"] == true {
+            ty.push_str(":already_running");
+        }
         let mut dropped = vec![];
-        for (t, field) in HOST_DEPENDENT {
+        for (t, field) in allowed {
             if *t == ty {
                 dropped.push(format!("{t}.{field}: {} vs {}", vx[field], vy[field]));
                 vx.as_object_mut().unwrap().remove(*field);
@@ -165,9 +185,10 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
     let rec = recording_61();
     check_recording(rec);
     let icount = ["icount=on".to_string()];
+    // One replay with the lab's conf=, one with no kernelinfo at all (found in memory).
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| replay(rec, &[], &icount));
-        let b = s.spawn(|| replay(rec, &[], &icount));
+        let b = s.spawn(|| replay(rec, &["--no-conf"], &icount));
         (a.join().unwrap(), b.join().unwrap())
     });
     for r in [&a, &b] {
@@ -181,7 +202,32 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
         a.seconds,
         b.seconds
     );
-    assert_same_log(&a.run.dir.join("vmi.jsonl"), &b.run.dir.join("vmi.jsonl"));
+    let allowed: Vec<_> = HOST_DEPENDENT
+        .iter()
+        .chain(CONF_DEPENDENT)
+        .copied()
+        .collect();
+    assert_same_log(
+        &a.run.dir.join("vmi.jsonl"),
+        &b.run.dir.join("vmi.jsonl"),
+        &allowed,
+    );
+    let found = b.run.of_type("kernel_ready")[0];
+    assert_eq!(found["kernelinfo"], "memory", "{}", b.run.dir.display());
+    let written = b.run.dir.join(found["kernelinfo_file"].as_str().unwrap());
+    let keys = |p: &Path| -> Vec<String> {
+        read_lossy(p)
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        keys(&written),
+        keys(&common::lab_conf("amd64-6.1")),
+        "{}",
+        written.display()
+    );
     check_positions(&a.run.events);
     // `vmi report` reads the positions as positions: no warning about them.
     let report = std::process::Command::new(env!("CARGO_BIN_EXE_vmi"))

@@ -142,13 +142,14 @@ impl KernelImage for Loaded {
     }
 }
 
-/// Builds the kernelinfo of the kernel whose text holds `text_va`, reading `mem`.
+/// Builds the kernelinfo of the kernel whose image holds `text_va` (its text or init
+/// code), reading `mem`.
 pub fn from_memory(
     mem: &dyn GuestMemory,
     text_va: u64,
     target: Target,
 ) -> Result<Found, FromMemoryError> {
-    let base = text_va & !0xfff;
+    let base = image_start(mem, text_va, target);
     let ptr = target.pointer_size();
     let (bytes, btf_at) = read_image(mem, base, ptr);
     let read = bytes.len();
@@ -197,6 +198,28 @@ pub fn from_memory(
         btf_len: len,
         symbols: count,
     })
+}
+
+/// Where to start reading for the kernel whose image holds `va`: its `_text`, the lowest
+/// of the readable 2 MiB steps below `va` where KASLR can put it (at or above where it is
+/// linked). The first kernel code to run may be init code (`x86_64_start_kernel` after a
+/// PVH boot), which lies after the read-only data; and the kernel maps nothing below its
+/// image in the kernel map.
+fn image_start(mem: &dyn GuestMemory, va: u64, target: Target) -> u64 {
+    let page = va & !0xfff;
+    if va < target.link_text {
+        return page;
+    }
+    let mut start = page;
+    let mut candidate = target.link_text + (va - target.link_text) / HOLE_ALIGN * HOLE_ALIGN;
+    while candidate >= target.link_text && mem.read(candidate, &mut [0; 8]).is_ok() {
+        start = start.min(candidate);
+        match candidate.checked_sub(HOLE_ALIGN) {
+            Some(c) => candidate = c,
+            None => break,
+        }
+    }
+    start
 }
 
 /// Reads forward from `base` until the end of the kernel's BTF blob, the first unreadable
