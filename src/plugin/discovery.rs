@@ -157,3 +157,56 @@ impl Discovery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::{Fault, NoMemory};
+
+    /// Kernel text that reads as `nop`s for 2 MiB: readable, but no kernel in it.
+    struct Nops;
+
+    impl GuestMemory for Nops {
+        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let base = 0xffff_ffff_8100_0000u64;
+            if va < base || va + buf.len() as u64 > base + (2 << 20) {
+                return Err(Fault { va, len: buf.len() });
+            }
+            buf.fill(0x90);
+            Ok(())
+        }
+    }
+
+    fn discovery() -> Discovery {
+        Discovery::new(&std::env::temp_dir().join("vmi-discovery-test.jsonl"))
+    }
+
+    #[test]
+    fn unreadable_kernels_are_retried_then_given_up() {
+        let d = discovery();
+        for _ in 0..ATTEMPTS - 1 {
+            assert!(
+                d.attempt(Arch::X86_64, 0xffff_ffff_8100_0000, &NoMemory)
+                    .is_none()
+            );
+            assert!(d.pending(), "still trying");
+        }
+        assert!(
+            d.attempt(Arch::X86_64, 0xffff_ffff_8100_0000, &NoMemory)
+                .is_none()
+        );
+        assert!(!d.pending(), "given up after {ATTEMPTS} places");
+        assert_eq!(d.file_name(), None);
+    }
+
+    #[test]
+    fn a_readable_kernel_without_tables_ends_the_search_at_once() {
+        let d = discovery();
+        assert!(
+            d.attempt(Arch::X86_64, 0xffff_ffff_8100_1000, &Nops)
+                .is_none()
+        );
+        assert!(!d.pending());
+        assert_eq!(d.file_name(), None, "nothing written");
+    }
+}
