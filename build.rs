@@ -1,7 +1,7 @@
 //! Generates the system call tables and typed hooks from `prototypes/*_prototypes.txt`.
 //!
 //! Every prototype file is parsed (a malformed line fails the build with `file:line`);
-//! the profiles the crate knows (`linux_x64`, `linux_x86`) become:
+//! the profiles the crate knows (`linux_x64`, `linux_x86`, `linux_arm64`) become:
 //! - `pub static LINUX_X64: [Option<SyscallInfo>; N]`, indexed by system call number;
 //! - `impl SyscallHooks { pub fn on_<name>_enter(..) / on_<name>_return(..) }`, one pair per
 //!   system call name, typed by its prototype. A name whose parameters differ between
@@ -22,8 +22,11 @@ mod proto;
 use proto::{ArgKind, Proto};
 
 /// Profiles with a `Profile` variant: file stem, variant, register width.
-const PROFILES: &[(&str, &str, u8)] =
-    &[("linux_x64", "LinuxX64", 64), ("linux_x86", "LinuxX86", 32)];
+const PROFILES: &[(&str, &str, u8)] = &[
+    ("linux_x64", "LinuxX64", 64),
+    ("linux_x86", "LinuxX86", 32),
+    ("linux_arm64", "LinuxArm64", 64),
+];
 
 fn kind_expr(k: ArgKind) -> String {
     match k {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate prototypes/linux_{x64,x86}_prototypes.txt from the Linux kernel's own sources.
+"""Generate prototypes/linux_{x64,x86,arm64}_prototypes.txt from the Linux kernel's own sources.
 
 Output format is PANDA syscalls2's, one system call per line:
 
@@ -7,7 +7,9 @@ Output format is PANDA syscalls2's, one system call per line:
 
 Sources, in order of preference, for each entry point named in the syscall tables
 (arch/x86/entry/syscalls/syscall_64.tbl: ABIs `common` and `64`, not `x32`;
-syscall_32.tbl: ABI `i386`, the native entry point, not the `compat_` one):
+syscall_32.tbl: ABI `i386`, the native entry point, not the `compat_` one;
+arch/arm64/tools/syscall_64.tbl, the generic table: ABIs `common` and `64` and those
+arch/arm64/kernel/Makefile.syscalls adds, `renameat rlimit memfd_secret`):
 
 1. `SYSCALL_DEFINEn(name, type, arg, ...)` in the kernel's .c files: it always names
    every argument, and is what the kernel actually compiles;
@@ -48,12 +50,14 @@ def wanted(top: str) -> list[str]:
         f"{top}/Makefile",  # VERSION, PATCHLEVEL: the release the tables are from
         f"{top}/arch/x86/entry/syscalls/syscall_64.tbl",
         f"{top}/arch/x86/entry/syscalls/syscall_32.tbl",
+        f"{top}/arch/arm64/tools/syscall_64.tbl",
+        f"{top}/scripts/syscall.tbl",  # what arm64's table links to (7.x)
         f"{top}/include/linux/syscalls.h",
         # Directories that hold SYSCALL_DEFINEs (drivers/ and sound/ hold none).
         *(
             f"{top}/{d}/*.c"
-            for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "io_uring",
-                      "block")
+            for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "arch/arm64",
+                      "io_uring", "block")
         ),
         f"{top}/drivers/char/random.c",  # getrandom
     ]
@@ -98,6 +102,15 @@ ARCH_DEFS = {
     },
 }
 
+# arm64 (arch/arm64/include/asm/unistd.h and Kconfig): the generic table, 64-bit time, no
+# 16-bit uids; compat (32-bit EL0) is another table, not generated here.
+ARCH_DEFS["arm64"] = (COMMON_DEFS - {"CONFIG_X86"}) | {
+    "CONFIG_ARM64", "CONFIG_64BIT", "CONFIG_COMPAT", "CONFIG_KEXEC_FILE",
+    "CONFIG_ARCH_HAS_PKEYS", "CONFIG_ARM64_POE",
+    "__ARCH_WANT_SYS_CLONE", "__ARCH_WANT_NEW_STAT", "__ARCH_WANT_SYS_CLONE3",
+    "__ARCH_WANT_RENAMEAT", "__ARCH_WANT_SET_GET_RLIMIT", "__ARCH_WANT_MEMFD_SECRET",
+}
+
 # Macros taken as undefined. Any other macro is "unknown": both branches of an `#if` on it
 # are read, and the first definition found wins (conflicts are reported).
 # CONFIG_ARCH_HAS_SYSCALL_WRAPPER is set on x86, but syscalls.h keeps its prototypes under
@@ -114,11 +127,19 @@ ARCH_UNDEFS = {
         "__ARCH_WANT_SYS_OLD_SELECT", "__ARCH_WANT_SYS_LLSEEK",
     },
     "x86": COMMON_UNDEFS | {"CONFIG_X86_64", "CONFIG_64BIT", "CONFIG_X86_X32_ABI"},
+    "arm64": (COMMON_UNDEFS - {"CONFIG_ARM64"}) | {
+        "CONFIG_X86", "CONFIG_X86_32", "CONFIG_X86_64", "CONFIG_CLONE_BACKWARDS", "CONFIG_UID16",
+        "CONFIG_ARCH_SPLIT_ARG64", "__ARCH_WANT_STAT64", "__ARCH_WANT_SYS_IPC",
+        "__ARCH_WANT_SYS_OLD_MMAP", "__ARCH_WANT_SYS_OLD_SELECT", "__ARCH_WANT_SYS_LLSEEK",
+        "__ARCH_WANT_SYS_TIME32", "__ARCH_WANT_TIME32_SYSCALLS", "CONFIG_X86_X32_ABI",
+    },
 }
 
 TABLES = {
     "x64": ("arch/x86/entry/syscalls/syscall_64.tbl", {"common", "64"}),
     "x86": ("arch/x86/entry/syscalls/syscall_32.tbl", {"i386"}),
+    "arm64": ("arch/arm64/tools/syscall_64.tbl",
+              {"common", "64", "renameat", "rlimit", "memfd_secret"}),
 }
 
 
@@ -207,17 +228,18 @@ def fresh_sid_lists() -> Path:
 
 
 def fetch_unistd() -> Path:
-    """The newest packaged kernel's own system call numbers: unistd_64.h and unistd_32.h
-    of unstable's linux-libc-dev, downloaded (lists refreshed at most daily) and extracted
-    under the cache; returns their directory. tests/tables.rs compares the tables with
-    them, so that a kernel with new calls shows as a failing test."""
+    """The newest packaged kernel's own system call numbers: x86's unistd_64.h and
+    unistd_32.h and arm64's unistd_64.h (as unistd_arm64.h) of unstable's linux-libc-dev
+    (arch: all, every architecture's headers), downloaded (lists refreshed at most daily)
+    and extracted under the cache; returns their directory. tests/tables.rs compares the
+    tables with them, so that a kernel with new calls shows as a failing test."""
     src = fresh_sid_lists()
     debs = src / "libc-dev"
     debs.mkdir(exist_ok=True)
     apt_sid(src, "download", "linux-libc-dev", cwd=debs)
     deb = max(debs.glob("linux-libc-dev_*.deb"), key=lambda p: p.stat().st_mtime)
     out = src / "unistd" / deb.stem
-    if not (out / "unistd_64.h").exists():
+    if not (out / "unistd_arm64.h").exists():
         tmp = out.with_name(out.name + ".partial")
         subprocess.run(["rm", "-rf", str(tmp)], check=True)
         tmp.mkdir(parents=True)
@@ -228,6 +250,10 @@ def fetch_unistd() -> Path:
             if not found:
                 sys.exit(f"gen-prototypes: no x86 {name} in {deb.name}")
             (tmp / name).write_bytes(found[0].read_bytes())
+        arm64 = sorted(tmp.glob("root/**/arm64/asm/unistd_64.h"))
+        if not arm64:
+            sys.exit(f"gen-prototypes: no arm64 unistd_64.h in {deb.name}")
+        (tmp / "unistd_arm64.h").write_bytes(arm64[0].read_bytes())
         subprocess.run(["rm", "-rf", str(tmp / "root"), str(out)], check=True)
         tmp.rename(out)
     return out
@@ -549,7 +575,7 @@ def main() -> None:
         return
     root = a.tree or fetch_tree()
     a.out.mkdir(parents=True, exist_ok=True)
-    for arch in ("x64", "x86"):
+    for arch in ("x64", "x86", "arm64"):
         out = a.out / f"linux_{arch}_prototypes.txt"
         out.write_text(generate(root, arch))
         print(f"wrote {out}", file=sys.stderr)

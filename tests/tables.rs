@@ -21,6 +21,9 @@ fn main() {
         trial("x86_table_covers_the_newest_kernel", &[Unistd], || {
             covers(Profile::LinuxX86, "unistd_32.h", X86_NOT_IMPLEMENTED)
         }),
+        trial("arm64_table_covers_the_newest_kernel", &[Unistd], || {
+            covers(Profile::LinuxArm64, "unistd_arm64.h", ARM64_NOT_IMPLEMENTED)
+        }),
     ]);
 }
 
@@ -68,6 +71,8 @@ const X86_NOT_IMPLEMENTED: &[&str] = &[
     "lookup_dcookie",
     "vserver",
 ];
+
+const ARM64_NOT_IMPLEMENTED: &[&str] = &["lookup_dcookie", "nfsservctl"];
 
 /// `__NR_name number` lines of a unistd header.
 fn numbers(path: &Path) -> BTreeMap<u32, String> {

@@ -159,7 +159,7 @@ struct CHook {
 
 /// Call names as C strings, by table and number, made once.
 fn c_name(call: &RawCall) -> *const c_char {
-    static NAMES: OnceLock<[Vec<Option<CString>>; 2]> = OnceLock::new();
+    static NAMES: OnceLock<[Vec<Option<CString>>; Profile::ALL.len()]> = OnceLock::new();
     let names = NAMES.get_or_init(|| {
         Profile::ALL.map(|p| {
             p.table()

@@ -115,7 +115,7 @@ pub(crate) enum Phase {
 #[derive(Default)]
 struct Slots {
     /// `[profile][nr]` → hooks.
-    by_nr: [Vec<Vec<HookFn>>; 2],
+    by_nr: [Vec<Vec<HookFn>>; Profile::ALL.len()],
     all: Vec<HookFn>,
     unknown: Vec<HookFn>,
 }

@@ -90,17 +90,20 @@ pub enum Profile {
     /// Linux i386: a 32-bit kernel, or a 32-bit process on a 64-bit kernel (`int 0x80`,
     /// `sysenter`, or `syscall` from compatibility mode).
     LinuxX86,
+    /// Linux arm64 (`svc #0`): the generic table of `asm-generic/unistd.h`.
+    LinuxArm64,
 }
 
 impl Profile {
     /// Every profile, in a fixed order (see [`Profile::index`]).
-    pub const ALL: [Profile; 2] = [Profile::LinuxX64, Profile::LinuxX86];
+    pub const ALL: [Profile; 3] = [Profile::LinuxX64, Profile::LinuxX86, Profile::LinuxArm64];
 
-    /// PANDA's name for it: `linux_x64`, `linux_x86`.
+    /// PANDA's name for it: `linux_x64`, `linux_x86`, `linux_arm64`.
     pub fn name(self) -> &'static str {
         match self {
             Profile::LinuxX64 => "linux_x64",
             Profile::LinuxX86 => "linux_x86",
+            Profile::LinuxArm64 => "linux_arm64",
         }
     }
 
@@ -114,13 +117,14 @@ impl Profile {
         match self {
             Profile::LinuxX64 => 0,
             Profile::LinuxX86 => 1,
+            Profile::LinuxArm64 => 2,
         }
     }
 
     /// Width of a register (and so of a `long` or a pointer) in bits.
     pub fn word_bits(self) -> u8 {
         match self {
-            Profile::LinuxX64 => 64,
+            Profile::LinuxX64 | Profile::LinuxArm64 => 64,
             Profile::LinuxX86 => 32,
         }
     }
@@ -130,6 +134,7 @@ impl Profile {
         match self {
             Profile::LinuxX64 => &generated::LINUX_X64,
             Profile::LinuxX86 => &generated::LINUX_X86,
+            Profile::LinuxArm64 => &generated::LINUX_ARM64,
         }
     }
 
