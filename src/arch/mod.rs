@@ -1,8 +1,8 @@
 //! Guest architectures: which instructions enter the kernel, and how to read a system
 //! call's number and arguments from the registers.
 
+pub mod insn;
 pub mod regs;
-pub mod x86;
 
 /// The guest architecture, from QEMU's target name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -12,6 +12,8 @@ pub enum Arch {
     X86_64,
     /// `qemu-system-i386`: a 32-bit kernel.
     I386,
+    /// `qemu-system-aarch64`: a 64-bit arm64 kernel.
+    Aarch64,
 }
 
 impl Arch {
@@ -21,6 +23,7 @@ impl Arch {
         match target.split('-').next()? {
             "x86_64" => Some(Arch::X86_64),
             "i386" => Some(Arch::I386),
+            "aarch64" => Some(Arch::Aarch64),
             _ => None,
         }
     }
@@ -28,18 +31,45 @@ impl Arch {
     /// Bytes in a guest pointer.
     pub fn pointer_size(self) -> usize {
         match self {
-            Arch::X86_64 => 8,
+            Arch::X86_64 | Arch::Aarch64 => 8,
             Arch::I386 => 4,
         }
     }
 
     /// Whether `va` is in the kernel's half of the address space (x86_64: the upper
-    /// canonical half; i386: above Debian's 3G/1G split).
+    /// canonical half; i386: above Debian's 3G/1G split; arm64: the `TTBR1` half, whose
+    /// top 16 bits are set with 48-bit or smaller virtual addresses).
     pub fn is_kernel_address(self, va: u64) -> bool {
         match self {
             Arch::X86_64 => va >= 0xffff_8000_0000_0000,
             Arch::I386 => (0xc000_0000..=0xffff_ffff).contains(&va),
+            Arch::Aarch64 => va >> 48 == 0xffff,
         }
+    }
+
+    /// The register that names the current (user) address space's page tables: CR3, or
+    /// arm64's `TTBR0_EL1`.
+    pub fn page_table_register(self) -> regs::Reg {
+        match self {
+            Arch::X86_64 | Arch::I386 => regs::Reg::Cr3,
+            Arch::Aarch64 => regs::Reg::Ttbr0El1,
+        }
+    }
+
+    /// The physical page-table root in [`Arch::page_table_register`]'s value: without
+    /// x86_64's PCID bits and no-flush bit, i386 PAE's low flag bits, or arm64's ASID
+    /// and CnP bit.
+    pub fn page_table_root(self, value: u64) -> u64 {
+        match self {
+            Arch::X86_64 => value & 0x000f_ffff_ffff_f000,
+            Arch::I386 => value & !0x1f,
+            Arch::Aarch64 => value & 0x0000_ffff_ffff_fffe,
+        }
+    }
+
+    /// Whether this is an x86 guest (32- or 64-bit).
+    pub fn is_x86(self) -> bool {
+        matches!(self, Arch::X86_64 | Arch::I386)
     }
 }
 
@@ -52,7 +82,10 @@ mod tests {
         assert_eq!(Arch::from_target("x86_64-softmmu"), Some(Arch::X86_64));
         assert_eq!(Arch::from_target("x86_64"), Some(Arch::X86_64));
         assert_eq!(Arch::from_target("i386-softmmu"), Some(Arch::I386));
-        assert_eq!(Arch::from_target("aarch64-softmmu"), None);
+        assert_eq!(Arch::from_target("aarch64-softmmu"), Some(Arch::Aarch64));
+        assert_eq!(Arch::from_target("arm-softmmu"), None);
+        assert!(Arch::Aarch64.is_kernel_address(0xffff_8000_8000_0000));
+        assert!(!Arch::Aarch64.is_kernel_address(0x0000_ffff_f7ff_0000));
         assert!(Arch::X86_64.is_kernel_address(0xffff_ffff_8100_0000));
         assert!(!Arch::X86_64.is_kernel_address(0x7fff_ffff_f000));
         assert!(Arch::I386.is_kernel_address(0xc100_0000));

@@ -31,11 +31,23 @@ pub enum Reg {
     FsBase,
     GsBase,
     KernelGsBase,
+    /// arm64 `x0`..`x8`: arguments and result (`x0`..`x5`), call number (`x8`).
+    X0,
+    X1,
+    X2,
+    X3,
+    X4,
+    X5,
+    X8,
+    /// arm64 `TPIDR_EL1`: this CPU's per-CPU offset (`__per_cpu_offset[cpu]`).
+    TpidrEl1,
+    /// arm64 `TTBR0_EL1`: the user half's page tables (ASID in the top 16 bits).
+    Ttbr0El1,
 }
 
 impl Reg {
     /// Every register, in a fixed order (indexes for per-register tables).
-    pub const ALL: [Reg; 23] = [
+    pub const ALL: [Reg; 32] = [
         Reg::Rax,
         Reg::Rbx,
         Reg::Rcx,
@@ -59,6 +71,15 @@ impl Reg {
         Reg::FsBase,
         Reg::GsBase,
         Reg::KernelGsBase,
+        Reg::X0,
+        Reg::X1,
+        Reg::X2,
+        Reg::X3,
+        Reg::X4,
+        Reg::X5,
+        Reg::X8,
+        Reg::TpidrEl1,
+        Reg::Ttbr0El1,
     ];
 
     /// Position in [`Reg::ALL`].
@@ -67,8 +88,12 @@ impl Reg {
     }
 
     /// The name QEMU's register list (gdbstub XML) gives this register on `arch`, or
-    /// `None` if the architecture has no such register.
+    /// `None` if the architecture has no such register. `Rip` and `Rsp` are every
+    /// architecture's program counter and stack pointer (arm64's `pc`, `sp`).
     pub fn qemu_name(self, arch: Arch) -> Option<&'static str> {
+        if arch == Arch::Aarch64 {
+            return self.arm64_name();
+        }
         let wide = arch == Arch::X86_64;
         let pick = |w: &'static str, n: &'static str| Some(if wide { w } else { n });
         match self {
@@ -98,7 +123,26 @@ impl Reg {
             Reg::FsBase => Some("fs_base"),
             Reg::GsBase => Some("gs_base"),
             Reg::KernelGsBase => Some("k_gs_base"),
+            _ => None,
         }
+    }
+
+    /// [`Reg::qemu_name`] on arm64 (QEMU's core and system-register XML).
+    fn arm64_name(self) -> Option<&'static str> {
+        Some(match self {
+            Reg::X0 => "x0",
+            Reg::X1 => "x1",
+            Reg::X2 => "x2",
+            Reg::X3 => "x3",
+            Reg::X4 => "x4",
+            Reg::X5 => "x5",
+            Reg::X8 => "x8",
+            Reg::Rip => "pc",
+            Reg::Rsp => "sp",
+            Reg::TpidrEl1 => "TPIDR_EL1",
+            Reg::Ttbr0El1 => "TTBR0_EL1",
+            _ => return None,
+        })
     }
 }
 
@@ -126,6 +170,10 @@ mod tests {
         assert_eq!(Reg::Rax.qemu_name(Arch::I386), Some("eax"));
         assert_eq!(Reg::R10.qemu_name(Arch::I386), None);
         assert_eq!(Reg::Cr3.qemu_name(Arch::I386), Some("cr3"));
+        assert_eq!(Reg::X8.qemu_name(Arch::Aarch64), Some("x8"));
+        assert_eq!(Reg::Rip.qemu_name(Arch::Aarch64), Some("pc"));
+        assert_eq!(Reg::Rax.qemu_name(Arch::Aarch64), None);
+        assert_eq!(Reg::X8.qemu_name(Arch::X86_64), None);
         for (i, r) in Reg::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }

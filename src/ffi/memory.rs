@@ -63,7 +63,7 @@ impl QemuCpu {
             return None;
         }
         let cr3 = self.reg(Reg::Cr3)?;
-        let paging = Paging::x86(self.arch, self.reg(Reg::Cr4)?);
+        let paging = Paging::x86(self.arch, self.reg(Reg::Cr4)?)?;
         let user_root = paging.root(cr3);
         let kernel_root = match KPTI_ROOTS.get() {
             Some((user, kernel)) if user == user_root => kernel,
@@ -143,7 +143,7 @@ impl GuestMemory for QemuCpu {
         let cr4 = self.reg(Reg::Cr4).ok_or(fault)?;
         let space = AddressSpace {
             phys: self,
-            paging: Paging::x86(self.arch, cr4),
+            paging: Paging::x86(self.arch, cr4).ok_or(fault)?,
             root,
         };
         space.read(va, buf)

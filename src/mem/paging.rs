@@ -43,14 +43,16 @@ pub fn same_address_space(a: u64, b: u64) -> bool {
 }
 
 impl Paging {
-    /// The format an `arch` vCPU uses with CR4 = `cr4`.
-    pub fn x86(arch: Arch, cr4: u64) -> Paging {
-        match arch {
+    /// The format an `arch` vCPU uses with CR4 = `cr4`; `None` for a guest that is not
+    /// x86 (arm64's tables are not walked in software yet).
+    pub fn x86(arch: Arch, cr4: u64) -> Option<Paging> {
+        Some(match arch {
             Arch::X86_64 if cr4 & CR4_LA57 != 0 => Paging::FiveLevel,
             Arch::X86_64 => Paging::FourLevel,
             Arch::I386 if cr4 & CR4_PAE != 0 => Paging::Pae,
             Arch::I386 => Paging::TwoLevel,
-        }
+            Arch::Aarch64 => return None,
+        })
     }
 
     /// The physical address of the top table that CR3 = `cr3` names (without the PCID
@@ -261,7 +263,7 @@ mod tests {
     #[test]
     fn four_level_small_and_large_pages() {
         let ram = four_level();
-        let p = Paging::x86(Arch::X86_64, 0);
+        let p = Paging::x86(Arch::X86_64, 0).unwrap();
         assert_eq!(p, Paging::FourLevel);
         assert_eq!(p.translate(&ram, 0x10000, KERNEL_VA), Ok(0x9567));
         assert_eq!(p.translate(&ram, 0x10000, 0x4020_1234), Ok(0x60_1234));
@@ -302,12 +304,12 @@ mod tests {
         ram.put64(0x1000 + (va >> 30) * 8, 0x2000 | 1);
         ram.put64(0x2000 + ((va >> 21) & 0x1ff) * 8, 0x3000 | 3);
         ram.put64(0x3000 + ((va >> 12) & 0x1ff) * 8, 0x7000 | 3);
-        let pae = Paging::x86(Arch::I386, CR4_PAE);
+        let pae = Paging::x86(Arch::I386, CR4_PAE).unwrap();
         assert_eq!(pae, Paging::Pae);
         assert_eq!(pae.translate(&ram, pae.root(0x1000 | 0x18), va), Ok(0x7567));
         // Two-level: PD at 0x8000, a 4 MiB page for 0xc040_0000.
         ram.put32(0x8000 + (0xc040_0000u64 >> 22) * 4, 0x0080_0000 | 0x83);
-        let two = Paging::x86(Arch::I386, 0);
+        let two = Paging::x86(Arch::I386, 0).unwrap();
         assert_eq!(two.translate(&ram, 0x8000, 0xc041_2345), Ok(0x0081_2345));
         assert!(two.translate(&ram, 0x8000, 0x1000).is_err());
     }

@@ -201,6 +201,8 @@ pub struct SyscallInsnCounts {
     pub sysenter: u64,
     /// `int 0x80` (i386, and compat on x86_64).
     pub int80: u64,
+    /// `svc #0` (arm64).
+    pub svc: u64,
 }
 
 /// Outcome of repeatedly reading the `probe=` address.

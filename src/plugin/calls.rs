@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 
 use crate::arch::Arch;
+use crate::arch::insn::SyscallInsn;
 use crate::arch::regs::Reg;
-use crate::arch::x86::SyscallInsn;
 use crate::cpu::Vcpu;
 use crate::events::{Caller, Lifecycle};
 use crate::linux::{self, Linux};
@@ -181,6 +181,7 @@ impl Plugin {
         let next = match self.arch {
             Arch::X86_64 => Reg::Rsi,
             Arch::I386 => Reg::Rdx,
+            Arch::Aarch64 => Reg::X1,
         };
         if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
             let old = slot.swap(task, Ordering::Relaxed);

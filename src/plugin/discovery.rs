@@ -36,21 +36,23 @@ pub(super) struct Discovery {
     written: AtomicBool,
 }
 
-/// What the search needs to know of the guest's architecture.
-fn target(arch: Arch) -> Target {
+/// What the search needs to know of the guest's architecture; `None` where the kernel
+/// cannot be described yet (arm64).
+pub(super) fn target(arch: Arch) -> Option<Target> {
     // Debian (and the kernel's defaults) link x86 kernels 16 MiB above the start of the
     // kernel map (`CONFIG_PHYSICAL_START`).
     match arch {
-        Arch::X86_64 => Target {
+        Arch::X86_64 => Some(Target {
             bits: 64,
             machine: "x86_64",
             link_text: 0xffff_ffff_8100_0000,
-        },
-        Arch::I386 => Target {
+        }),
+        Arch::I386 => Some(Target {
             bits: 32,
             machine: "i686",
             link_text: 0xc100_0000,
-        },
+        }),
+        Arch::Aarch64 => None,
     }
 }
 
@@ -91,8 +93,9 @@ impl Discovery {
         if !self.pending() {
             return None;
         }
+        let target = target(arch)?;
         let started = Instant::now();
-        let found = match memory::from_memory(mem, va, target(arch)) {
+        let found = match memory::from_memory(mem, va, target) {
             Ok(found) => found,
             Err(FromMemoryError::Unreadable { from, read }) => {
                 log::debug!("kernel search from {from:#x}: only {read} bytes readable");

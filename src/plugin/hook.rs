@@ -1,7 +1,7 @@
 //! What the plugin instruments, and how a hook travels to its callback: packed with the
 //! instruction's address into the callback's user-data word.
 
-use crate::arch::x86::SyscallInsn;
+use crate::arch::insn::SyscallInsn;
 use crate::syscalls::Abi;
 
 /// Instrumentation the plugin asks for on one instruction at translation time.

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use once_cell::sync::OnceCell;
 
 use crate::arch::Arch;
+use crate::arch::insn::SyscallInsn;
 use crate::arch::regs::Reg;
-use crate::arch::x86::SyscallInsn;
 use crate::config::KernelInfo;
 use crate::cpu::Vcpu;
 use crate::linux::{KernelContext, Linux, task};
@@ -174,6 +174,7 @@ impl KernelView {
             SyscallInsn::Syscall => v.entry_syscall_addr,
             SyscallInsn::Int80 => v.entry_int80_addr,
             SyscallInsn::Sysenter => v.entry_sysenter_addr,
+            SyscallInsn::Svc => None,
         }
     }
 
@@ -366,7 +367,9 @@ impl KernelView {
     /// says whether the vCPU runs kernel code (where the per-CPU base is then).
     pub fn context_at(&self, cpu: &dyn Vcpu, in_kernel: bool) -> Result<KernelContext, NotReady> {
         let mut ctx = self.base_context(cpu, in_kernel)?;
-        ctx.current_asid = cpu.reg(Reg::Cr3).map(|cr3| self.asid_of_cr3(cr3));
+        ctx.current_asid = cpu
+            .reg(self.arch.page_table_register())
+            .map(|cr3| self.asid_of_cr3(cr3));
         Ok(ctx)
     }
 
@@ -405,17 +408,16 @@ impl KernelView {
                 let linux = Linux::new(cpu, &self.info, ctx);
                 task::per_cpu_base_from_table(&linux, cpu.index()).ok()
             }
+            // The per-CPU offset, in kernel and user mode alike.
+            Arch::Aarch64 => cpu.reg(Reg::TpidrEl1),
         };
         Ok(ctx)
     }
 
-    /// The physical page-table root in CR3: without x86_64's PCID bits and no-flush bit,
-    /// or i386 PAE's low flag bits.
+    /// The physical page-table root in CR3 (arm64: `TTBR0_EL1`): without x86_64's PCID
+    /// bits and no-flush bit, i386 PAE's low flag bits, or arm64's ASID and CnP bit.
     pub fn asid_of_cr3(&self, cr3: u64) -> u64 {
-        match self.arch {
-            Arch::X86_64 => cr3 & 0x000f_ffff_ffff_f000,
-            Arch::I386 => cr3 & !0x1f,
-        }
+        self.arch.page_table_root(cr3)
     }
 
     fn page_offset(&self, cpu: &dyn Vcpu, slide: u64) -> Result<u64, NotReady> {
@@ -425,6 +427,9 @@ impl KernelView {
         let fixed = self.info.vmi.page_offset.unwrap_or(match self.arch {
             Arch::X86_64 => X86_64_PAGE_OFFSET,
             Arch::I386 => I386_PAGE_OFFSET,
+            // arm64's linear map is not a fixed offset (memstart_addr moves it): not read
+            // yet.
+            Arch::Aarch64 => return Err(NotReady::PageOffset),
         });
         let value = match (self.arch, self.info.vmi.page_offset_base_addr) {
             (Arch::X86_64, Some(addr)) => cpu

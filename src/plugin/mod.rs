@@ -37,8 +37,8 @@ use parking_lot::Mutex;
 
 use crate::api::{Analysis, Consumers, Ctx, Engine};
 use crate::arch::Arch;
+use crate::arch::insn::SyscallInsn;
 use crate::arch::regs::Reg;
-use crate::arch::x86::SyscallInsn;
 use crate::args::Options;
 use crate::config::{KernelInfo, KeyFile};
 use crate::cpu::Vcpu;
@@ -110,7 +110,7 @@ pub struct Plugin {
     /// install), wired at the first callback.
     pending: Mutex<Pending>,
     wired: OnceCell<Wired>,
-    syscall_insns: [AtomicU64; 3],
+    syscall_insns: [AtomicU64; SyscallInsn::ALL.len()],
     translations: AtomicU64,
     probe: Option<Probe>,
     /// The kernels the guest may run: the `group=` one, or every group of `conf=` to
@@ -162,7 +162,7 @@ impl Plugin {
         }
         let arch = Arch::from_target(&machine.target).ok_or_else(|| {
             Error::Unsupported(format!(
-                "guest architecture '{}' is not supported yet: use qemu-system-x86_64 or qemu-system-i386",
+                "guest architecture '{}' is not supported yet: use qemu-system-x86_64, qemu-system-i386 or qemu-system-aarch64",
                 machine.target
             ))
         })?;
@@ -220,7 +220,16 @@ impl Plugin {
         }
         let probe = options.probe.map(Probe::new);
         let vcpus = machine.vcpus.max(1);
-        let discovery = options.conf.is_none().then(|| Discovery::new(&options.out));
+        let discovery = match (&options.conf, discovery::target(arch)) {
+            (None, Some(_)) => Some(Discovery::new(&options.out)),
+            (None, None) => {
+                log::warn!(
+                    "the {arch:?} guest's kernel cannot be described yet (no kernelinfo for this architecture): system calls are logged with number, name, arguments and result, without process"
+                );
+                None
+            }
+            (Some(_), _) => None,
+        };
         let plugin = Plugin {
             args,
             arch,
@@ -461,6 +470,7 @@ impl Plugin {
             let code64 = match self.arch {
                 Arch::I386 => false,
                 Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
+                Arch::Aarch64 => true,
             };
             return Some(Hook::SyscallInsn(kind, Abi::detect(kind, code64)));
         }
@@ -493,6 +503,11 @@ impl Plugin {
             return Some(Hook::ReturnPoint);
         }
         let mut before = [0u8; 4];
+        if self.arch == Arch::Aarch64 {
+            let after_svc = mem.read(va.wrapping_sub(4), &mut before).is_ok()
+                && SyscallInsn::classify(&before) == Some(SyscallInsn::Svc);
+            return after_svc.then_some(Hook::ReturnPoint);
+        }
         let after_syscall = mem.read(va.wrapping_sub(2), &mut before[2..]).is_ok()
             && SyscallInsn::classify(&before[2..]).is_some_and(|k| k != SyscallInsn::Sysenter);
         // The vDSO's fast paths resume after `sysenter; int $0x80` (or `syscall; int $0x80`).
@@ -606,10 +621,11 @@ impl Plugin {
     }
 
     fn asid(&self, cpu: &dyn Vcpu) -> u64 {
-        let cr3 = cpu.reg(Reg::Cr3).unwrap_or(0);
+        let root = cpu.reg(self.arch.page_table_register()).unwrap_or(0);
         match self.kernel() {
-            Some(k) => k.asid_of_cr3(cr3),
-            None => cr3,
+            Some(k) => k.asid_of_cr3(root),
+            None if self.arch == Arch::Aarch64 => self.arch.page_table_root(root),
+            None => root,
         }
     }
 
@@ -679,9 +695,10 @@ impl Plugin {
             syscall: count(SyscallInsn::Syscall),
             sysenter: count(SyscallInsn::Sysenter),
             int80: count(SyscallInsn::Int80),
+            svc: count(SyscallInsn::Svc),
         };
         let record = RunEnd {
-            syscalls: syscall_insns.syscall + syscall_insns.sysenter + syscall_insns.int80,
+            syscalls: SyscallInsn::ALL.into_iter().map(count).sum(),
             syscall_insns,
             translations: self.translations.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
@@ -802,7 +819,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do() {
         let err = |args: Vec<String>, m: MachineInfo| install(args, m).unwrap_err().to_string();
-        assert!(err(vec![], machine("aarch64-softmmu")).contains("aarch64"));
+        assert!(err(vec![], machine("arm-softmmu")).contains("'arm-softmmu'"));
         let user = MachineInfo {
             system: false,
             ..machine("x86_64")

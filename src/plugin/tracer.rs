@@ -15,7 +15,6 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
 use crate::mem::{GuestMemory, NoMemory};
@@ -192,14 +191,15 @@ impl Tracer {
     /// interface, and most calls take fewer than six arguments), and none for a call
     /// whose arguments nobody looks at (not logged, no process event).
     pub fn read_call(&self, abi: Abi, cpu: &dyn Vcpu, pc: u64) -> RawCall {
+        let nr = cpu.reg(abi.nr_register()).unwrap_or(0);
         let mut regs = Regs {
-            rax: cpu.reg(Reg::Rax).unwrap_or(0),
             rip: pc,
             ..Regs::default()
         };
-        let info = abi.info(regs.rax);
+        regs.set(abi.nr_register(), nr);
+        let info = abi.info(nr);
         let nargs = if self.follows(info) || self.wanted_at_entry(info) {
-            abi.arg_count(regs.rax)
+            abi.arg_count(nr)
         } else {
             0
         };
@@ -544,11 +544,9 @@ impl Tracer {
         let pc = || *located.get_or_init(&locate);
         let offset = page_offset(translated);
         let value = |abi: Abi| {
-            let rax = cpu.reg(Reg::Rax)?;
-            Some(abi.return_value(&Regs {
-                rax,
-                ..Regs::default()
-            }))
+            let mut regs = Regs::default();
+            regs.set(abi.result_register(), cpu.reg(abi.result_register())?);
+            Some(abi.return_value(&regs))
         };
         if let Some(slot) = self.in_flight.get(cpu.index() as usize) {
             let mut slot = slot.lock();
@@ -635,6 +633,7 @@ fn finish(done: Completed<ThreadKey, Pending>, mem: &dyn GuestMemory) -> Finishe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::regs::Reg;
     use crate::cpu::fake::FakeCpu as Cpu;
 
     const GETPPID: u64 = 110;

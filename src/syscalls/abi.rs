@@ -1,8 +1,9 @@
-//! Linux x86 system call conventions: where the number and the six arguments are, where
+//! Linux system call conventions: where the number and the six arguments are, where
 //! the result is, and where the thread resumes when the call returns.
 //!
 //! | entry                        | table       | nr  | arguments 1..6                      | resumes at |
 //! |------------------------------|-------------|-----|-------------------------------------|------------|
+//! | `svc #0`, arm64              | `linux_arm64` | x8 | x0, x1, x2, x3, x4, x5 (result: x0) | pc + 4     |
 //! | `syscall`, 64-bit code       | `linux_x64` | rax | rdi, rsi, rdx, r10, r8, r9          | pc + 2     |
 //! | `int 0x80` (any mode)        | `linux_x86` | eax | ebx, ecx, edx, esi, edi, ebp        | pc + 2     |
 //! | `sysenter` (vDSO)            | `linux_x86` | eax | ebx, ecx, edx, esi, edi, `[ebp]`    | pc + 4     |
@@ -32,15 +33,16 @@
 //! `int 0x80` from 64-bit code uses the i386 table and the low 32 bits of the registers.
 //! x32 (`syscall` with bit 30 of `rax` set) is not decoded: its numbers miss the table.
 
+use crate::arch::insn::SyscallInsn;
 use crate::arch::regs::Reg;
-use crate::arch::x86::SyscallInsn;
 use crate::mem::GuestMemory;
 use serde::Serialize;
 
 use super::Profile;
 
 /// General-purpose registers at a system call instruction. On a 32-bit guest fill the
-/// low halves (`eax` in `rax`, ...) and leave `r8`..`r15` zero.
+/// low halves (`eax` in `rax`, ...) and leave `r8`..`r15` zero; on arm64 `x0`..`x8` are
+/// in `x`, the program counter and stack pointer in `rip` and `rsp`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct Regs {
@@ -61,6 +63,7 @@ pub struct Regs {
     pub r14: u64,
     pub r15: u64,
     pub rip: u64,
+    pub x: [u64; 9],
 }
 
 impl Regs {
@@ -84,6 +87,13 @@ impl Regs {
             Reg::R14 => &mut self.r14,
             Reg::R15 => &mut self.r15,
             Reg::Rip => &mut self.rip,
+            Reg::X0 => &mut self.x[0],
+            Reg::X1 => &mut self.x[1],
+            Reg::X2 => &mut self.x[2],
+            Reg::X3 => &mut self.x[3],
+            Reg::X4 => &mut self.x[4],
+            Reg::X5 => &mut self.x[5],
+            Reg::X8 => &mut self.x[8],
             _ => return,
         };
         *field = value;
@@ -102,15 +112,18 @@ pub enum Abi {
     I386Sysenter,
     /// `syscall` from 32-bit (compatibility-mode) code, through the vDSO.
     I386Syscall,
+    /// `svc #0` on arm64.
+    Arm64Svc,
 }
 
 impl Abi {
     /// Every convention, in a fixed order (see [`Abi::index`]).
-    pub const ALL: [Abi; 4] = [
+    pub const ALL: [Abi; 5] = [
         Abi::X64Syscall,
         Abi::I386Int80,
         Abi::I386Sysenter,
         Abi::I386Syscall,
+        Abi::Arm64Svc,
     ];
 
     /// Position in [`Abi::ALL`].
@@ -124,6 +137,23 @@ impl Abi {
             Abi::X64Syscall | Abi::I386Syscall => SyscallInsn::Syscall,
             Abi::I386Int80 => SyscallInsn::Int80,
             Abi::I386Sysenter => SyscallInsn::Sysenter,
+            Abi::Arm64Svc => SyscallInsn::Svc,
+        }
+    }
+
+    /// The register that holds the call's number at the instruction.
+    pub fn nr_register(self) -> Reg {
+        match self {
+            Abi::Arm64Svc => Reg::X8,
+            _ => Reg::Rax,
+        }
+    }
+
+    /// The register that holds the result at the return point.
+    pub fn result_register(self) -> Reg {
+        match self {
+            Abi::Arm64Svc => Reg::X0,
+            _ => Reg::Rax,
         }
     }
 }
@@ -192,6 +222,7 @@ impl Abi {
             (SyscallInsn::Int80, _) => Some(Abi::I386Int80),
             (SyscallInsn::Sysenter, false) => Some(Abi::I386Sysenter),
             (SyscallInsn::Sysenter, true) => None,
+            (SyscallInsn::Svc, _) => Some(Abi::Arm64Svc),
         }
     }
 
@@ -199,6 +230,7 @@ impl Abi {
     pub fn profile(self) -> Profile {
         match self {
             Abi::X64Syscall => Profile::LinuxX64,
+            Abi::Arm64Svc => Profile::LinuxArm64,
             _ => Profile::LinuxX86,
         }
     }
@@ -207,7 +239,7 @@ impl Abi {
     pub fn return_offset(self) -> u64 {
         match self {
             Abi::X64Syscall | Abi::I386Int80 => 2,
-            Abi::I386Sysenter | Abi::I386Syscall => 4,
+            Abi::I386Sysenter | Abi::I386Syscall | Abi::Arm64Svc => 4,
         }
     }
 
@@ -221,7 +253,7 @@ impl Abi {
     /// low 32 bits count for the i386 conventions).
     pub fn info(self, nr: u64) -> Option<&'static super::SyscallInfo> {
         let nr = match self {
-            Abi::X64Syscall => nr,
+            Abi::X64Syscall | Abi::Arm64Svc => nr,
             _ => nr & 0xffff_ffff,
         };
         self.profile().lookup(nr)
@@ -235,8 +267,10 @@ impl Abi {
         const X64: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9];
         const INT80: [Reg; 6] = [Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rbp];
         const SYSCALL32: [Reg; 6] = [Reg::Rbx, Reg::Rbp, Reg::Rdx, Reg::Rsi, Reg::Rdi, Reg::Rsp];
+        const ARM64: [Reg; 6] = [Reg::X0, Reg::X1, Reg::X2, Reg::X3, Reg::X4, Reg::X5];
         let regs: &'static [Reg; 6] = match self {
             Abi::X64Syscall => &X64,
+            Abi::Arm64Svc => &ARM64,
             Abi::I386Int80 | Abi::I386Sysenter => &INT80,
             Abi::I386Syscall => &SYSCALL32,
         };
@@ -274,6 +308,13 @@ impl Abi {
                 [regs.rbx, regs.rbp, regs.rdx, regs.rsi, regs.rdi, 0].map(lo),
                 Some(lo(regs.rsp)),
             ),
+            Abi::Arm64Svc => (
+                regs.x[8],
+                [
+                    regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4], regs.x[5],
+                ],
+                None,
+            ),
         };
         let mut arg6_fault = false;
         if let Some(at) = stack_arg6.filter(|_| nargs >= 6) {
@@ -293,7 +334,7 @@ impl Abi {
         }
     }
 
-    /// The result at the return point: `rax` as a signed value, or `eax`. Values in
+    /// The result at the return point: `rax` (`x0` on arm64) as a signed value, or `eax`. Values in
     /// `-4095..=-1` are `-errno` (the kernel's `IS_ERR_VALUE`). A 32-bit result outside
     /// that range is zero-extended, not sign-extended: it is a count or an address, and
     /// 32-bit addresses at or above 2 GiB (`mmap2` returning `0xf7f82000`, every `mmap`
@@ -301,6 +342,7 @@ impl Abi {
     pub fn return_value(self, regs: &Regs) -> i64 {
         match self {
             Abi::X64Syscall => regs.rax as i64,
+            Abi::Arm64Svc => regs.x[0] as i64,
             _ => {
                 let eax = regs.rax as u32;
                 if eax >= (-4095i32) as u32 {

@@ -792,7 +792,6 @@ mod flag {
     pub const RET: u8 = 1;
     pub const SEQ: u8 = 2;
     pub const KNOWN: u8 = 4;
-    pub const X86: u8 = 8;
     /// The outcome's code sits above the flags.
     pub const OUTCOME_SHIFT: u32 = 4;
 }
@@ -848,9 +847,9 @@ impl Packed for SyscallRecord {
         let flags = set(self.ret.is_some(), flag::RET)
             | set(self.seq.is_some(), flag::SEQ)
             | set(args.info.is_some(), flag::KNOWN)
-            | set(args.profile == Profile::LinuxX86, flag::X86)
             | (outcome << flag::OUTCOME_SHIFT);
         out.put_u8(flags);
+        out.put_u8(args.profile.index() as u8);
         out.put_u32(self.thread.pid);
         out.put_u32(self.thread.tid);
         out.put_bytes(self.thread.comm.bytes());
@@ -870,6 +869,7 @@ impl Packed for SyscallRecord {
 
     fn unpack(input: &mut Unpack<'_>) -> Option<SyscallRecord> {
         let flags = input.u8()?;
+        let profile = *Profile::ALL.get(usize::from(input.u8()?))?;
         let pid = input.u32()?;
         let tid = input.u32()?;
         let comm = Comm::new(std::str::from_utf8(input.bytes()?).ok()?);
@@ -881,11 +881,6 @@ impl Packed for SyscallRecord {
         let outcome = match flags >> flag::OUTCOME_SHIFT {
             0 => None,
             code => Some(*OUTCOMES.get(usize::from(code) - 1)?),
-        };
-        let profile = if flags & flag::X86 != 0 {
-            Profile::LinuxX86
-        } else {
-            Profile::LinuxX64
         };
         let info = if flags & flag::KNOWN != 0 {
             Some(profile.lookup(nr)?)

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::proto::{self, ArgKind};
 use super::*;
-use crate::arch::x86::SyscallInsn;
+use crate::arch::insn::SyscallInsn;
 use crate::mem::{Fault, GuestMemory};
 
 /// Sparse guest memory: 4 KiB pages written by the test; everything else faults.
