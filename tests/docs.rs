@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::trial;
 
-use vmi::arch::x86::SyscallInsn;
+use vmi::arch::insn::SyscallInsn;
 use vmi::config::KernelInfo;
 use vmi::linux::{KernelContext, Linux};
 use vmi::mem::{Fault, GuestMemory};

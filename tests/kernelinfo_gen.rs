@@ -6,13 +6,20 @@
 //!   `scripts/guest-kallsyms` recorded in `tests/fixtures/guest-kallsyms-NAME.txt` when they
 //!   are for the cached kernel's release, else read from a guest booted for the test;
 //! * the bzImage and the ELF vmlinux give the same group;
-//! * where a kernel has both BTF and DWARF (amd64-6.1 and its -dbg package), the two give
-//!   the same group.
+//! * where a kernel has both BTF and DWARF (amd64-6.1 and amd64-5.10 with their -dbg
+//!   packages), the two give the same group;
+//! * the image's kallsyms, every entry, against the -dbg package's `System.map`, read from
+//!   the file and from a KASLR-relocated copy of `.rodata` as guest memory holds it, on
+//!   every kallsyms layout Debian's archive still has: bullseye's 5.10 (amd64 and 686-pae;
+//!   `lab/lab kernel amd64-5.10`, a 57 MB and a 46 MB download, their -dbg packages 803 and
+//!   722 MB), bookworm's 6.1 (amd64 and 686-pae), and, from the image alone, 6.12 and
+//!   unstable's newest (7.x).
 //!
 //! A test whose kernel (`lab/lab kernel NAME`), pahole, -dbg vmlinux (`lab/lab dbg NAME`) or,
 //! for a stale fixture, QEMU is missing is reported as ignored with the reason
 //! (tests/common/harness.rs); with CI=true, VMI_REQUIRE_LAB=1 or (for the -dbg vmlinux)
-//! VMI_REQUIRE_DBG=1 it fails instead.
+//! VMI_REQUIRE_DBG=1 it fails instead. A kernel the machine's Debian mirror no longer serves
+//! (bullseye's, once Debian archives it) is such a missing kernel.
 
 mod common;
 
@@ -22,12 +29,15 @@ use std::process::Command;
 
 use common::Prereq::{self, Dbg, Kernel, Qemu};
 use common::{need, need_for, trial};
+use vmi::generate::kallsyms::{Kallsyms, Layout, Order};
 use vmi::generate::{self as kgen, Generated};
 
 fn main() {
     const A61: &str = "amd64-6.1";
     const A612: &str = "amd64-6.12";
     const I61: &str = "i386-6.1";
+    const A510: &str = "amd64-5.10";
+    const I510: &str = "i386-5.10";
     common::run(vec![
         trial(
             "the_newest_debian_kernel_yields_a_group",
@@ -90,7 +100,62 @@ fn main() {
         trial(
             "btf_and_dwarf_agree_amd64_6_1",
             &[Kernel(A61), Dbg(A61)],
-            btf_and_dwarf_agree_amd64_6_1,
+            || btf_and_dwarf_agree("amd64-6.1"),
+        ),
+        trial(
+            "btf_and_dwarf_agree_amd64_5_10",
+            &[Kernel(A510), Dbg(A510)],
+            || btf_and_dwarf_agree("amd64-5.10"),
+        ),
+        trial(
+            "layouts_amd64_5_10",
+            &[Kernel(A510), Prereq::Pahole],
+            || check_layouts("amd64-5.10", false),
+        ),
+        trial(
+            "layouts_i386_5_10_from_dwarf",
+            &[Kernel(I510), Dbg(I510), Prereq::Pahole],
+            || check_layouts("i386-5.10", true),
+        ),
+        trial("kallsyms_amd64_5_10_image", &[Kernel(A510)], || {
+            kallsyms_of_the_image_alone(A510)
+        }),
+        trial("kallsyms_i386_5_10_image", &[Kernel(I510)], || {
+            kallsyms_of_the_image_alone(I510)
+        }),
+        trial("kallsyms_amd64_6_1_image", &[Kernel(A61)], || {
+            kallsyms_of_the_image_alone(A61)
+        }),
+        trial("kallsyms_i386_6_1_image", &[Kernel(I61)], || {
+            kallsyms_of_the_image_alone(I61)
+        }),
+        trial("kallsyms_amd64_6_12_image", &[Kernel(A612)], || {
+            kallsyms_of_the_image_alone(A612)
+        }),
+        trial(
+            "kallsyms_amd64_5_10_equal_system_map",
+            &[Kernel(A510), Dbg(A510)],
+            || kallsyms_equal_system_map(A510),
+        ),
+        trial(
+            "kallsyms_i386_5_10_equal_system_map",
+            &[Kernel(I510), Dbg(I510)],
+            || kallsyms_equal_system_map(I510),
+        ),
+        trial(
+            "kallsyms_amd64_6_1_equal_system_map",
+            &[Kernel(A61), Dbg(A61)],
+            || kallsyms_equal_system_map(A61),
+        ),
+        trial(
+            "kallsyms_i386_6_1_equal_system_map",
+            &[Kernel(I61), Dbg(I61)],
+            || kallsyms_equal_system_map(I61),
+        ),
+        trial(
+            "i386_5_10_from_dwarf_and_its_kallsyms_agree",
+            &[Kernel(I510), Dbg(I510)],
+            i386_5_10_from_dwarf_and_its_kallsyms_agree,
         ),
     ]);
 }
@@ -117,7 +182,8 @@ fn generate(path: &std::path::Path) -> Generated {
 /// The newest amd64 image Debian has (unstable's; Linux 7.2 now, whose kallsyms offsets
 /// are relative to their own place, with no `kallsyms_relative_base`) gives a whole group:
 /// the banner read at the `linux_banner` address kallsyms gives is this kernel's, which it
-/// could not be if the addresses were decoded wrong.
+/// could not be if the addresses were decoded wrong; its kallsyms pass
+/// [`check_image_kallsyms`] and read the same from guest memory.
 fn the_newest_debian_kernel_yields_a_group() {
     let image = common::need(Prereq::NewestImage);
     let release = image
@@ -143,6 +209,10 @@ fn the_newest_debian_kernel_yields_a_group() {
     ] {
         assert!(kernel_half(key), "{key} = {:?}", info.get(key));
     }
+    // Its kallsyms (place-relative), from the file and from guest memory.
+    let bytes = std::fs::read(&image).unwrap();
+    let k = check_image_kallsyms("amd64-sid", &bytes, &release);
+    reads_the_same_from_memory("amd64-sid", &bytes, &k, None);
     eprintln!("{release}: group [{}]", info.group);
 }
 
@@ -684,12 +754,12 @@ fn values(info: &Generated) -> BTreeMap<&str, &str> {
     info.values().collect()
 }
 
-/// Where a kernel has both BTF and DWARF they agree: amd64-6.1's group from the image alone
-/// (BTF, kallsyms) equals, key by key, its group from the -dbg vmlinux (`--dwarf` and
-/// `--symbols`: DWARF, ELF symbol table); and every address key's symbol has the same
-/// address in the image's kallsyms and in the symbol table, each read on its own.
-fn btf_and_dwarf_agree_amd64_6_1() {
-    let name = "amd64-6.1";
+/// Where a kernel has both BTF and DWARF they agree: the group of `name` (amd64-6.1,
+/// amd64-5.10) from the image alone (BTF, kallsyms) equals, key by key, its group from the
+/// -dbg vmlinux (`--dwarf` and `--symbols`: DWARF, ELF symbol table); and every address
+/// key's symbol has the same address in the image's kallsyms and in the symbol table, each
+/// read on its own.
+fn btf_and_dwarf_agree(name: &'static str) {
     let dir = kernel_dir(name);
     let dbg = need(Dbg(name));
     let image = std::fs::read(dir.join("vmlinuz")).unwrap();
@@ -718,8 +788,7 @@ fn btf_and_dwarf_agree_amd64_6_1() {
 
     // The addresses, source by source (the generator would fall back from one to the other).
     let symtab = kgen::symbols::parse(&dbg, &debug).unwrap();
-    let elf = kgen::image::kernel_elf(&image).unwrap();
-    let kallsyms = kgen::kallsyms::find(&elf, 8, &|_| None).unwrap();
+    let kallsyms = image_kallsyms(&image);
     let mut symbols = 0;
     for &(key, names) in SYMBOLS.iter().chain(MORE_SYMBOLS) {
         let found = names.split('|').find_map(|s| {
@@ -829,4 +898,319 @@ fn memory_and_image_agree(image: &std::path::Path, slides: &[u64]) {
         let (a, b) = (values(&offline), values(&found.generated));
         assert_eq!(a, b, "{} slid by {slide:#x}", image.display());
     }
+}
+
+// ------------------------------------------------------------------- kallsyms layouts
+
+/// Symbols of [`expected`] that are code (in `.text`).
+const CODE: &[&str] = &[
+    "_text",
+    "startup_32",
+    "entry_SYSCALL_64",
+    "do_syscall_64",
+    "entry_INT80_32",
+    "entry_SYSENTER_32",
+    "do_int80_syscall_32",
+    "schedule",
+];
+
+/// Symbols of [`expected`] that are data, and their section.
+const DATA: &[(&str, &str)] = &[
+    ("init_task", ".data"),
+    // __ro_after_init, which x86 keeps in .rodata.
+    ("__per_cpu_offset", ".rodata"),
+    ("modules", ".data"),
+    ("linux_banner", ".rodata"),
+];
+
+/// The kallsyms layout each lab kernel has (src/generate/kallsyms.rs): what its image must
+/// be read as, and the symbols its table must hold (data symbols only where the kernel has
+/// `CONFIG_KALLSYMS_ALL`: not on 686-pae).
+fn expected(name: &str) -> ((Layout, Order), &'static [&'static str]) {
+    const AMD64: &[&str] = &[
+        "_text",
+        "init_task",
+        "__per_cpu_offset",
+        "linux_banner",
+        "entry_SYSCALL_64",
+        "do_syscall_64",
+        "modules",
+    ];
+    const I386: &[&str] = &[
+        "_text",
+        "startup_32",
+        "entry_INT80_32",
+        "entry_SYSENTER_32",
+        "do_int80_syscall_32",
+        "schedule",
+    ];
+    match name {
+        "amd64-5.10" | "amd64-6.1" => ((Layout::BaseRelativePercpu, Order::AddressesFirst), AMD64),
+        "amd64-6.12" => ((Layout::BaseRelativePercpu, Order::AddressesLast), AMD64),
+        "i386-5.10" | "i386-6.1" => ((Layout::BaseRelative, Order::AddressesFirst), I386),
+        // Unstable's newest (7.2 today).
+        "amd64-sid" => ((Layout::PlaceRelative, Order::AddressesLast), AMD64),
+        other => panic!("no expected kallsyms layout for {other}"),
+    }
+}
+
+/// The kallsyms of a kernel image (bzImage or ELF), read as `vmi kernelinfo` reads them.
+fn image_kallsyms(image: &[u8]) -> Kallsyms {
+    let elf_bytes = kgen::image::kernel_elf(image).unwrap();
+    let elf = kgen::image::Elf::parse(&elf_bytes).unwrap();
+    let ptr = if elf.bits == 64 { 8 } else { 4 };
+    kgen::kallsyms::find(elf.data, ptr, &|off| elf.addr_of_offset(off)).unwrap()
+}
+
+/// Checks `name`'s kallsyms with what its image alone tells: the layout it must have, the
+/// symbols it must hold, each in its section (`_text` at the start of `.text`), every entry
+/// in a section of the image, and (where the table has data symbols) `linux_banner`
+/// pointing at this kernel's banner.
+fn kallsyms_of_the_image_alone(name: &'static str) {
+    let dir = kernel_dir(name);
+    let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+    check_image_kallsyms(name, &image, &release(name));
+}
+
+/// [`kallsyms_of_the_image_alone`] of `image`, kernel `release`, whose layout is
+/// [`expected`]`(name)`'s.
+fn check_image_kallsyms(name: &str, image: &[u8], release: &str) -> Kallsyms {
+    let elf_bytes = kgen::image::kernel_elf(image).unwrap();
+    let elf = kgen::image::Elf::parse(&elf_bytes).unwrap();
+    let k = image_kallsyms(image);
+    let (layout, names) = expected(name);
+    assert_eq!((k.layout, k.order), layout, "{name}: layout");
+    for n in names {
+        assert!(k.get(n).is_some(), "{name}: no {n} in kallsyms");
+    }
+    let text = elf
+        .sections
+        .iter()
+        .find(|x| x.name == ".text")
+        .unwrap_or_else(|| panic!("{name}: no .text section"));
+    assert_eq!(k.get("_text"), Some(text.addr), "{name}: _text");
+    for n in names {
+        let section = if CODE.contains(n) {
+            ".text"
+        } else {
+            DATA.iter().find(|d| d.0 == *n).map_or("?", |d| d.1)
+        };
+        let s = elf.sections.iter().find(|x| x.name == section);
+        let a = k.get(n).unwrap_or_default();
+        assert!(
+            s.is_some_and(|s| (s.addr..s.addr + s.size).contains(&a)),
+            "{name}: {n} at {a:#x}, not in {section}"
+        );
+    }
+    // Every entry lies in a section of the image (the end included: `_etext`, `_end`),
+    // but x86_64's zero-based per-CPU symbols.
+    let percpu = k.layout == Layout::BaseRelativePercpu;
+    let outside: Vec<String> = k
+        .entries()
+        .iter()
+        .filter(|s| !(percpu && s.kind == 'A'))
+        .filter(|s| {
+            !elf.sections
+                .iter()
+                .any(|x| x.addr != 0 && (x.addr..=x.addr + x.size).contains(&s.addr))
+        })
+        .map(|s| format!("{} {} {:#x}", s.kind, s.name, s.addr))
+        .collect();
+    // But for a few linker-script boundaries (`__end_rodata`), page-aligned, in the gaps.
+    assert!(
+        outside.len() <= 10 && outside.iter().all(|s| s.ends_with("000")),
+        "{name}: {} of {} entries outside the image's sections: {:?}",
+        outside.len(),
+        k.len(),
+        &outside[..outside.len().min(20)]
+    );
+    if let Some(at) = k.get("linux_banner") {
+        let bytes = elf.at_addr(at).expect("linux_banner in the image");
+        let banner = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        assert!(
+            banner.starts_with(&format!("Linux version {release} ")),
+            "{name}: at linux_banner: {banner}"
+        );
+    }
+    eprintln!(
+        "{name} ({release}): {} kallsyms entries ({:?}, {:?}), all in the image's sections \
+         but {outside:?}",
+        k.len(),
+        k.layout,
+        k.order,
+    );
+    k
+}
+
+/// The -dbg package's `System.map` next to its vmlinux (`lab/lab dbg` keeps both).
+fn system_map(name: &'static str) -> (PathBuf, HashMap<String, Vec<u64>>) {
+    let dbg = need(Dbg(name));
+    let path = dbg.with_file_name(
+        dbg.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("vmlinux-", "System.map-"),
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (lab/lab dbg {name})", path.display()));
+    let mut map: HashMap<String, Vec<u64>> = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        if let (Some(addr), Some(_), Some(sym)) = (f.next(), f.next(), f.next()) {
+            let addr = u64::from_str_radix(addr, 16).unwrap_or_else(|e| panic!("{line}: {e}"));
+            map.entry(sym.to_string()).or_default().push(addr);
+        }
+    }
+    assert!(
+        map.len() > 10_000,
+        "{}: {} symbols",
+        path.display(),
+        map.len()
+    );
+    (path, map)
+}
+
+/// Every entry of `name`'s kallsyms equals the -dbg package's `System.map` (where the map
+/// has the name: mksysmap leaves out local labels, `.L*`); then the same from a
+/// KASLR-relocated copy of `.rodata`, as guest memory holds it.
+fn kallsyms_equal_system_map(name: &'static str) {
+    let dir = kernel_dir(name);
+    let (map_path, map) = system_map(name);
+    let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+    let k = image_kallsyms(&image);
+    let (layout, names) = expected(name);
+    assert_eq!((k.layout, k.order), layout, "{name}: layout");
+    let mut equal = 0;
+    let mut labels = 0;
+    let mut absent = Vec::new();
+    let mut differ = Vec::new();
+    for s in k.entries() {
+        match map.get(&s.name) {
+            Some(addrs) if addrs.contains(&s.addr) => equal += 1,
+            Some(addrs) => differ.push(format!("{} {:#x} (map: {addrs:#x?})", s.name, s.addr)),
+            // mksysmap leaves out local labels, which 5.10's kallsyms keeps.
+            None if s.name.starts_with(".L") => labels += 1,
+            None => absent.push(s.name.as_str()),
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{name}: {} of {} kallsyms entries differ from {}: {:?}",
+        differ.len(),
+        k.len(),
+        map_path.display(),
+        &differ[..differ.len().min(20)]
+    );
+    assert!(
+        absent.len() <= k.len() / 1000,
+        "{name}: {} of {} kallsyms entries not in {}: {:?}",
+        absent.len(),
+        k.len(),
+        map_path.display(),
+        &absent[..absent.len().min(20)]
+    );
+    for n in names {
+        assert_eq!(
+            k.get(n)
+                .map(|a| map.get(*n).is_some_and(|m| m.contains(&a))),
+            Some(true),
+            "{name}: {n}"
+        );
+    }
+    assert!(equal > 20_000, "{name}: only {equal} entries compared");
+
+    let base = map.get("kallsyms_relative_base").and_then(|v| v.first());
+    reads_the_same_from_memory(name, &image, &k, base.copied());
+    eprintln!(
+        "{name}: {equal} of {} kallsyms entries ({:?}, {:?}) equal {} ({labels} local \
+         labels and {} others not in it), and read the same from relocated memory",
+        k.len(),
+        k.layout,
+        k.order,
+        map_path.display(),
+        absent.len()
+    );
+}
+
+/// `k`, the kallsyms of `image`, read again from guest memory: `.rodata` alone, at its
+/// address plus a KASLR slide, with what the kernel relocates there relocated (the
+/// `kallsyms_relative_base` at `relative_base`, if the kernel has one; offsets are not
+/// relocated). Every address moves by the slide, but x86_64's absolute per-CPU ones (nm
+/// type A).
+fn reads_the_same_from_memory(name: &str, image: &[u8], k: &Kallsyms, relative_base: Option<u64>) {
+    let elf_bytes = kgen::image::kernel_elf(image).unwrap();
+    let elf = kgen::image::Elf::parse(&elf_bytes).unwrap();
+    let ptr = if elf.bits == 64 { 8 } else { 4 };
+    let ro = elf
+        .sections
+        .iter()
+        .find(|s| s.name == ".rodata")
+        .expect(".rodata");
+    let mut mem = elf.section(".rodata").expect(".rodata bytes").to_vec();
+    let slide: u64 = if ptr == 8 { 0x1e20_0000 } else { 0x0120_0000 };
+    if let Some(base) = relative_base {
+        let at = usize::try_from(base - ro.addr).unwrap();
+        let word = &mut mem[at..at + ptr];
+        let mut value = [0u8; 8];
+        value[..ptr].copy_from_slice(word);
+        let relocated = u64::from_le_bytes(value) + slide;
+        word.copy_from_slice(&relocated.to_le_bytes()[..ptr]);
+    }
+    let va = ro.addr + slide;
+    let m = kgen::kallsyms::find(&mem, ptr, &|off| Some(va + off as u64)).unwrap();
+    assert_eq!(
+        (m.layout, m.order),
+        (k.layout, k.order),
+        "{name}: layout in memory"
+    );
+    assert_eq!(m.len(), k.len(), "{name}: entries in memory");
+    for (a, b) in k.entries().iter().zip(m.entries()) {
+        let moved = if k.layout == Layout::BaseRelativePercpu && a.kind == 'A' {
+            0
+        } else {
+            slide
+        };
+        assert_eq!(
+            (&b.name, b.addr),
+            (&a.name, a.addr + moved),
+            "{name}: in memory"
+        );
+    }
+}
+
+/// i386 5.10 (no BTF): its group from the -dbg vmlinux (`--dwarf`, `--symbols`), and every
+/// address key whose symbol the image's own kallsyms holds (text symbols: no
+/// `CONFIG_KALLSYMS_ALL`) has kallsyms' address.
+fn i386_5_10_from_dwarf_and_its_kallsyms_agree() {
+    let name = "i386-5.10";
+    let dir = kernel_dir(name);
+    let dbg = need(Dbg(name));
+    let image = std::fs::read(dir.join("vmlinuz")).unwrap();
+    let debug = std::fs::read(&dbg).unwrap();
+    let err = kgen::generate(&image, None, None).unwrap_err();
+    assert!(matches!(err, kgen::GenError::NoBtf), "{err}");
+    let info = kgen::generate(&image, Some((&dbg, &debug)), Some(&debug)).unwrap();
+    assert_eq!(info.group, format!("debian:{}:32", release(name)));
+    let k = image_kallsyms(&image);
+    let mut checked = 0;
+    for (key, sym) in [
+        ("vmi.text_addr", "_text"),
+        ("vmi.entry_int80_addr", "entry_INT80_32"),
+        ("vmi.entry_sysenter_addr", "entry_SYSENTER_32"),
+        ("vmi.do_int80_addr", "do_int80_syscall_32"),
+        ("vmi.do_fast_syscall_32_addr", "do_fast_syscall_32"),
+        ("vmi.switch_to_addr", "__switch_to"),
+    ] {
+        if info.get(key).is_none() {
+            continue;
+        }
+        assert_eq!(
+            info.number(key),
+            k.get(sym).map(i128::from),
+            "{key} ({sym})"
+        );
+        checked += 1;
+    }
+    eprintln!("{name}: {checked} address keys from the symbol table equal the image's kallsyms");
+    assert!(checked >= 4, "{name}: only {checked} keys checked");
 }

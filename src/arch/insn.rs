@@ -43,7 +43,6 @@ impl SyscallInsn {
         }
     }
 
-
     /// A small stable number, so the kind can travel as a callback's user data.
     pub fn index(self) -> usize {
         match self {

@@ -217,6 +217,8 @@ pub struct Section {
     pub name: String,
     /// Link-time address (0 for per-CPU data on x86_64).
     pub addr: u64,
+    /// Size in memory (`NOBITS` sections too).
+    pub size: u64,
     /// File range, `None` for `NOBITS`.
     pub file: Option<(usize, usize)>,
 }
@@ -254,6 +256,7 @@ impl<'a> Elf<'a> {
             .map(|s| Section {
                 name: s.name().unwrap_or_default().to_owned(),
                 addr: s.address(),
+                size: s.size(),
                 file: s
                     .file_range()
                     .map(|(o, n)| (o as usize, n as usize))

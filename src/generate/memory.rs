@@ -175,7 +175,7 @@ pub fn from_memory(
             a
         }
     });
-    let count = symbols.count;
+    let count = symbols.len();
     let Some((at, len)) = btf_at else {
         return Err(FromMemoryError::NoBtf {
             symbols: count,
