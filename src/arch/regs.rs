@@ -43,11 +43,13 @@ pub enum Reg {
     TpidrEl1,
     /// arm64 `TTBR0_EL1`: the user half's page tables (ASID in the top 16 bits).
     Ttbr0El1,
+    /// arm64 `TCR_EL1`: its `T1SZ` field gives the kernel half's virtual address bits.
+    TcrEl1,
 }
 
 impl Reg {
     /// Every register, in a fixed order (indexes for per-register tables).
-    pub const ALL: [Reg; 32] = [
+    pub const ALL: [Reg; 33] = [
         Reg::Rax,
         Reg::Rbx,
         Reg::Rcx,
@@ -80,6 +82,7 @@ impl Reg {
         Reg::X8,
         Reg::TpidrEl1,
         Reg::Ttbr0El1,
+        Reg::TcrEl1,
     ];
 
     /// Position in [`Reg::ALL`].
@@ -141,6 +144,7 @@ impl Reg {
             Reg::Rsp => "sp",
             Reg::TpidrEl1 => "TPIDR_EL1",
             Reg::Ttbr0El1 => "TTBR0_EL1",
+            Reg::TcrEl1 => "TCR_EL1",
             _ => return None,
         })
     }

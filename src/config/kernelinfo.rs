@@ -485,9 +485,13 @@ key_struct! {
         page_offset_base_addr: opt addr = "vmi.page_offset_base_addr",
         /// The direct-map base when fixed.
         page_offset: opt addr = "vmi.page_offset",
+        /// `&memstart_addr` (arm64): the physical address the linear map starts at, so
+        /// that `pa = va - page_offset + memstart_addr`.
+        memstart_addr_addr: opt addr = "vmi.memstart_addr_addr",
         /// `&modules`.
         modules_addr: opt addr = "vmi.modules_addr",
-        /// `&do_syscall_64` (x86_64): every 64-bit system call, kernel page tables active.
+        /// `&do_syscall_64` (x86_64) or `&do_el0_svc` (arm64): every 64-bit system call,
+        /// in the kernel with its page tables active.
         do_syscall_64_addr: opt addr = "vmi.do_syscall_64_addr",
         /// `&do_int80_emulation` or `&do_int80_syscall_32`: every `int 0x80`.
         do_int80_addr: opt addr = "vmi.do_int80_addr",

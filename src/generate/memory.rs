@@ -96,11 +96,29 @@ pub struct Target {
     pub bits: u32,
     /// The machine as `uname -m` says, for the group's name.
     pub machine: &'static str,
-    /// Where the kernel's `_text` is linked: the KASLR slide is measured from it.
-    pub link_text: u64,
+    /// Where the kernel's `_text` may be linked, lowest first: the KASLR slide is
+    /// measured from the highest that is not above the run-time `_text` (KASLR only moves
+    /// a kernel up). One address on x86; arm64's `KIMAGE_VADDR` follows the size of the
+    /// module area below it, which grew from 128 MiB to 2 GiB in 6.5.
+    pub link_text: &'static [u64],
 }
 
 impl Target {
+    /// The lowest address the kernel may be linked at.
+    fn lowest_link(self) -> u64 {
+        self.link_text.first().copied().unwrap_or(0)
+    }
+
+    /// Where a kernel whose `_text` runs at `text` is linked.
+    fn link_of(self, text: u64) -> u64 {
+        self.link_text
+            .iter()
+            .rev()
+            .find(|&&l| l <= text)
+            .copied()
+            .unwrap_or_else(|| self.lowest_link())
+    }
+
     fn pointer_size(self) -> usize {
         if self.bits == 64 { 8 } else { 4 }
     }
@@ -160,12 +178,10 @@ pub fn from_memory(
     let text = symbols
         .get("_text")
         .ok_or_else(|| GenError::Kallsyms("no _text symbol".into()))?;
-    let slide = text.wrapping_sub(target.link_text);
+    let link = target.link_of(text);
+    let slide = text.wrapping_sub(link);
     if slide % 4096 != 0 {
-        return Err(FromMemoryError::Slide {
-            text,
-            link: target.link_text,
-        });
+        return Err(FromMemoryError::Slide { text, link });
     }
     // Per-CPU symbols kept absolute (small offsets) do not move with the kernel.
     symbols.map_addresses(|a| {
@@ -207,12 +223,13 @@ pub fn from_memory(
 /// image in the kernel map.
 fn image_start(mem: &dyn GuestMemory, va: u64, target: Target) -> u64 {
     let page = va & !0xfff;
-    if va < target.link_text {
+    let lowest = target.link_of(va);
+    if va < lowest {
         return page;
     }
     let mut start = page;
-    let mut candidate = target.link_text + (va - target.link_text) / HOLE_ALIGN * HOLE_ALIGN;
-    while candidate >= target.link_text && mem.read(candidate, &mut [0; 8]).is_ok() {
+    let mut candidate = lowest + (va - lowest) / HOLE_ALIGN * HOLE_ALIGN;
+    while candidate >= lowest && mem.read(candidate, &mut [0; 8]).is_ok() {
         start = start.min(candidate);
         match candidate.checked_sub(HOLE_ALIGN) {
             Some(c) => candidate = c,
@@ -319,8 +336,21 @@ mod tests {
     const X86_64: Target = Target {
         bits: 64,
         machine: "x86_64",
-        link_text: 0xffff_ffff_8100_0000,
+        link_text: &[0xffff_ffff_8100_0000],
     };
+
+    #[test]
+    fn the_link_address_is_the_highest_candidate_below_the_kernel() {
+        let arm64 = Target {
+            bits: 64,
+            machine: "aarch64",
+            link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
+        };
+        assert_eq!(arm64.link_of(0xffff_8000_0800_0000), 0xffff_8000_0800_0000);
+        assert_eq!(arm64.link_of(0xffff_8000_8000_0000), 0xffff_8000_8000_0000);
+        assert_eq!(arm64.link_of(0xffff_a1b2_c000_0000), 0xffff_8000_8000_0000);
+        assert_eq!(arm64.link_of(0x1000), 0xffff_8000_0800_0000);
+    }
 
     /// Memory holding `bytes` at `base`, nothing elsewhere.
     struct Flat {

@@ -350,7 +350,8 @@ pub fn build(
     let banner_text = read_banner(image, b.addr(&["linux_banner"]))?;
     let banner = parse_banner(&banner_text)
         .ok_or_else(|| GenError::Banner(format!("cannot parse '{banner_text}'")))?;
-    let x86_64 = image.bits() == 64;
+    let arm64 = image.machine() == "aarch64";
+    let x86_64 = image.bits() == 64 && !arm64;
 
     b.value(
         "name",
@@ -373,11 +374,16 @@ pub fn build(
         "task.per_cpu_offset_0_addr (= __per_cpu_offset[0]) is set at boot: not in the image",
     );
     // 6.2+: `current` is pcpu_hot.current_task; before, the per-CPU variable current_task.
+    // arm64 keeps `current` in sp_el0 in the kernel and, per CPU, in `__entry_task`.
     let hot = b.btf.offset_of("pcpu_hot", "current_task").map(|(o, _)| o);
     match (hot, b.addr(&["pcpu_hot"])) {
         (Some(o), Some(a)) => b.value("task.current_task_addr", format!("{:#x}", a + o)),
         _ => {
-            b.sym("task.current_task_addr", &["current_task"], true);
+            b.sym(
+                "task.current_task_addr",
+                &["current_task", "__entry_task"],
+                true,
+            );
         }
     }
     b.size("task.size", "task_struct", true);
@@ -479,6 +485,10 @@ pub fn build(
             b.comment("vmi.page_offset: the direct-map base without KASLR (4-level paging)");
         }
         b.value("vmi.page_offset", "0xffff888000000000".into());
+    } else if arm64 {
+        // The linear map starts at physical memstart_addr; where it starts in virtual
+        // addresses (PAGE_OFFSET: 48- or 52-bit) the plugin reads from TCR_EL1.
+        b.sym("vmi.memstart_addr_addr", &["memstart_addr"], true);
     } else {
         b.sym("vmi.entry_int80_addr", &["entry_INT80_32"], true);
         b.sym("vmi.entry_sysenter_addr", &["entry_SYSENTER_32"], true);
@@ -490,14 +500,20 @@ pub fn build(
     b.sym("vmi.modules_addr", &["modules"], true);
     // The C functions every system call path reaches with the kernel's page tables
     // active (after the KPTI CR3 switch), where the plugin reads kernel memory.
-    if x86_64 {
-        b.sym("vmi.do_syscall_64_addr", &["do_syscall_64"], false);
+    if x86_64 || arm64 {
+        b.sym(
+            "vmi.do_syscall_64_addr",
+            &["do_syscall_64", "do_el0_svc"],
+            false,
+        );
     }
-    b.sym(
-        "vmi.do_int80_addr",
-        &["do_int80_emulation", "do_int80_syscall_32"],
-        false,
-    );
+    if !arm64 {
+        b.sym(
+            "vmi.do_int80_addr",
+            &["do_int80_emulation", "do_int80_syscall_32"],
+            false,
+        );
+    }
     b.sym(
         "vmi.do_fast_syscall_32_addr",
         &["do_fast_syscall_32"],

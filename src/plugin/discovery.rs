@@ -45,14 +45,20 @@ pub(super) fn target(arch: Arch) -> Option<Target> {
         Arch::X86_64 => Some(Target {
             bits: 64,
             machine: "x86_64",
-            link_text: 0xffff_ffff_8100_0000,
+            link_text: &[0xffff_ffff_8100_0000],
         }),
         Arch::I386 => Some(Target {
             bits: 32,
             machine: "i686",
-            link_text: 0xc100_0000,
+            link_text: &[0xc100_0000],
         }),
-        Arch::Aarch64 => None,
+        // KIMAGE_VADDR with 48-bit virtual addresses: above a 128 MiB module area
+        // (through 6.4), a 2 GiB one (6.5 on).
+        Arch::Aarch64 => Some(Target {
+            bits: 64,
+            machine: "aarch64",
+            link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
+        }),
     }
 }
 

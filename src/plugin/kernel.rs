@@ -116,20 +116,7 @@ const SLIDES: usize = (KASLR_MAX / KASLR_ALIGN) as usize;
 impl KernelView {
     /// A view of a kernel described by `group` of a kernelinfo file.
     pub fn new(info: KernelInfo, group: String, arch: Arch) -> KernelView {
-        let view = KernelView {
-            info,
-            group,
-            arch,
-            slide: OnceCell::new(),
-            page_offset: OnceCell::new(),
-            user_readable: OnceCell::new(),
-            kpti: OnceCell::new(),
-            verified: OnceCell::new(),
-            switch_hooked: Default::default(),
-            switch_checks: AtomicU32::new(SWITCH_CHECKS),
-            switch_settled: AtomicU32::new(0),
-            switch_refuted: AtomicBool::new(false),
-        };
+        let view = KernelView::unplaced(info, group, arch);
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
             && view.entry_link(SyscallInsn::Sysenter).is_none()
@@ -148,9 +135,27 @@ impl KernelView {
     /// A view of a kernel whose group was built from its memory, where it runs moved by
     /// `slide`.
     pub fn found(info: KernelInfo, group: String, arch: Arch, slide: u64) -> KernelView {
-        let view = KernelView::new(info, group, arch);
+        let view = KernelView::unplaced(info, group, arch);
         let _ = view.slide.set(slide);
         view
+    }
+
+    /// A view whose slide is still to be found.
+    fn unplaced(info: KernelInfo, group: String, arch: Arch) -> KernelView {
+        KernelView {
+            info,
+            group,
+            arch,
+            slide: OnceCell::new(),
+            page_offset: OnceCell::new(),
+            user_readable: OnceCell::new(),
+            kpti: OnceCell::new(),
+            verified: OnceCell::new(),
+            switch_hooked: Default::default(),
+            switch_checks: AtomicU32::new(SWITCH_CHECKS),
+            switch_settled: AtomicU32::new(0),
+            switch_refuted: AtomicBool::new(false),
+        }
     }
 
     /// The kernelinfo.
@@ -427,11 +432,33 @@ impl KernelView {
         let fixed = self.info.vmi.page_offset.unwrap_or(match self.arch {
             Arch::X86_64 => X86_64_PAGE_OFFSET,
             Arch::I386 => I386_PAGE_OFFSET,
-            // arm64's linear map is not a fixed offset (memstart_addr moves it): not read
-            // yet.
-            Arch::Aarch64 => return Err(NotReady::PageOffset),
+            Arch::Aarch64 => 0,
         });
         let value = match (self.arch, self.info.vmi.page_offset_base_addr) {
+            // arm64's linear map starts at PAGE_OFFSET, the bottom of the kernel half
+            // (52- or 48-bit, as TCR_EL1.T1SZ says), and maps physical memstart_addr
+            // (moved by KASLR) there: `pa = va - (PAGE_OFFSET - memstart_addr)`.
+            (Arch::Aarch64, _) => {
+                let page_offset = match self.info.vmi.page_offset {
+                    Some(fixed) => fixed,
+                    None => {
+                        let t1sz = (cpu.reg(Reg::TcrEl1).ok_or(NotReady::PageOffset)? >> 16) & 0x3f;
+                        if !(12..=25).contains(&t1sz) {
+                            return Err(NotReady::PageOffset);
+                        }
+                        0u64.wrapping_sub(1 << (64 - t1sz))
+                    }
+                };
+                let at = self
+                    .info
+                    .vmi
+                    .memstart_addr_addr
+                    .ok_or(NotReady::PageOffset)?;
+                let memstart = cpu
+                    .read_u64(at.wrapping_add(slide))
+                    .map_err(|_| NotReady::PageOffset)?;
+                page_offset.wrapping_sub(memstart)
+            }
             (Arch::X86_64, Some(addr)) => cpu
                 .read_u64(addr.wrapping_add(slide))
                 .ok()
