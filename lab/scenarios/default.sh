@@ -22,6 +22,12 @@ vmi_mark chosen $bg
 vmi_maps $bg
 vmi_fds $bg
 vmi_mark threaded $mt
-vmi_kallsyms linux_banner init_task entry_SYSCALL_64 _text
+case $vmi_machine in
+    # arm64: the exception vectors and the EL0 system call path instead of x86's entry
+    # (6.1's kallsyms has no _text and, without KALLSYMS_ALL, no data symbols).
+    aarch64) vmi_kallsyms linux_banner init_task _text _stext vectors el0t_64_sync el0_svc \
+        invoke_syscall cpu_switch_to __switch_to ;;
+    *) vmi_kallsyms linux_banner init_task entry_SYSCALL_64 _text ;;
+esac
 kill $bg $mt
 vmi_mark end

@@ -4,6 +4,10 @@
 
 vmi_mark() { echo "@@VMI $*"; }
 
+# The guest's architecture as uname -m says it (x86_64, i686, aarch64), read with a
+# builtin so that no process is added; empty on a kernel without kernel.arch.
+read -r vmi_machine </proc/sys/kernel/arch 2>/dev/null || vmi_machine=
+
 # Every process ("stat <raw /proc/pid/stat>") and every thread ("task <pid> <tid>").
 vmi_procs() {
     for d in /proc/[0-9]*; do
