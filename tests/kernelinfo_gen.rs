@@ -875,7 +875,7 @@ fn memory_and_image_agree(image: &std::path::Path, slides: &[u64]) {
     let target = kgen::memory::Target {
         bits: 64,
         machine: "x86_64",
-        link_text: 0xffff_ffff_8100_0000,
+        link_text: &[0xffff_ffff_8100_0000],
     };
     for (&slide, start) in slides
         .iter()

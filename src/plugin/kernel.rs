@@ -215,12 +215,14 @@ impl KernelView {
     /// is translated, long before the first system call reveals the slide, and QEMU does
     /// not translate it again. The callback then acts only under the real slide
     /// ([`KernelView::is_switch`]); any other block that qualified costs a callback
-    /// that does nothing.
+    /// that does nothing. A slide beyond x86's KASLR range (arm64's spans terabytes) is
+    /// not followed: switches are then read from the kernel at each call.
     pub fn switch_candidate(&self, va: u64) -> Option<u16> {
         let slide = va.checked_sub(self.info.vmi.switch_to_addr?)?;
+        let in_range = slide % KASLR_ALIGN == 0 && slide < KASLR_MAX;
         let fits = match self.slide() {
-            Some(known) => slide == known,
-            None => slide % KASLR_ALIGN == 0 && slide < KASLR_MAX,
+            Some(known) => slide == known && in_range,
+            None => in_range,
         };
         if !fits {
             return None;
@@ -569,6 +571,16 @@ mod tests {
         );
         assert!(view.follows_switches());
         assert_eq!(view.switch_candidate(SWITCH + 2 * KASLR_ALIGN), None);
+    }
+
+    #[test]
+    fn a_slide_beyond_the_x86_range_is_not_followed() {
+        let mut info = KernelInfo::default();
+        info.vmi.switch_to_addr = Some(0xffff_8000_80f1_9f98);
+        let slide = 0x2b2c_5680_0000;
+        let view = KernelView::found(info, "arm64".into(), Arch::Aarch64, slide);
+        assert_eq!(view.switch_candidate(0xffff_8000_80f1_9f98 + slide), None);
+        assert!(!view.follows_switches());
     }
 
     #[test]
