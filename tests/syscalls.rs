@@ -42,6 +42,11 @@ fn main() {
             amd64_sid_matches_strace,
         ),
         trial(
+            "arm64_612_matches_strace",
+            &guest("arm64-6.12"),
+            arm64_612_matches_strace,
+        ),
+        trial(
             "amd64_61_compat_matches_strace",
             &guest("amd64-6.1"),
             amd64_61_compat_matches_strace,
@@ -623,6 +628,12 @@ fn amd64_612_matches_strace() {
 /// The newest kernel Debian has (Linux 7.x), KASLR: its new calls are named.
 fn amd64_sid_matches_strace() {
     workload_matches_strace("amd64-sid", true);
+}
+
+/// arm64 (`svc #0`, the generic table), no arguments: the kernelinfo is found in memory.
+/// Without KASLR, so that context switches are followed as the checks expect.
+fn arm64_612_matches_strace() {
+    workload_matches_strace("arm64-6.12", false);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its

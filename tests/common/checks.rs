@@ -243,6 +243,17 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
     let slide = hex(&ready["kaslr_slide"]);
     let text = run.truth.kallsyms["_text"];
     let i386 = run.events[0]["target"] == "i386";
+    if run.events[0]["target"] == "aarch64" {
+        // arm64 links the kernel at KIMAGE_VADDR, above the module area: 128 MiB of it
+        // through 6.4, 2 GiB since (48-bit layout). KASLR moves it by up to terabytes.
+        let link = text.wrapping_sub(slide);
+        assert!(
+            [0xffff_8000_0800_0000, 0xffff_8000_8000_0000].contains(&link),
+            "slide {slide:#x} vs /proc/kallsyms _text {text:#x}: linked at {link:#x}"
+        );
+        assert_eq!(slide != 0, kaslr, "KASLR moved the kernel: {}", run.dir.display());
+        return;
+    }
     if kaslr {
         // KASLR may leave the kernel where it was linked (one 6.12 boot here did, by the
         // guest's own kallsyms). On x86_64 it moves the direct map too, so one of them has
