@@ -26,6 +26,11 @@ fn main() {
             amd64_sid_smp2_events_match_the_guest,
         ),
         trial(
+            "arm64_612_kaslr_smp2_events_match_the_guest",
+            &guest("arm64-6.12"),
+            arm64_612_kaslr_smp2_events_match_the_guest,
+        ),
+        trial(
             "i386_61_kpti_events_match_the_guest",
             &guest("i386-6.1"),
             i386_61_kpti_events_match_the_guest,
@@ -240,6 +245,21 @@ fn amd64_sid_smp2_events_match_the_guest() {
     check_events(
         &boot(&Boot {
             kernel: "amd64-sid",
+            scenario: "events",
+            kaslr: true,
+            smp: 2,
+            ..Boot::default()
+        }),
+        true,
+    );
+}
+
+/// arm64, no arguments, KASLR and two vCPUs: the task is read from the kernel at each call
+/// (switches are not followed beyond x86's KASLR range).
+fn arm64_612_kaslr_smp2_events_match_the_guest() {
+    check_events(
+        &boot(&Boot {
+            kernel: "arm64-6.12",
             scenario: "events",
             kaslr: true,
             smp: 2,

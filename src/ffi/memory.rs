@@ -140,11 +140,15 @@ impl GuestMemory for QemuCpu {
         if api::optional().read_memory_hwaddr.is_none() {
             return Err(fault);
         }
-        let cr4 = self.reg(Reg::Cr4).ok_or(fault)?;
+        let paging = match self.arch {
+            Arch::Aarch64 => Paging::arm64(self.reg(Reg::TcrEl1).ok_or(fault)?),
+            _ => Paging::x86(self.arch, self.reg(Reg::Cr4).ok_or(fault)?),
+        }
+        .ok_or(fault)?;
         let space = AddressSpace {
             phys: self,
-            paging: Paging::x86(self.arch, cr4).ok_or(fault)?,
-            root,
+            paging,
+            root: paging.root(root),
         };
         space.read(va, buf)
     }

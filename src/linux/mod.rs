@@ -49,6 +49,10 @@ pub struct KernelContext {
     /// User memory (argv) is read only for the process whose `asid` matches it, because a
     /// user address read in another address space would silently return its data.
     pub current_asid: Option<u64>,
+    /// The user half's table format where user memory may have to be read by walking the
+    /// tables through the direct map (arm64: QEMU applies PAN to kernel-mode reads of user
+    /// memory, and reads no physical memory before plugin API 5).
+    pub user_paging: Option<crate::mem::paging::Paging>,
 }
 
 impl KernelContext {
@@ -60,6 +64,7 @@ impl KernelContext {
             page_offset,
             pointer_width: 8,
             current_asid: None,
+            user_paging: None,
         }
     }
 }

@@ -223,13 +223,33 @@ fn argv(linux: &Linux<'_>, mm: u64, asid: Option<u64>) -> Option<Vec<String>> {
     let end = linux.read_ptr_at(mm, end_off).ok()?;
     let len = end.checked_sub(start)?.min(MAX_ARGV_BYTES);
     let block = if live {
-        read_bytes(linux, start, len)?
+        read_bytes(linux, start, len)
+            .or_else(|| read_through_direct_map(linux, asid, start, len))?
     } else {
         // Nothing to read says nothing about whether it could be read.
         (len > 0).then_some(())?;
-        read_pages(start, len, |at, buf| linux.mem.read_in(asid, at, buf))?
+        read_pages(start, len, |at, buf| linux.mem.read_in(asid, at, buf))
+            .or_else(|| read_through_direct_map(linux, asid, start, len))?
     };
     Some(split_argv(&block))
+}
+
+/// User memory of the address space at `asid` read by walking its tables through the
+/// kernel's direct map, where the context says how ([`super::KernelContext::user_paging`]).
+fn read_through_direct_map(linux: &Linux<'_>, asid: u64, va: u64, len: u64) -> Option<Vec<u8>> {
+    use crate::mem::GuestMemory;
+    use crate::mem::paging::{AddressSpace, DirectMap};
+    let paging = linux.ctx.user_paging?;
+    let phys = DirectMap {
+        mem: linux.mem,
+        page_offset: linux.ctx.page_offset,
+    };
+    let space = AddressSpace {
+        phys: &phys,
+        paging,
+        root: paging.root(asid),
+    };
+    read_pages(va, len, |at, buf| space.read(at, buf))
 }
 
 /// `task->comm`, up to its NUL.

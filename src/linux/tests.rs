@@ -124,6 +124,7 @@ fn argv_only_in_the_live_address_space() {
     // KPTI: the user PGD is one page above the kernel one.
     let live = KernelContext {
         current_asid: Some(0x2000_1000),
+        user_paging: None,
         ..ctx()
     };
     let linux = Linux::new(&b.mem, &b.info, live);
@@ -134,6 +135,7 @@ fn argv_only_in_the_live_address_space() {
     );
     let other = KernelContext {
         current_asid: Some(0x1000_0000),
+        user_paging: None,
         ..ctx()
     };
     let linux = Linux::new(&b.mem, &b.info, other);
@@ -538,6 +540,7 @@ fn bash_running() -> (Builder, KernelContext) {
     b.mem.w64(PER_CPU_BASE + CURRENT_TASK, bash);
     let running = KernelContext {
         current_asid: Some(0x2000_1000),
+        user_paging: None,
         ..ctx()
     };
     (b, running)
@@ -551,6 +554,7 @@ fn a_group_that_fits_passes_the_checks() {
     // Another process's page tables on the vCPU: the group's mm offsets are wrong.
     let other = KernelContext {
         current_asid: Some(0x3000_0000),
+        user_paging: None,
         ..ctx()
     };
     let linux = Linux::new(&b.mem, &b.info, other);

@@ -3,14 +3,24 @@
 //! QEMU reads guest virtual memory only through the page tables the vCPU uses now. Under
 //! KPTI a user-mode callback has the user tables, which do not map the kernel; and the
 //! memory of a process that is not running is in tables no vCPU uses. Both are reachable
-//! through the right table root and physical reads (plugin API 5 and later).
+//! through the right table root and physical reads (plugin API 5 and later), or, with the
+//! kernel readable, through its direct map ([`DirectMap`]).
 
 use super::{Fault, GuestMemory, PhysicalMemory};
 use crate::arch::Arch;
 
-/// An x86 page-table format.
+/// A page-table format: x86's, or arm64's user half (`TTBR0_EL1`, 4 KiB granule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {
+    /// arm64, 4 KiB granule: `va_bits` of user address (64 - `TCR_EL1.T0SZ`: 39 to 52),
+    /// `lpa2` when `TCR_EL1.DS` gives entries 52-bit output addresses (bits 9:8 hold
+    /// address bits 51:50).
+    Arm64 {
+        /// Bits of virtual address the tables translate.
+        va_bits: u8,
+        /// 52-bit output addresses.
+        lpa2: bool,
+    },
     /// 32-bit, two levels of 4-byte entries (4 KiB and 4 MiB pages).
     TwoLevel,
     /// 32-bit PAE: a 4-entry pointer table, then two levels of 8-byte entries.
@@ -43,8 +53,19 @@ pub fn same_address_space(a: u64, b: u64) -> bool {
 }
 
 impl Paging {
+    /// The format of arm64's user half with `TCR_EL1` = `tcr` (4 KiB granule only).
+    pub fn arm64(tcr: u64) -> Option<Paging> {
+        let t0sz = tcr & 0x3f;
+        let tg0 = (tcr >> 14) & 3;
+        let va_bits = 64 - t0sz;
+        (tg0 == 0 && (25..=52).contains(&va_bits)).then_some(Paging::Arm64 {
+            va_bits: va_bits as u8,
+            lpa2: tcr & (1 << 59) != 0,
+        })
+    }
+
     /// The format an `arch` vCPU uses with CR4 = `cr4`; `None` for a guest that is not
-    /// x86 (arm64's tables are not walked in software yet).
+    /// x86 ([`Paging::arm64`] for arm64).
     pub fn x86(arch: Arch, cr4: u64) -> Option<Paging> {
         Some(match arch {
             Arch::X86_64 if cr4 & CR4_LA57 != 0 => Paging::FiveLevel,
@@ -62,6 +83,10 @@ impl Paging {
             Paging::TwoLevel => cr3 & 0xffff_f000,
             Paging::Pae => cr3 & 0xffff_ffe0,
             Paging::FourLevel | Paging::FiveLevel => cr3 & ADDR,
+            Paging::Arm64 { lpa2, .. } => {
+                let high = if lpa2 { ((cr3 >> 2) & 0xf) << 48 } else { 0 };
+                (cr3 & 0x0000_ffff_ffff_ffc0) | high
+            }
         }
     }
 
@@ -77,6 +102,7 @@ impl Paging {
             if e & P == 0 { Err(fault) } else { Ok(e) }
         };
         match self {
+            Paging::Arm64 { va_bits, lpa2 } => arm64_translate(phys, root, va, va_bits, lpa2),
             Paging::TwoLevel => {
                 let entry4 = |table: u64, index: u64| -> Result<u64, Fault> {
                     let mut b = [0; 4];
@@ -135,6 +161,8 @@ impl Paging {
             Paging::TwoLevel => 768,
             Paging::Pae => 3,
             Paging::FourLevel | Paging::FiveLevel => 256,
+            // arm64's user half has tables of its own: KPTI pairs are an x86 matter.
+            Paging::Arm64 { .. } => 0,
         }
     }
 
@@ -168,6 +196,80 @@ impl Paging {
             shared += usize::from(u & P != 0);
         }
         (shared > 0).then_some(kernel)
+    }
+}
+
+/// arm64's walk (4 KiB granule): from the level that covers `va_bits` down to level 3,
+/// nine bits a level (the top level takes what is left); a block ends the walk at levels
+/// 1 and 2 (and 0 with LPA2).
+fn arm64_translate(
+    phys: &dyn PhysicalMemory,
+    root: u64,
+    va: u64,
+    va_bits: u8,
+    lpa2: bool,
+) -> Result<u64, Fault> {
+    let fault = Fault { va, len: 1 };
+    if va_bits < 64 && va >> va_bits != 0 {
+        return Err(fault);
+    }
+    let out = |e: u64| {
+        let low = e & 0x0003_ffff_ffff_f000;
+        if lpa2 {
+            low | ((e >> 8) & 3) << 50
+        } else {
+            low & 0x0000_ffff_ffff_f000
+        }
+    };
+    // Levels: 3 translates bits 20:12, 2 bits 29:21, 1 bits 38:30, 0 bits 47:39, -1 51:48.
+    let levels = (i32::from(va_bits) - 12 + 8) / 9;
+    let mut table = root;
+    for level in (4 - levels)..=3 {
+        let shift = 12 + 9 * (3 - level) as u32;
+        let index = (va >> shift) & 0x1ff;
+        let mut b = [0; 8];
+        phys.read_physical(table + index * 8, &mut b)
+            .map_err(|_| fault)?;
+        let e = u64::from_le_bytes(b);
+        if e & 1 == 0 {
+            return Err(fault);
+        }
+        let is_table = e & 2 != 0;
+        if level == 3 {
+            if !is_table {
+                return Err(fault);
+            }
+            return Ok(out(e) | (va & 0xfff));
+        }
+        if !is_table {
+            if level < 1 && !lpa2 {
+                return Err(fault);
+            }
+            let size = 1u64 << shift;
+            return Ok((out(e) & !(size - 1)) | (va & (size - 1)));
+        }
+        table = out(e);
+    }
+    Err(fault)
+}
+
+/// Guest physical memory read through the kernel's direct map (`pa + page_offset`), for
+/// walks where QEMU reads no physical memory (plugin API 4) but the kernel is readable.
+pub struct DirectMap<'a> {
+    /// Memory where the direct map is readable.
+    pub mem: &'a dyn GuestMemory,
+    /// Where the direct map starts: `va = pa + page_offset`.
+    pub page_offset: u64,
+}
+
+impl PhysicalMemory for DirectMap<'_> {
+    fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.mem
+            .read(pa.wrapping_add(self.page_offset), buf)
+            .map_err(|_| Fault {
+                va: pa,
+                len: buf.len(),
+            })
     }
 }
 
@@ -354,5 +456,54 @@ mod tests {
         ram.put64(0x3000 + 16, 0x9000 | 1);
         ram.put64(0x3000 + 24, 0xa000 | 1);
         assert_eq!(Paging::Pae.kpti_kernel_root(&ram, 0x3000), Some(0x2000));
+    }
+
+    #[test]
+    fn arm64_user_tables_are_walked_at_48_and_52_bits() {
+        let mut ram = Ram::default();
+        let va = 0x0000_aaaa_c123_4567u64;
+        // 48 bits: four levels from level 0.
+        let (l0, l1, l2, l3) = (0x4000_0000u64, 0x4000_1000, 0x4000_2000, 0x4000_3000);
+        ram.put64(l0 + ((va >> 39) & 0x1ff) * 8, l1 | 3);
+        ram.put64(l1 + ((va >> 30) & 0x1ff) * 8, l2 | 3);
+        ram.put64(l2 + ((va >> 21) & 0x1ff) * 8, l3 | 3);
+        ram.put64(l3 + ((va >> 12) & 0x1ff) * 8, 0x4567_8000 | 0x703);
+        ram.put(0x4567_8567, b"argv");
+        let tcr48 = 16; // T0SZ = 16, TG0 = 4 KiB
+        let p = Paging::arm64(tcr48).unwrap();
+        assert_eq!(
+            p,
+            Paging::Arm64 {
+                va_bits: 48,
+                lpa2: false
+            }
+        );
+        assert_eq!(p.translate(&ram, p.root(l0 | 1), va), Ok(0x4567_8567));
+        let space = AddressSpace {
+            phys: &ram,
+            paging: p,
+            root: l0,
+        };
+        let mut b = [0; 4];
+        space.read(va, &mut b).unwrap();
+        assert_eq!(&b, b"argv");
+        // A 2 MiB block at level 2.
+        let vb = 0x0000_aaaa_c1e0_0042u64;
+        ram.put64(l2 + ((vb >> 21) & 0x1ff) * 8, 0x4880_0000 | 1);
+        assert_eq!(p.translate(&ram, l0, vb), Ok(0x4880_0042));
+        // Nothing mapped, or an address past the user half.
+        assert!(p.translate(&ram, l0, 0x0000_1111_0000_0000).is_err());
+        assert!(p.translate(&ram, l0, 0x0001_0000_0000_0000).is_err());
+        // 52 bits with LPA2: five levels from level -1, output bits 51:50 in bits 9:8.
+        let tcr52 = 12 | (1 << 59);
+        let p = Paging::arm64(tcr52).unwrap();
+        let va = 0x000a_aaaa_c123_4567u64;
+        let top = 0x5000_0000u64;
+        ram.put64(top + ((va >> 48) & 0xf) * 8, l0 | 3);
+        ram.put64(l0 + ((va >> 39) & 0x1ff) * 8, l1 | 3);
+        ram.put64(l3 + ((va >> 12) & 0x1ff) * 8, 0x4567_8000 | 0x100 | 3);
+        assert_eq!(p.translate(&ram, top, va), Ok((1 << 50) | 0x4567_8567));
+        // 64 KiB granules are not walked.
+        assert_eq!(Paging::arm64(16 | (1 << 14)), None);
     }
 }

@@ -19,6 +19,7 @@ use crate::arch::regs::Reg;
 use crate::config::KernelInfo;
 use crate::cpu::Vcpu;
 use crate::linux::{KernelContext, Linux, task};
+use crate::mem::paging::Paging;
 
 /// x86 KASLR moves the kernel in steps of `CONFIG_PHYSICAL_ALIGN` (2 MiB on Debian).
 const KASLR_ALIGN: u64 = 0x20_0000;
@@ -400,6 +401,10 @@ impl KernelView {
             page_offset,
             pointer_width: self.arch.pointer_size() as u8,
             current_asid: None,
+            user_paging: match self.arch {
+                Arch::Aarch64 => cpu.reg(Reg::TcrEl1).and_then(Paging::arm64),
+                _ => None,
+            },
         };
         ctx.per_cpu_base = match self.arch {
             Arch::X86_64 => {

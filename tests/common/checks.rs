@@ -251,7 +251,12 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
             [0xffff_8000_0800_0000, 0xffff_8000_8000_0000].contains(&link),
             "slide {slide:#x} vs /proc/kallsyms _text {text:#x}: linked at {link:#x}"
         );
-        assert_eq!(slide != 0, kaslr, "KASLR moved the kernel: {}", run.dir.display());
+        assert_eq!(
+            slide != 0,
+            kaslr,
+            "KASLR moved the kernel: {}",
+            run.dir.display()
+        );
         return;
     }
     if kaslr {
