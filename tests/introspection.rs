@@ -58,6 +58,11 @@ fn main() {
             arm64_612_nokaslr_smp2_noargs,
         ),
         trial(
+            "arm64_61_noargs_says_what_is_missing",
+            &guest("arm64-6.1"),
+            arm64_61_noargs_says_what_is_missing,
+        ),
+        trial(
             "i386_61_noargs_says_what_is_missing",
             &guest("i386-6.1"),
             i386_61_noargs_says_what_is_missing,
@@ -227,16 +232,27 @@ fn keys(text: &str) -> Vec<&str> {
 /// i386's kernel has no BTF: without `conf=` one line says what is missing and how to
 /// make a kernelinfo; every call is still logged with its number and name.
 fn i386_61_noargs_says_what_is_missing() {
+    says_what_is_missing("i386-6.1", &["no BTF", "vmi kernelinfo --dwarf"]);
+}
+
+/// Debian's arm64 6.1 has no data symbols in its kallsyms (`CONFIG_KALLSYMS_ALL` off):
+/// one line says so; its calls are still logged with number and name (arm64's table).
+fn arm64_61_noargs_says_what_is_missing() {
+    says_what_is_missing("arm64-6.1", &["no data symbols", "CONFIG_KALLSYMS_ALL"]);
+}
+
+fn says_what_is_missing(kernel: &'static str, said: &[&str]) {
     let run = boot(&Boot {
-        kernel: "i386-6.1",
+        kernel,
         scenario: "default",
         no_conf: true,
         ..Boot::default()
     });
     run.assert_finished();
     let line = run.stderr_line("no conf=");
-    assert!(line.contains("no BTF"), "{line}");
-    assert!(line.contains("vmi kernelinfo --dwarf"), "{line}");
+    for s in said {
+        assert!(line.contains(s), "{line}");
+    }
     assert!(run.of_type("kernel_ready").is_empty());
     let calls = run.of_type("syscall");
     assert!(calls.len() > 100, "{} calls", calls.len());

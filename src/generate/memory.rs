@@ -61,6 +61,15 @@ pub enum FromMemoryError {
         /// Bytes read.
         read: usize,
     },
+    /// The kallsyms tables hold code symbols only (`CONFIG_KALLSYMS_ALL` off): no
+    /// `init_task`, no `linux_banner`.
+    #[error(
+        "the guest kernel's kallsyms has no data symbols ({symbols} code symbols; CONFIG_KALLSYMS_ALL is off)"
+    )]
+    NoDataSymbols {
+        /// Symbols the tables gave.
+        symbols: usize,
+    },
     /// `_text` is not where a kernel linked at `link` can be.
     #[error("the kernel's _text is at {text:#x}, not {link:#x} moved by whole pages")]
     Slide {
@@ -175,6 +184,17 @@ pub fn from_memory(
         return Err(FromMemoryError::Unreadable { from: base, read });
     }
     let mut symbols = kallsyms::find(&bytes, ptr, &|off| Some(base.wrapping_add(off as u64)))?;
+    if btf_at.is_none() {
+        return Err(FromMemoryError::NoBtf {
+            symbols: symbols.len(),
+            read,
+        });
+    }
+    if symbols.get("init_task").is_none() {
+        return Err(FromMemoryError::NoDataSymbols {
+            symbols: symbols.len(),
+        });
+    }
     let text = symbols
         .get("_text")
         .ok_or_else(|| GenError::Kallsyms("no _text symbol".into()))?;

@@ -114,7 +114,13 @@ impl Discovery {
             }
             Err(e @ FromMemoryError::NoBtf { .. }) => {
                 self.give_up(&format!(
-                    "{e}: make a kernelinfo from the kernel's debug information with 'vmi kernelinfo --dwarf <the -dbg package's vmlinux> <kernel image>' and pass it as conf="
+                    "{e}: make a kernelinfo from the kernel's debug information with 'vmi kernelinfo --dwarf <the -dbg package's vmlinux> --symbols <the same vmlinux> <kernel image>' and pass it as conf="
+                ));
+                return None;
+            }
+            Err(e @ FromMemoryError::NoDataSymbols { .. }) => {
+                self.give_up(&format!(
+                    "{e}: the kernel's addresses must come from its System.map or -dbg vmlinux ('vmi kernelinfo <image> --symbols <System.map>', x86 images)"
                 ));
                 return None;
             }
