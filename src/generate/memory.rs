@@ -351,7 +351,7 @@ fn is_vmlinux_btf(blob: &[u8], ptr: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::Fault;
+    use crate::linux::testmem::SparseMemory;
 
     const X86_64: Target = Target {
         bits: 64,
@@ -373,27 +373,15 @@ mod tests {
     }
 
     /// Memory holding `bytes` at `base`, nothing elsewhere.
-    struct Flat {
-        base: u64,
-        bytes: Vec<u8>,
-    }
-
-    impl GuestMemory for Flat {
-        fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-            let fault = Fault { va, len: buf.len() };
-            let at = va.checked_sub(self.base).ok_or(fault)? as usize;
-            let src = self.bytes.get(at..at + buf.len()).ok_or(fault)?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
+    fn flat(base: u64, bytes: &[u8]) -> SparseMemory {
+        let mut mem = SparseMemory::default();
+        mem.write(base, bytes);
+        mem
     }
 
     #[test]
     fn too_little_readable_memory_is_unreadable_not_a_verdict() {
-        let mem = Flat {
-            base: 0xffff_ffff_81c0_0000,
-            bytes: vec![0x90; 3 * 4096],
-        };
+        let mem = flat(0xffff_ffff_81c0_0000, &[0x90; 3 * 4096]);
         match from_memory(&mem, 0xffff_ffff_81c0_0080, X86_64) {
             Err(FromMemoryError::Unreadable { read, .. }) => assert_eq!(read, 3 * 4096),
             other => panic!("{other:?}"),
@@ -402,10 +390,7 @@ mod tests {
 
     #[test]
     fn memory_without_kallsyms_says_so() {
-        let mem = Flat {
-            base: 0xffff_ffff_81c0_0000,
-            bytes: vec![0x90; 2 << 20],
-        };
+        let mem = flat(0xffff_ffff_81c0_0000, &vec![0x90; 2 << 20]);
         let err = from_memory(&mem, 0xffff_ffff_81c0_0080, X86_64)
             .unwrap_err()
             .to_string();
