@@ -25,6 +25,11 @@ fn main() {
             amd64_61_replays_agree_with_each_other_and_with_proc,
         ),
         trial(
+            "arm64_612_replays_agree_with_each_other_and_with_proc",
+            &guest("arm64-6.12"),
+            arm64_612_replays_agree_with_each_other_and_with_proc,
+        ),
+        trial(
             "amd64_61_diverging_replay_is_reported",
             &guest("amd64-6.1"),
             amd64_61_diverging_replay_is_reported,
@@ -239,6 +244,36 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
     let warnings = String::from_utf8_lossy(&report.stderr);
     assert!(!warnings.contains("warning"), "{warnings}");
     // The same checks as a live run, against the recording's console.
+    check_kernel_ready(&a.run, false);
+    check_against_proc(&a.run);
+}
+
+/// arm64 (no arguments: the kernel described from its memory in each replay): two
+/// replays of one recording write the same log, which agrees with the recording's `/proc`.
+fn arm64_612_replays_agree_with_each_other_and_with_proc() {
+    let rec = record(&Boot {
+        kernel: "arm64-6.12",
+        scenario: "default",
+        ..Boot::default()
+    });
+    check_recording(&rec);
+    let icount = ["icount=on".to_string()];
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| replay(&rec, &[], &icount));
+        let b = s.spawn(|| replay(&rec, &[], &icount));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for r in [&a, &b] {
+        assert_eq!(r.verdict, "ok", "{}", r.run.dir.display());
+        assert_eq!(r.run.console, rec.console, "replay console");
+    }
+    assert_same_log(
+        &a.run.dir.join("vmi.jsonl"),
+        &b.run.dir.join("vmi.jsonl"),
+        HOST_DEPENDENT,
+    );
+    check_positions(&a.run.events);
+    assert_eq!(a.run.of_type("kernel_ready")[0]["kernelinfo"], "memory");
     check_kernel_ready(&a.run, false);
     check_against_proc(&a.run);
 }
