@@ -254,8 +254,7 @@ fn amd64_sid_smp2_events_match_the_guest() {
     );
 }
 
-/// arm64, no arguments, KASLR and two vCPUs: the task is read from the kernel at each call
-/// (switches are not followed beyond x86's KASLR range).
+/// arm64, no arguments, KASLR (a slide of terabytes) and two vCPUs.
 fn arm64_612_kaslr_smp2_events_match_the_guest() {
     check_events(
         &boot(&Boot {

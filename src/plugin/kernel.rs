@@ -99,6 +99,10 @@ pub struct KernelView {
     verified: OnceCell<bool>,
     /// Slides (in KASLR steps) under which a block was instrumented as `__switch_to`.
     switch_hooked: [AtomicU64; SLIDES / 64],
+    /// A block was instrumented as `__switch_to` under the slide known then, when that
+    /// slide lies beyond x86's range of candidates (arm64's KASLR; the kernel found in
+    /// memory knows its slide before the function is first translated).
+    switch_hooked_known: AtomicBool,
     /// Calls left at which the followed task is compared with the kernel's own
     /// ([`KernelView::confirm_switch`]).
     switch_checks: AtomicU32,
@@ -110,6 +114,9 @@ pub struct KernelView {
 
 /// How many calls check the followed task against the kernel's `current_task`.
 const SWITCH_CHECKS: u32 = 16;
+
+/// The candidate of a block instrumented under a known slide beyond x86's range.
+const KNOWN_SLIDE: u16 = u16::MAX;
 
 /// How many KASLR slides there are.
 const SLIDES: usize = (KASLR_MAX / KASLR_ALIGN) as usize;
@@ -153,6 +160,7 @@ impl KernelView {
             kpti: OnceCell::new(),
             verified: OnceCell::new(),
             switch_hooked: Default::default(),
+            switch_hooked_known: AtomicBool::new(false),
             switch_checks: AtomicU32::new(SWITCH_CHECKS),
             switch_settled: AtomicU32::new(0),
             switch_refuted: AtomicBool::new(false),
@@ -216,13 +224,17 @@ impl KernelView {
     /// is translated, long before the first system call reveals the slide, and QEMU does
     /// not translate it again. The callback then acts only under the real slide
     /// ([`KernelView::is_switch`]); any other block that qualified costs a callback
-    /// that does nothing. A slide beyond x86's KASLR range (arm64's spans terabytes) is
-    /// not followed: switches are then read from the kernel at each call.
+    /// that does nothing. A known slide beyond x86's KASLR range (arm64's spans
+    /// terabytes) is the candidate [`KNOWN_SLIDE`].
     pub fn switch_candidate(&self, va: u64) -> Option<u16> {
         let slide = va.checked_sub(self.info.vmi.switch_to_addr?)?;
         let in_range = slide % KASLR_ALIGN == 0 && slide < KASLR_MAX;
         let fits = match self.slide() {
-            Some(known) => slide == known && in_range,
+            Some(known) if slide == known && !in_range => {
+                self.switch_hooked_known.store(true, Ordering::Relaxed);
+                return Some(KNOWN_SLIDE);
+            }
+            Some(known) => slide == known,
             None => in_range,
         };
         if !fits {
@@ -242,9 +254,11 @@ impl KernelView {
     /// Whether a [`KernelView::switch_candidate`] is `__switch_to` of the running kernel:
     /// its slide is the real one and the kernel is the described one.
     pub fn is_switch(&self, candidate: u16) -> bool {
-        self.slide() == Some(u64::from(candidate) * KASLR_ALIGN)
-            && self.verified.get() == Some(&true)
-            && !self.switch_refuted.load(Ordering::Relaxed)
+        let slid = match candidate {
+            KNOWN_SLIDE => self.slide().is_some(),
+            step => self.slide() == Some(u64::from(step) * KASLR_ALIGN),
+        };
+        slid && self.verified.get() == Some(&true) && !self.switch_refuted.load(Ordering::Relaxed)
     }
 
     /// Whether context switches are followed: `__switch_to` of the running kernel was
@@ -256,10 +270,12 @@ impl KernelView {
         };
         let step = (slide / KASLR_ALIGN) as usize;
         let (word, bit) = Self::hooked_bit(step);
-        self.verified.get() == Some(&true)
-            && step < SLIDES
-            && self.switch_hooked[word].load(Ordering::Relaxed) & bit != 0
-            && !self.switch_refuted.load(Ordering::Relaxed)
+        let hooked = if slide % KASLR_ALIGN == 0 && step < SLIDES {
+            self.switch_hooked[word].load(Ordering::Relaxed) & bit != 0
+        } else {
+            self.switch_hooked_known.load(Ordering::Relaxed)
+        };
+        self.verified.get() == Some(&true) && hooked && !self.switch_refuted.load(Ordering::Relaxed)
     }
 
     /// For the first calls made while switches are followed: whether `followed`, the
@@ -579,13 +595,21 @@ mod tests {
     }
 
     #[test]
-    fn a_slide_beyond_the_x86_range_is_not_followed() {
+    fn a_known_slide_beyond_the_x86_range_is_followed() {
         let mut info = KernelInfo::default();
         info.vmi.switch_to_addr = Some(0xffff_8000_80f1_9f98);
         let slide = 0x2b2c_5680_0000;
         let view = KernelView::found(info, "arm64".into(), Arch::Aarch64, slide);
-        assert_eq!(view.switch_candidate(0xffff_8000_80f1_9f98 + slide), None);
-        assert!(!view.follows_switches());
+        assert_eq!(view.switch_candidate(0xffff_8000_80f1_9f98), None);
+        assert!(!view.follows_switches(), "nothing instrumented yet");
+        assert_eq!(
+            view.switch_candidate(0xffff_8000_80f1_9f98 + slide),
+            Some(KNOWN_SLIDE)
+        );
+        let _ = view.verified.set(true);
+        assert!(view.is_switch(KNOWN_SLIDE));
+        assert!(!view.is_switch(0));
+        assert!(view.follows_switches());
     }
 
     #[test]
