@@ -1,6 +1,6 @@
 //! BTF blobs: parse, then ask what the generator asks.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
+use vmi_fuzz::fuzz_target;
 use vmi::generate::btf::Btf;
 
 fuzz_target!(|data: &[u8]| {

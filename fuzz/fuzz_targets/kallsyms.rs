@@ -1,6 +1,6 @@
 //! kallsyms tables found in arbitrary bytes, as in a kernel image or its memory.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
+use vmi_fuzz::fuzz_target;
 use vmi::generate::kallsyms;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! kernelinfo files: every group read as the plugin reads it, and written back.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
+use vmi_fuzz::fuzz_target;
 use vmi::config::{KernelInfo, KeyFile};
 
 fuzz_target!(|data: &[u8]| {

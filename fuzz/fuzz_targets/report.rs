@@ -1,6 +1,6 @@
 //! Event logs as `vmi report` reads them (lines, records, the summary, the trace).
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
+use vmi_fuzz::fuzz_target;
 use vmi::report::{analyse, perfetto::TraceWriter, reader::Warnings, summary::Limits};
 
 fuzz_target!(|data: &[u8]| {
