@@ -1,7 +1,7 @@
 //! kallsyms tables found in arbitrary bytes, as in a kernel image or its memory.
 #![cfg_attr(feature = "libfuzzer", no_main)]
-use vmi_fuzz::fuzz_target;
 use vmi::generate::kallsyms;
+use vmi_fuzz::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for ptr in [8, 4] {
