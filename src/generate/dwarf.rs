@@ -196,7 +196,8 @@ impl<'a> DwarfTypes<'a> {
             .filter(|m| m.0.is_empty())
             .find_map(|(_, loc, ty)| {
                 let (o, t) = self.member((*ty)?, name, depth + 1)?;
-                Some((loc + o, t))
+                // Offsets are the file's eight-byte numbers: their sum may not fit.
+                Some((loc.checked_add(o)?, t))
             })
     }
 }
@@ -207,7 +208,7 @@ impl Types for DwarfTypes<'_> {
         let mut total = 0;
         for part in path.split('.') {
             let (o, t) = self.member(id, part, 0)?;
-            total += o;
+            total = o.checked_add(total)?;
             id = t;
         }
         Some((total, id))
@@ -258,5 +259,38 @@ impl Types for DwarfTypes<'_> {
 
     fn struct_size(&self, name: &str) -> Option<u64> {
         self.die(*self.by_name.get(name)?)?.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fuzz/seeds/far.c compiled by gcc -g (DWARF 5): `struct far_out`'s anonymous member
+    /// lies 0x123456789c bytes in, an offset DWARF gives in eight bytes.
+    const FAR: &[u8] = include_bytes!("../../fuzz/corpus/dwarf/far-member-x86_64.elf");
+
+    #[test]
+    fn offsets_through_anonymous_members() {
+        let d = DwarfTypes::parse(FAR).unwrap();
+        let (off, ty) = d.offset_of("far_out", "deep").unwrap();
+        assert_eq!(off, 0x123456789c + 4);
+        assert_eq!(d.size_of(ty), Some(4));
+        assert_eq!(d.offset_of("far_out", "nope"), None);
+    }
+
+    /// An anonymous member's offset plus the member's own overflowed (a panic under
+    /// overflow checks, as fuzz builds have, and a wrong offset without): now no offset.
+    #[test]
+    fn offsets_that_overflow_are_none() {
+        let at = FAR
+            .windows(8)
+            .position(|w| w == 0x123456789c_u64.to_le_bytes())
+            .unwrap();
+        let mut patched = FAR.to_vec();
+        patched[at..at + 8].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+        let d = DwarfTypes::parse(&patched).unwrap();
+        assert_eq!(d.offset_of("far_out", "deep"), None);
+        assert_eq!(d.offset_of("far_out", "a").map(|m| m.0), Some(u64::MAX - 1));
     }
 }
