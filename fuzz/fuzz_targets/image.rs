@@ -1,6 +1,6 @@
 //! Whole kernel images (bzImage, compressed payloads, ELF): what `vmi kernelinfo` reads.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
+use vmi_fuzz::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = vmi::generate::generate(data, None, None);

@@ -1,7 +1,7 @@
 //! kallsyms tables found in arbitrary bytes, as in a kernel image or its memory.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
+#![cfg_attr(feature = "libfuzzer", no_main)]
 use vmi::generate::kallsyms;
+use vmi_fuzz::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for ptr in [8, 4] {

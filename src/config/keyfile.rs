@@ -65,6 +65,13 @@ impl std::fmt::Debug for KeyFile {
 impl KeyFile {
     /// Loads and parses `path`.
     pub fn load(path: &Path) -> Result<KeyFile, ConfigError> {
+        // A path with a NUL names no file (glib-rs would panic converting it).
+        if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).contains(&0) {
+            return Err(ConfigError::Unreadable {
+                file: path.to_path_buf(),
+                why: "a path with a NUL byte names no file".into(),
+            });
+        }
         let inner = glib::KeyFile::new();
         let loaded = inner.load_from_file(path, glib::KeyFileFlags::NONE);
         KeyFile::checked(path, inner, loaded)
@@ -72,6 +79,14 @@ impl KeyFile {
 
     /// Parses `text`, named `origin` in messages (the generator checks its own output).
     pub fn parse(text: &str, origin: &Path) -> Result<KeyFile, ConfigError> {
+        // GLib takes the text as a C string: one with a NUL cannot be handed over (glib-rs
+        // panics on it), and is no key file anyway. Found by fuzzing.
+        if let Some(at) = text.find('\0') {
+            return Err(ConfigError::Unreadable {
+                file: origin.to_path_buf(),
+                why: format!("a NUL byte at offset {at}: a key file is text"),
+            });
+        }
         let inner = glib::KeyFile::new();
         let loaded = inner.load_from_data(text, glib::KeyFileFlags::NONE);
         KeyFile::checked(origin, inner, loaded)
@@ -113,7 +128,7 @@ impl KeyFile {
     /// Fails with [`ConfigError::NoGroup`], listing the groups present, unless `group`
     /// exists.
     pub fn require_group(&self, group: &str) -> Result<(), ConfigError> {
-        if self.inner.has_group(group) {
+        if c_string(group) && self.inner.has_group(group) {
             return Ok(());
         }
         Err(ConfigError::NoGroup {
@@ -125,6 +140,9 @@ impl KeyFile {
 
     /// The keys of `group` in file order; empty if the group is absent.
     pub fn keys(&self, group: &str) -> Vec<String> {
+        if !c_string(group) {
+            return Vec::new();
+        }
         self.inner
             .keys(group)
             .map(|keys| keys.iter().map(|k| k.to_string()).collect())
@@ -134,11 +152,20 @@ impl KeyFile {
     /// The raw string value of `key` in `group`, `None` if absent. Values are read as
     /// strings because GLib's integer getters accept base 10 only.
     pub fn get(&self, group: &str, key: &str) -> Option<String> {
+        if !c_string(group) || !c_string(key) {
+            return None;
+        }
         self.inner
             .value(group, key)
             .ok()
             .map(|v| v.trim().to_string())
     }
+}
+
+/// Whether `s` can be handed to GLib, which takes C strings: a group or key name with a NUL
+/// is in no key file (and glib-rs would panic converting it).
+fn c_string(s: &str) -> bool {
+    !s.contains('\0')
 }
 
 #[cfg(test)]
@@ -165,6 +192,29 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(path).unwrap();
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/kernelinfo.rs): text with a NUL byte panicked
+    /// in glib-rs's conversion to a C string instead of being refused.
+    #[test]
+    fn text_with_a_nul_is_refused_not_a_panic() {
+        let origin = Path::new("fuzz.conf");
+        let err = KeyFile::parse("[a]\nx = 1\n\0y = 2\n", origin).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read kernelinfo file fuzz.conf: a NUL byte at offset 10: a key file is text"
+        );
+        assert!(KeyFile::parse("\0", origin).is_err());
+        // Names with a NUL are in no file, whatever the caller passes.
+        let kf = KeyFile::parse("[a]\nx = 1\n", origin).unwrap();
+        assert!(kf.require_group("a\0").is_err());
+        assert!(kf.require_group("a").is_ok());
+        assert_eq!(kf.get("a\0", "x"), None);
+        assert_eq!(kf.get("a", "x\0"), None);
+        assert_eq!(kf.get("a", "x").as_deref(), Some("1"));
+        assert!(kf.keys("a\0").is_empty());
+        assert_eq!(kf.keys("a"), vec!["x"]);
+        assert!(KeyFile::load(Path::new("/tmp/a\0.conf")).is_err());
     }
 
     #[test]

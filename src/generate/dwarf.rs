@@ -18,6 +18,10 @@ type R<'a> = EndianSlice<'a, LittleEndian>;
 /// Bound on typedef chains and anonymous nesting.
 const MAX_DEPTH: usize = 32;
 
+/// Bound on the structs and unions one member lookup reads (a real kernel's deepest
+/// anonymous nesting needs a few dozen).
+const MEMBER_BUDGET: usize = 1_000;
+
 /// DWARF type information of a vmlinux. Type references are `.debug_info` offsets.
 pub struct DwarfTypes<'a> {
     dwarf: gimli::Dwarf<R<'a>>,
@@ -183,7 +187,29 @@ impl<'a> DwarfTypes<'a> {
         Some(out)
     }
 
-    fn member(&self, off: u64, name: &str, depth: usize) -> Option<(u64, u64)> {
+    /// `sizeof` the type at `ty`, through at most `depth` array element types: an array
+    /// may be given itself as its element type, which recursed without end (a stack
+    /// overflow).
+    fn size_within(&self, ty: u64, depth: usize) -> Option<u64> {
+        let ty = self.resolve(ty)?;
+        let (tag, size, _) = self.die(ty)?;
+        match tag {
+            gimli::DW_TAG_pointer_type => Some(size.unwrap_or(self.pointer_size)),
+            gimli::DW_TAG_array_type => {
+                let (elem, n) = Types::array(self, ty)?;
+                self.size_within(elem, depth.checked_sub(1)?)?
+                    .checked_mul(u64::from(n))
+            }
+            _ => size,
+        }
+    }
+
+    /// Member `name` of the struct or union at `off`, also inside anonymous members: its
+    /// offset and type. `budget` bounds the whole search: anonymous members whose types
+    /// lead back to their own struct make it exponential in the depth (found by fuzzing:
+    /// two such members, 2^32 lookups).
+    fn member(&self, off: u64, name: &str, depth: usize, budget: &mut usize) -> Option<(u64, u64)> {
+        *budget = budget.checked_sub(1)?;
         if depth > MAX_DEPTH {
             return None;
         }
@@ -195,8 +221,9 @@ impl<'a> DwarfTypes<'a> {
             .iter()
             .filter(|m| m.0.is_empty())
             .find_map(|(_, loc, ty)| {
-                let (o, t) = self.member((*ty)?, name, depth + 1)?;
-                Some((loc + o, t))
+                let (o, t) = self.member((*ty)?, name, depth + 1, budget)?;
+                // Offsets are the file's eight-byte numbers: their sum may not fit.
+                Some((loc.checked_add(o)?, t))
             })
     }
 }
@@ -206,24 +233,16 @@ impl Types for DwarfTypes<'_> {
         let mut id = *self.by_name.get(st)?;
         let mut total = 0;
         for part in path.split('.') {
-            let (o, t) = self.member(id, part, 0)?;
-            total += o;
+            let mut budget = MEMBER_BUDGET;
+            let (o, t) = self.member(id, part, 0, &mut budget)?;
+            total = o.checked_add(total)?;
             id = t;
         }
         Some((total, id))
     }
 
     fn size_of(&self, ty: u64) -> Option<u64> {
-        let ty = self.resolve(ty)?;
-        let (tag, size, _) = self.die(ty)?;
-        match tag {
-            gimli::DW_TAG_pointer_type => Some(size.unwrap_or(self.pointer_size)),
-            gimli::DW_TAG_array_type => {
-                let (elem, n) = self.array(ty)?;
-                self.size_of(elem)?.checked_mul(u64::from(n))
-            }
-            _ => size,
-        }
+        self.size_within(ty, MAX_DEPTH)
     }
 
     fn array(&self, ty: u64) -> Option<(u64, u32)> {
@@ -258,5 +277,114 @@ impl Types for DwarfTypes<'_> {
 
     fn struct_size(&self, name: &str) -> Option<u64> {
         self.die(*self.by_name.get(name)?)?.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fuzz/seeds/far.c compiled by gcc -g (DWARF 5): `struct far_out`'s anonymous member
+    /// lies 0x123456789c bytes in, an offset DWARF gives in eight bytes; `struct twice` has
+    /// two anonymous members.
+    const FAR: &[u8] = include_bytes!("../../fuzz/corpus/dwarf/far-member-x86_64.elf");
+
+    #[test]
+    fn offsets_through_anonymous_members() {
+        let d = DwarfTypes::parse(FAR).unwrap();
+        let (off, ty) = d.offset_of("far_out", "deep").unwrap();
+        assert_eq!(off, 0x123456789c + 4);
+        assert_eq!(d.size_of(ty), Some(4));
+        assert_eq!(d.offset_of("far_out", "nope"), None);
+    }
+
+    /// An anonymous member's offset plus the member's own overflowed (a panic under
+    /// overflow checks, as fuzz builds have, and a wrong offset without): now no offset.
+    #[test]
+    fn offsets_that_overflow_are_none() {
+        let at = FAR
+            .windows(8)
+            .position(|w| w == 0x123456789c_u64.to_le_bytes())
+            .unwrap();
+        let mut patched = FAR.to_vec();
+        patched[at..at + 8].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+        let d = DwarfTypes::parse(&patched).unwrap();
+        assert_eq!(d.offset_of("far_out", "deep"), None);
+        assert_eq!(d.offset_of("far_out", "a").map(|m| m.0), Some(u64::MAX - 1));
+    }
+
+    /// `struct twice` with the types of its two anonymous members pointed back at itself
+    /// (their `DW_FORM_ref4` rewritten): a lookup of a name it lacks went 32 levels down
+    /// both, 2^32 lookups (found by fuzzing: a 10-second timeout). Now bounded.
+    #[test]
+    fn anonymous_members_that_lead_back_are_bounded() {
+        let d = DwarfTypes::parse(FAR).unwrap();
+        assert_eq!(d.offset_of("twice", "b").map(|m| m.0), Some(4));
+        let twice = d.by_name["twice"];
+        let (unit, at) = d.locate(twice).unwrap();
+        let base = header_offset(&unit.header);
+        let mut tree = unit.entries_tree(Some(at)).unwrap();
+        let root = tree.root().unwrap();
+        let mut children = root.children();
+        let mut refs = Vec::new();
+        while let Some(child) = children.next().unwrap() {
+            let e = child.entry();
+            if let (None, Some(AttributeValue::UnitRef(ty))) = (
+                e.attr_value(gimli::DW_AT_name),
+                e.attr_value(gimli::DW_AT_type),
+            ) {
+                refs.push((base + e.offset().0 as u64, ty.0 as u32));
+            }
+        }
+        assert_eq!(refs.len(), 2);
+        let file = object::File::parse(FAR).unwrap();
+        let info = file.section_by_name(".debug_info").unwrap();
+        let info_at = info.file_range().unwrap().0 as usize;
+        let mut patched = FAR.to_vec();
+        let itself = ((twice - base) as u32).to_le_bytes();
+        for (die, ty) in refs {
+            // The reference follows the entry's abbreviation code.
+            let at = info_at + die as usize;
+            let i = patched[at..at + 8]
+                .windows(4)
+                .position(|w| w == ty.to_le_bytes())
+                .unwrap();
+            patched[at + i..at + i + 4].copy_from_slice(&itself);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let d = DwarfTypes::parse(&patched).unwrap();
+            let _ = tx.send((d.offset_of("twice", "nope"), d.offset_of("twice", "b")));
+        });
+        let found = rx.recv_timeout(std::time::Duration::from_secs(30));
+        // `b` is gone with the member that held it.
+        assert_eq!(found, Ok((None, None)), "a lookup that should end at once");
+    }
+
+    /// `struct arrays`'s `row` with its array type made its own element type (the
+    /// `DW_FORM_ref4` rewritten): `sizeof` recursed until the stack overflowed.
+    #[test]
+    fn an_array_of_itself_has_no_size() {
+        let d = DwarfTypes::parse(FAR).unwrap();
+        let (_, row) = d.offset_of("arrays", "row").unwrap();
+        assert_eq!(d.size_of(row), Some(16));
+        let (unit, at) = d.locate(row).unwrap();
+        let base = header_offset(&unit.header);
+        let elem = match unit.entry(at).unwrap().attr_value(gimli::DW_AT_type) {
+            Some(AttributeValue::UnitRef(t)) => t.0 as u32,
+            other => panic!("row's element type: {other:?}"),
+        };
+        let file = object::File::parse(FAR).unwrap();
+        let info = file.section_by_name(".debug_info").unwrap();
+        let at = info.file_range().unwrap().0 as usize + row as usize;
+        let mut patched = FAR.to_vec();
+        let i = patched[at..at + 8]
+            .windows(4)
+            .position(|w| w == elem.to_le_bytes())
+            .unwrap();
+        patched[at + i..at + i + 4].copy_from_slice(&((row - base) as u32).to_le_bytes());
+        let d = DwarfTypes::parse(&patched).unwrap();
+        assert_eq!(d.array(row), Some((row, 4)));
+        assert_eq!(d.size_of(row), None);
     }
 }
