@@ -318,11 +318,17 @@ impl Builder<'_> {
 
     /// `offsetof(st, a) - offsetof(st, b)`.
     fn rel(&mut self, key: &str, st: &str, a: &str, b: &str) {
-        match (self.off_of(st, &[a]), self.off_of(st, &[b])) {
-            (Some((x, _)), Some((y, _))) => self.value(key, (x as i64 - y as i64).to_string()),
-            _ => self.missing_types.push(format!("{st}.{a} - {st}.{b}")),
+        let (x, y) = (self.off_of(st, &[a]), self.off_of(st, &[b]));
+        match x.zip(y).and_then(|((x, _), (y, _))| difference(x, y)) {
+            Some(d) => self.value(key, d.to_string()),
+            None => self.missing_types.push(format!("{st}.{a} - {st}.{b}")),
         }
     }
+}
+
+/// `x - y` as a signed offset; `None` when hostile type information makes it overflow.
+fn difference(x: u64, y: u64) -> Option<i64> {
+    i64::try_from(x).ok()?.checked_sub(i64::try_from(y).ok()?)
 }
 
 /// Builds the group of a kernel from its bytes, its kallsyms tables (as found in it, at
@@ -376,9 +382,13 @@ pub fn build(
     // 6.2+: `current` is pcpu_hot.current_task; before, the per-CPU variable current_task.
     // arm64 keeps `current` in sp_el0 in the kernel and, per CPU, in `__entry_task`.
     let hot = b.btf.offset_of("pcpu_hot", "current_task").map(|(o, _)| o);
-    match (hot, b.addr(&["pcpu_hot"])) {
-        (Some(o), Some(a)) => b.value("task.current_task_addr", format!("{:#x}", a + o)),
-        _ => {
+    // A symbol file can say anything: an address that overflows is no address.
+    match hot
+        .zip(b.addr(&["pcpu_hot"]))
+        .and_then(|(o, a)| a.checked_add(o))
+    {
+        Some(at) => b.value("task.current_task_addr", format!("{at:#x}")),
+        None => {
             b.sym(
                 "task.current_task_addr",
                 &["current_task", "__entry_task"],
@@ -637,6 +647,13 @@ mod tests {
         assert_eq!(u.numbers, (5, 4, 0));
         assert_eq!(u.distro, "ubuntu");
         assert!(parse_banner("garbage").is_none());
+    }
+
+    #[test]
+    fn differences_that_overflow_are_none() {
+        assert_eq!(difference(16, 48), Some(-32));
+        assert_eq!(difference(u64::MAX, 0), None);
+        assert_eq!(difference(0, 1 << 63), None);
     }
 
     #[test]
