@@ -52,8 +52,10 @@ const HOST_DEPENDENT: &[(&str, &str)] = &[("run_end", "translations")];
 /// of `kernel_ready` and of the processes it finds running. The description found in boot
 /// knows the KASLR slide before the first system call, which `conf=` learns from that
 /// call's entry, so the kernel is first read a few hundred instructions earlier (at a
-/// return point of the first user program).
+/// return point of the first user program), and the context switches counted from then on
+/// (`run_end.task_switches`) may include one or two more.
 const CONF_DEPENDENT: &[(&str, &str)] = &[
+    ("run_end", "task_switches"),
     ("run_start", "args"),
     ("run_start", "conf"),
     ("run_start", "group"),
