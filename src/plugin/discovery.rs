@@ -36,29 +36,28 @@ pub(super) struct Discovery {
     written: AtomicBool,
 }
 
-/// What the search needs to know of the guest's architecture; `None` where the kernel
-/// cannot be described yet (arm64).
-pub(super) fn target(arch: Arch) -> Option<Target> {
+/// What the search needs to know of the guest's architecture.
+fn target(arch: Arch) -> Target {
     // Debian (and the kernel's defaults) link x86 kernels 16 MiB above the start of the
     // kernel map (`CONFIG_PHYSICAL_START`).
     match arch {
-        Arch::X86_64 => Some(Target {
+        Arch::X86_64 => Target {
             bits: 64,
             machine: "x86_64",
             link_text: &[0xffff_ffff_8100_0000],
-        }),
-        Arch::I386 => Some(Target {
+        },
+        Arch::I386 => Target {
             bits: 32,
             machine: "i686",
             link_text: &[0xc100_0000],
-        }),
+        },
         // KIMAGE_VADDR with 48-bit virtual addresses: above a 128 MiB module area
         // (through 6.4), a 2 GiB one (6.5 on).
-        Arch::Aarch64 => Some(Target {
+        Arch::Aarch64 => Target {
             bits: 64,
             machine: "aarch64",
             link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
-        }),
+        },
     }
 }
 
@@ -99,7 +98,7 @@ impl Discovery {
         if !self.pending() {
             return None;
         }
-        let target = target(arch)?;
+        let target = target(arch);
         let started = Instant::now();
         let found = match memory::from_memory(mem, va, target) {
             Ok(found) => found,

@@ -220,16 +220,7 @@ impl Plugin {
         }
         let probe = options.probe.map(Probe::new);
         let vcpus = machine.vcpus.max(1);
-        let discovery = match (&options.conf, discovery::target(arch)) {
-            (None, Some(_)) => Some(Discovery::new(&options.out)),
-            (None, None) => {
-                log::warn!(
-                    "the {arch:?} guest's kernel cannot be described yet (no kernelinfo for this architecture): system calls are logged with number, name, arguments and result, without process"
-                );
-                None
-            }
-            (Some(_), _) => None,
-        };
+        let discovery = options.conf.is_none().then(|| Discovery::new(&options.out));
         let plugin = Plugin {
             args,
             arch,
