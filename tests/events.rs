@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Boot, Run, boot, guest, trial};
+use common::{Boot, Run, boot, guest, guest_dbg, trial};
 use serde_json::Value;
 
 fn main() {
@@ -29,6 +29,11 @@ fn main() {
             "arm64_612_kaslr_smp2_events_match_the_guest",
             &guest("arm64-6.12"),
             arm64_612_kaslr_smp2_events_match_the_guest,
+        ),
+        trial(
+            "arm64_61_kaslr_smp2_events_match_the_guest",
+            &guest_dbg("arm64-6.1"),
+            arm64_61_kaslr_smp2_events_match_the_guest,
         ),
         trial(
             "i386_61_kpti_events_match_the_guest",
@@ -259,6 +264,21 @@ fn arm64_612_kaslr_smp2_events_match_the_guest() {
     check_events(
         &boot(&Boot {
             kernel: "arm64-6.12",
+            scenario: "events",
+            kaslr: true,
+            smp: 2,
+            no_conf: true,
+            ..Boot::default()
+        }),
+        true,
+    );
+}
+
+/// Debian's arm64 6.1 with `conf=`, KASLR, two vCPUs.
+fn arm64_61_kaslr_smp2_events_match_the_guest() {
+    check_events(
+        &boot(&Boot {
+            kernel: "arm64-6.1",
             scenario: "events",
             kaslr: true,
             smp: 2,

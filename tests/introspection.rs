@@ -6,7 +6,7 @@ mod common;
 
 use common::Prereq::{Kernel, Plugin, Qemu};
 use common::checks::{check_against_proc, check_kernel_ready};
-use common::{Boot, boot, guest, trial};
+use common::{Boot, boot, guest, guest_dbg, trial};
 
 fn main() {
     // Kernels whose kernelinfo these tests read (with `lab/lab conf`) besides the one booted.
@@ -56,6 +56,16 @@ fn main() {
             "arm64_612_nokaslr_smp2_noargs",
             &guest("arm64-6.12"),
             arm64_612_nokaslr_smp2_noargs,
+        ),
+        trial(
+            "arm64_612_kaslr_smp2",
+            &guest("arm64-6.12"),
+            arm64_612_kaslr_smp2,
+        ),
+        trial(
+            "arm64_61_kaslr_smp2",
+            &guest_dbg("arm64-6.1"),
+            arm64_61_kaslr_smp2,
         ),
         trial(
             "arm64_61_noargs_says_what_is_missing",
@@ -137,15 +147,12 @@ fn check_run(
         let file = run
             .dir
             .join(ready["kernelinfo_file"].as_str().expect("kernelinfo_file"));
-        // `vmi kernelinfo` reads x86 images only: arm64's group has no offline twin.
-        if !kernel.starts_with("arm64") {
-            assert_eq!(
-                keys(&std::fs::read_to_string(&file).unwrap()),
-                keys(&std::fs::read_to_string(common::lab_conf(kernel)).unwrap()),
-                "{} differs from the image's group",
-                file.display()
-            );
-        }
+        assert_eq!(
+            keys(&std::fs::read_to_string(&file).unwrap()),
+            keys(&std::fs::read_to_string(common::lab_conf(kernel)).unwrap()),
+            "{} differs from the image's group",
+            file.display()
+        );
         // Found early in boot, so context switches are followed as with conf=.
         assert!(
             run.run_end_count("task_switches") > 0,
@@ -154,6 +161,14 @@ fn check_run(
         );
     } else {
         assert_eq!(ready["kernelinfo"], "conf");
+        if kernel.starts_with("arm64") {
+            // Placed by its _text (the boot header), early enough to follow switches.
+            assert!(
+                run.run_end_count("task_switches") > 0,
+                "{}",
+                run.dir.display()
+            );
+        }
     }
     // KPTI: on i386 by default, and on amd64 with a Meltdown-affected CPU model. On arm64
     // QEMU does not read kernel memory from EL0: the kernel is read at do_el0_svc, as
@@ -216,6 +231,19 @@ fn arm64_612_kaslr_noargs() {
 
 fn arm64_612_nokaslr_smp2_noargs() {
     check_run("arm64-6.12", false, 2, None, true);
+}
+
+/// arm64 with `conf=` (the group `vmi kernelinfo` makes from Debian's `Image`): under
+/// KASLR the slide is measured from where the kernel's boot header runs.
+fn arm64_612_kaslr_smp2() {
+    check_run("arm64-6.12", true, 2, None, false);
+}
+
+/// Debian's arm64 6.1 (48-bit virtual addresses, the 128 MiB module area): its kallsyms
+/// has no data symbols, so its group comes from the `Image` and the -dbg package's
+/// System.map (`lab/lab conf`).
+fn arm64_61_kaslr_smp2() {
+    check_run("arm64-6.1", true, 2, None, false);
 }
 
 /// The `key = value` lines of a kernelinfo file (comments and blank lines aside).

@@ -98,6 +98,16 @@ fn main() {
             || memory_and_image_agree(&need(Prereq::NewestImage), &[0, 0x2e00000]),
         ),
         trial(
+            "arm64_6_12_image_and_memory_agree",
+            &[Kernel("arm64-6.12")],
+            arm64_6_12_image_and_memory_agree,
+        ),
+        trial(
+            "arm64_6_1_image_system_map_and_dbg_vmlinux_agree",
+            &[Kernel("arm64-6.1"), Dbg("arm64-6.1")],
+            arm64_6_1_image_system_map_and_dbg_vmlinux_agree,
+        ),
+        trial(
             "btf_and_dwarf_agree_amd64_6_1",
             &[Kernel(A61), Dbg(A61)],
             || btf_and_dwarf_agree("amd64-6.1"),
@@ -898,6 +908,108 @@ fn memory_and_image_agree(image: &std::path::Path, slides: &[u64]) {
         let (a, b) = (values(&offline), values(&found.generated));
         assert_eq!(a, b, "{} slid by {slide:#x}", image.display());
     }
+}
+
+/// An arm64 `Image` as memory holds it without KASLR: from its link address.
+struct ImageMemory<'a> {
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl vmi::mem::GuestMemory for ImageMemory<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), vmi::mem::Fault> {
+        let fault = vmi::mem::Fault { va, len: buf.len() };
+        let at = va.checked_sub(self.base).ok_or(fault)? as usize;
+        let src = self.bytes.get(at..at + buf.len()).ok_or(fault)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Debian's arm64 6.12 `Image` (raw, no ELF inside): `vmi kernelinfo` reads it at the link
+/// address its relocations give, relocated there; the plugin's reading of the same bytes
+/// as memory, from `do_el0_svc` (the first kernel code a system call reaches), gives the
+/// same group key for key; and the boot header found from there is `_text`, where the
+/// plugin places a `conf=` group under KASLR.
+fn arm64_6_12_image_and_memory_agree() {
+    let file = std::fs::read(kernel_dir("arm64-6.12").join("vmlinuz")).unwrap();
+    let offline = kgen::generate(&file, None, None).unwrap();
+    let image = kgen::image::arm64_image(&file)
+        .unwrap()
+        .expect("an arm64 Image");
+    assert_eq!(image.link, 0xffff_8000_8000_0000);
+    assert_eq!(
+        offline.get("vmi.text_addr"),
+        Some(image.link.to_string().as_str())
+    );
+    let mem = ImageMemory {
+        base: image.link,
+        bytes: &image.bytes,
+    };
+    let svc: u64 = offline
+        .get("vmi.do_syscall_64_addr")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let found = kgen::memory::from_memory(&mem, svc, kgen::memory::Target::AARCH64).unwrap();
+    assert_eq!(found.slide, 0);
+    assert_eq!(values(&offline), values(&found.generated));
+    assert_eq!(kgen::memory::arm64_text(&mem, svc), Some(image.link));
+}
+
+/// Debian's arm64 6.1: its kallsyms has code symbols only, and its package's System.map is
+/// a placeholder, so its group comes from the `Image` with the -dbg package's System.map;
+/// that group equals, key for key, the one from the -dbg vmlinux alone (its own symbol
+/// table and BTF) and the one with its DWARF in place of the image's BTF. Every kallsyms
+/// entry of the `Image` is at the System.map's address.
+fn arm64_6_1_image_system_map_and_dbg_vmlinux_agree() {
+    let dir = kernel_dir("arm64-6.1");
+    let vmlinux = need(Dbg("arm64-6.1"));
+    let map = vmlinux
+        .parent()
+        .unwrap()
+        .join(format!("System.map-{}", release("arm64-6.1")));
+    let file = std::fs::read(dir.join("vmlinuz")).unwrap();
+    let map_bytes = std::fs::read(&map).unwrap();
+    let dbg = std::fs::read(&vmlinux).unwrap();
+    let alone = kgen::generate(&file, None, None).unwrap_err().to_string();
+    assert!(alone.contains("init_task"), "{alone}");
+    let from_image = kgen::generate(&file, Some((&map, &map_bytes)), None).unwrap();
+    let from_dbg = kgen::generate(&dbg, None, None).unwrap();
+    let from_dwarf = kgen::generate(&file, Some((&map, &map_bytes)), Some(&dbg)).unwrap();
+    assert_eq!(values(&from_image), values(&from_dbg));
+    assert_eq!(values(&from_image), values(&from_dwarf));
+
+    let image = kgen::image::arm64_image(&file)
+        .unwrap()
+        .expect("an arm64 Image");
+    assert_eq!(image.link, 0xffff_8000_0800_0000);
+    let kallsyms = kgen::kallsyms::find(&image.bytes, 8, &|off| Some(image.link + off as u64))
+        .expect("the Image's kallsyms");
+    let system_map = kgen::symbols::parse(&map, &map_bytes).unwrap();
+    // Static functions of one name in two files (gic_handle_irq of GICv2 and v3) are
+    // named once in the System.map reader: compared are the names kallsyms has once.
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for s in kallsyms.entries() {
+        *count.entry(&s.name).or_default() += 1;
+    }
+    let mut checked = 0;
+    for s in kallsyms
+        .entries()
+        .iter()
+        .filter(|s| count[s.name.as_str()] == 1)
+    {
+        if let Some(a) = system_map.get(&s.name) {
+            assert_eq!(s.addr, a, "{}", s.name);
+            checked += 1;
+        }
+    }
+    let unique = count.values().filter(|&&n| n == 1).count();
+    eprintln!(
+        "arm64 6.1: {checked} of {unique} kallsyms names (of {} entries) are in System.map, at its addresses",
+        kallsyms.len()
+    );
+    assert!(checked * 100 >= unique * 99, "{checked} of {unique}");
 }
 
 // ------------------------------------------------------------------- kallsyms layouts

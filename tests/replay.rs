@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::checks::{check_against_proc, check_kernel_ready};
-use common::{Boot, Recording, guest, read_lossy, record, replay, tempdir, trial};
+use common::{Boot, Recording, guest, guest_dbg, read_lossy, record, replay, tempdir, trial};
 use serde_json::Value;
 
 fn main() {
@@ -28,6 +28,11 @@ fn main() {
             "arm64_612_replays_agree_with_each_other_and_with_proc",
             &guest("arm64-6.12"),
             arm64_612_replays_agree_with_each_other_and_with_proc,
+        ),
+        trial(
+            "arm64_61_kaslr_replays_agree_with_each_other_and_with_proc",
+            &guest_dbg("arm64-6.1"),
+            arm64_61_kaslr_replays_agree_with_each_other_and_with_proc,
         ),
         trial(
             "amd64_61_diverging_replay_is_reported",
@@ -253,16 +258,30 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
 /// arm64 (no arguments: the kernel described from its memory in each replay): two
 /// replays of one recording write the same log, which agrees with the recording's `/proc`.
 fn arm64_612_replays_agree_with_each_other_and_with_proc() {
+    arm64_replays_agree("arm64-6.12", false, &["--no-conf"], "memory");
+}
+
+/// Debian's arm64 6.1 recorded under KASLR, replayed with `conf=`: the slide measured
+/// from the boot header is the recording's in both replays.
+fn arm64_61_kaslr_replays_agree_with_each_other_and_with_proc() {
+    arm64_replays_agree("arm64-6.1", true, &[], "conf");
+}
+
+/// Records `kernel`'s default scenario and replays it twice with `extra` (lab/lab replay
+/// options): the same log both times, where the kernelinfo came from `kernelinfo`, and
+/// what the recording's `/proc` says.
+fn arm64_replays_agree(kernel: &'static str, kaslr: bool, extra: &[&str], kernelinfo: &str) {
     let rec = record(&Boot {
-        kernel: "arm64-6.12",
+        kernel,
         scenario: "default",
+        kaslr,
         ..Boot::default()
     });
     check_recording(&rec);
     let icount = ["icount=on".to_string()];
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| replay(&rec, &[], &icount));
-        let b = s.spawn(|| replay(&rec, &[], &icount));
+        let a = s.spawn(|| replay(&rec, extra, &icount));
+        let b = s.spawn(|| replay(&rec, extra, &icount));
         (a.join().unwrap(), b.join().unwrap())
     });
     for r in [&a, &b] {
@@ -275,8 +294,8 @@ fn arm64_612_replays_agree_with_each_other_and_with_proc() {
         HOST_DEPENDENT,
     );
     check_positions(&a.run.events);
-    assert_eq!(a.run.of_type("kernel_ready")[0]["kernelinfo"], "memory");
-    check_kernel_ready(&a.run, false);
+    assert_eq!(a.run.of_type("kernel_ready")[0]["kernelinfo"], kernelinfo);
+    check_kernel_ready(&a.run, kaslr);
     check_against_proc(&a.run);
 }
 

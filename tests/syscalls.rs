@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Boot, Run, boot, guest, manual_trial, trial};
+use common::{Boot, Run, boot, guest, guest_dbg, manual_trial, trial};
 use serde_json::Value;
 
 fn main() {
@@ -45,6 +45,11 @@ fn main() {
             "arm64_612_matches_strace",
             &guest("arm64-6.12"),
             arm64_612_matches_strace,
+        ),
+        trial(
+            "arm64_61_matches_strace",
+            &guest_dbg("arm64-6.1"),
+            arm64_61_matches_strace,
         ),
         trial(
             "amd64_61_compat_matches_strace",
@@ -522,11 +527,15 @@ fn traced(kernel: &'static str, scenario: &'static str, kaslr: bool) -> Run {
 /// The `syscalls` scenario: the workload's records equal strace's, context switches were
 /// followed, and the run ends with the guest's `reboot` unfinished.
 fn workload_matches_strace(kernel: &'static str, kaslr: bool) {
-    let run = traced(kernel, "syscalls", kaslr);
-    check_against_strace(&run, Compare::WORKLOAD);
-    assert_switches_followed(&run);
-    assert_poweroff_unfinished(&run);
-    assert_callers_named(&run);
+    check_workload(&traced(kernel, "syscalls", kaslr));
+}
+
+/// [`workload_matches_strace`]'s checks of a run of the `syscalls` scenario.
+fn check_workload(run: &Run) {
+    check_against_strace(run, Compare::WORKLOAD);
+    assert_switches_followed(run);
+    assert_poweroff_unfinished(run);
+    assert_callers_named(run);
 }
 
 /// A filtered run: only the named calls are logged, the others end at their entry and
@@ -633,7 +642,19 @@ fn amd64_sid_matches_strace() {
 /// arm64 (`svc #0`, the generic table), no arguments: the kernelinfo is found in memory;
 /// KASLR moves the kernel by terabytes, and context switches are followed all the same.
 fn arm64_612_matches_strace() {
-    workload_matches_strace("arm64-6.12", true);
+    check_workload(&boot(&Boot {
+        kernel: "arm64-6.12",
+        scenario: "syscalls",
+        kaslr: true,
+        no_conf: true,
+        ..Boot::default()
+    }));
+}
+
+/// Debian's arm64 6.1 with `conf=` (its group from the `Image` and the -dbg package's
+/// System.map), KASLR: the slide is measured from where its boot header runs.
+fn arm64_61_matches_strace() {
+    workload_matches_strace("arm64-6.1", true);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its

@@ -210,6 +210,129 @@ fn lz4_legacy(data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// An arm64 kernel `Image`: the kernel as it lies in memory from `_text`, with the boot
+/// header (`Documentation/arch/arm64/booting.rst`) in its first 64 bytes. Distributions
+/// ship it raw (Debian), gzip'd, or in an EFI zboot container; no ELF is inside, so the
+/// generator reads it as memory at its link address.
+#[derive(Debug)]
+pub struct Arm64Image {
+    /// The image, decompressed and relocated to its link address.
+    pub bytes: Vec<u8>,
+    /// Where it is linked (`_text`, `KIMAGE_VADDR`).
+    pub link: u64,
+}
+
+/// The boot header's magic, at byte 0x38.
+const ARM64_MAGIC: &[u8] = b"ARM\x64";
+
+/// `KIMAGE_VADDR` ends the module area, which is at least 128 MiB (2 GiB from 6.5): the
+/// link address is aligned to it.
+const ARM64_LINK_ALIGN: u64 = 128 << 20;
+
+/// `R_AARCH64_RELATIVE`: what a relocatable arm64 kernel's `.rela.dyn` is made of.
+const R_AARCH64_RELATIVE: u64 = 1027;
+
+/// Whether `data` starts with an arm64 `Image` header.
+pub fn is_arm64_image(data: &[u8]) -> bool {
+    data.get(0x38..0x3c) == Some(ARM64_MAGIC)
+}
+
+/// The arm64 `Image` in `data` (raw, gzip'd or EFI zboot), or `None` when `data` is none of
+/// these.
+pub fn arm64_image(data: &[u8]) -> Result<Option<Arm64Image>> {
+    let bytes = if is_arm64_image(data) {
+        Cow::Borrowed(data)
+    } else if data.starts_with(b"\x1f\x8b") {
+        Cow::Owned(decompress(data)?)
+    } else if data.starts_with(b"MZ") && data.get(4..8) == Some(b"zimg") {
+        // EFI zboot: payload offset and size at 8 and 12, compression name at 0x18.
+        let word = |at: usize| {
+            data.get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let payload = word(8)
+            .zip(word(12))
+            .and_then(|(o, n)| data.get(o..o.checked_add(n)?))
+            .ok_or_else(|| {
+                GenError::NotAKernel("EFI zboot image with its payload out of the file".into())
+            })?;
+        Cow::Owned(decompress(payload)?)
+    } else {
+        return Ok(None);
+    };
+    if !is_arm64_image(&bytes) {
+        return Err(GenError::NotAKernel(
+            "the compressed payload is not an arm64 Image (no 'ARM\\x64' magic at byte 0x38)"
+                .into(),
+        ));
+    }
+    let mut bytes = bytes.into_owned();
+    let link = arm64_relocate(&mut bytes)?;
+    Ok(Some(Arm64Image { bytes, link }))
+}
+
+/// The `R_AARCH64_RELATIVE` entries (place, value) of an arm64 `Image`'s `.rela.dyn`: a
+/// relocatable kernel has no other kind, and leaves their places zero in the file (the
+/// value is in the entry); the kernel applies them to itself at boot, at the address it
+/// runs at. Found by their shape: an 8-aligned `Elf64_Rela` with that type whose place
+/// and value are kernel addresses.
+fn arm64_relocations(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    let kernel = |a: u64| a >> 48 == 0xffff;
+    memchr::memmem::find_iter(bytes, &R_AARCH64_RELATIVE.to_le_bytes())
+        .filter(|&at| at % 8 == 0 && at >= 8)
+        .filter_map(|at| Some((u64_at(at - 8)?, u64_at(at + 8)?)))
+        .filter(|&(place, value)| kernel(place) && kernel(value))
+        .collect()
+}
+
+/// Where an arm64 `Image` is linked, and the image as it lies in memory there: the header
+/// does not say where, but every relocation patches a place in `[_text, _text +
+/// image_size)`, and `_text` is the lowest such place rounded down to the module area's
+/// alignment. The relocations are applied (at the link address, as a kernel without KASLR
+/// does), so that pointers such as `kallsyms_relative_base` read as they do in memory.
+fn arm64_relocate(bytes: &mut [u8]) -> Result<u64> {
+    let image_size = bytes
+        .get(0x10..0x18)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let relocations = arm64_relocations(bytes);
+    let not_found = |why: String| {
+        GenError::NotAKernel(format!(
+            "cannot find where the arm64 Image is linked: {why}"
+        ))
+    };
+    let (Some(lo), Some(hi)) = (
+        relocations.iter().map(|r| r.0).min(),
+        relocations.iter().map(|r| r.0).max(),
+    ) else {
+        return Err(not_found(
+            "no R_AARCH64_RELATIVE relocations (not a relocatable kernel)".into(),
+        ));
+    };
+    if image_size == 0 || image_size > ARM64_LINK_ALIGN {
+        return Err(not_found(format!(
+            "the header's image_size is {image_size:#x}"
+        )));
+    }
+    let base = lo & !(ARM64_LINK_ALIGN - 1);
+    if hi >= base + image_size {
+        return Err(not_found(format!(
+            "relocations span {lo:#x}..{hi:#x}, more than image_size from {base:#x}"
+        )));
+    }
+    for (place, value) in relocations {
+        let at = (place - base) as usize;
+        if let Some(slot) = bytes.get_mut(at..at + 8) {
+            slot.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    Ok(base)
+}
+
 /// One section of the ELF file.
 #[derive(Debug, Clone)]
 pub struct Section {
@@ -230,7 +353,7 @@ pub struct Elf<'a> {
     pub data: &'a [u8],
     /// 64 or 32.
     pub bits: u32,
-    /// `x86_64` or `i686`, as `uname -m` says.
+    /// `x86_64`, `i686` or `aarch64`, as `uname -m` says.
     pub machine: &'static str,
     /// Sections with file contents.
     pub sections: Vec<Section>,
@@ -245,9 +368,10 @@ impl<'a> Elf<'a> {
         let (bits, machine) = match file.architecture() {
             object::Architecture::X86_64 => (64, "x86_64"),
             object::Architecture::I386 => (32, "i686"),
+            object::Architecture::Aarch64 => (64, "aarch64"),
             other => {
                 return Err(GenError::NotAKernel(format!(
-                    "architecture {other:?} is not supported (x86_64 and i386 are)"
+                    "architecture {other:?} is not supported (x86_64, i386 and aarch64 are)"
                 )));
             }
         };
@@ -407,6 +531,72 @@ mod tests {
             decompress(&data).unwrap(),
             b"\x7fELF lz4 payload payload payload"
         );
+    }
+
+    /// A 64 KiB arm64 `Image` linked at `link`: the boot header and two relocations.
+    fn arm64(link: u64) -> Vec<u8> {
+        let mut img = vec![0u8; 0x1_0000];
+        img[0x10..0x18].copy_from_slice(&0x1_0000u64.to_le_bytes());
+        img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        for (i, (place, value)) in [(0x100, 0x4242), (0x8000, 0x10)].into_iter().enumerate() {
+            let at = 0x4000 + 24 * i;
+            img[at..at + 8].copy_from_slice(&(link + place).to_le_bytes());
+            img[at + 8..at + 16].copy_from_slice(&R_AARCH64_RELATIVE.to_le_bytes());
+            img[at + 16..at + 24].copy_from_slice(&(link + value).to_le_bytes());
+        }
+        img
+    }
+
+    #[test]
+    fn arm64_images_are_placed_by_their_relocations_and_relocated() {
+        for link in [0xffff_8000_0800_0000, 0xffff_8000_8000_0000] {
+            let image = arm64_image(&arm64(link)).unwrap().unwrap();
+            assert_eq!(image.link, link);
+            assert_eq!(image.bytes[0x100..0x108], (link + 0x4242).to_le_bytes());
+            assert_eq!(image.bytes[0x8000..0x8008], (link + 0x10).to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn compressed_arm64_images_are_read_and_other_payloads_refused() {
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let link = 0xffff_8000_0800_0000;
+        let image = arm64_image(&gz(&arm64(link))).unwrap().unwrap();
+        assert_eq!(image.link, link);
+        // EFI zboot: the payload's offset and size at 8 and 12.
+        let payload = gz(&arm64(link));
+        let mut zboot = vec![0u8; 0x40];
+        zboot[..2].copy_from_slice(b"MZ");
+        zboot[4..8].copy_from_slice(b"zimg");
+        zboot[8..12].copy_from_slice(&0x40u32.to_le_bytes());
+        zboot[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        zboot.extend_from_slice(&payload);
+        assert_eq!(arm64_image(&zboot).unwrap().unwrap().link, link);
+        zboot[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(arm64_image(&zboot), Err(GenError::NotAKernel(_))));
+        assert!(matches!(
+            arm64_image(&gz(b"not a kernel")),
+            Err(GenError::NotAKernel(_))
+        ));
+        assert!(arm64_image(b"\x7fELF").unwrap().is_none());
+    }
+
+    #[test]
+    fn arm64_images_without_relocations_say_so() {
+        let mut img = arm64(0xffff_8000_0800_0000);
+        img[0x4000..0x4030].fill(0);
+        let err = arm64_image(&img).unwrap_err().to_string();
+        assert!(err.contains("no R_AARCH64_RELATIVE"), "{err}");
+        // Relocations beyond image_size: not this image's.
+        let mut img = arm64(0xffff_8000_0800_0000);
+        img[0x10..0x18].copy_from_slice(&0x1000u64.to_le_bytes());
+        let err = arm64_image(&img).unwrap_err().to_string();
+        assert!(err.contains("more than image_size"), "{err}");
     }
 
     #[test]

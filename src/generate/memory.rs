@@ -18,6 +18,8 @@ use super::GenError;
 use super::btf::Btf;
 use super::kallsyms;
 use super::profile::{self, Generated, KernelImage};
+use super::symbols::SymbolFile;
+use super::types::Types;
 use crate::mem::GuestMemory;
 
 /// Bytes read at a time.
@@ -113,6 +115,29 @@ pub struct Target {
 }
 
 impl Target {
+    /// x86_64: Debian (and the kernel's defaults) link it 16 MiB above the start of the
+    /// kernel map (`CONFIG_PHYSICAL_START`).
+    pub const X86_64: Target = Target {
+        bits: 64,
+        machine: "x86_64",
+        link_text: &[0xffff_ffff_8100_0000],
+    };
+
+    /// i386, 16 MiB above Debian's 3 GiB split.
+    pub const I386: Target = Target {
+        bits: 32,
+        machine: "i686",
+        link_text: &[0xc100_0000],
+    };
+
+    /// arm64: `KIMAGE_VADDR` with 48-bit virtual addresses, above a 128 MiB module area
+    /// (through 6.4) or a 2 GiB one (6.5 on).
+    pub const AARCH64: Target = Target {
+        bits: 64,
+        machine: "aarch64",
+        link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
+    };
+
     /// The lowest address the kernel may be linked at.
     fn lowest_link(self) -> u64 {
         self.link_text.first().copied().unwrap_or(0)
@@ -236,6 +261,77 @@ pub fn from_memory(
     })
 }
 
+/// A file that holds a kernel as it lies in memory from `base` (arm64's `Image`, linked
+/// at `base`): read like the memory of a guest running it without KASLR.
+struct FileAsMemory<'a> {
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl GuestMemory for FileAsMemory<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+        let fault = crate::mem::Fault { va, len: buf.len() };
+        let at = usize::try_from(va.checked_sub(self.base).ok_or(fault)?).map_err(|_| fault)?;
+        let src = at
+            .checked_add(buf.len())
+            .and_then(|end| self.bytes.get(at..end))
+            .ok_or(fault)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Builds the group of a kernel image file that holds the kernel as memory does, linked
+/// at `base` (arm64's `Image`): the same stages as [`from_memory`] at slide 0. `extra`
+/// (a System.map, or the -dbg vmlinux's symbols) supplies what kallsyms lacks, `dwarf`
+/// replaces the image's BTF.
+pub fn from_image(
+    bytes: &[u8],
+    base: u64,
+    target: Target,
+    extra: Option<&SymbolFile>,
+    dwarf: Option<&dyn Types>,
+) -> Result<Generated, GenError> {
+    let ptr = target.pointer_size();
+    let (bytes, btf_at) = read_image(&FileAsMemory { base, bytes }, base, ptr);
+    let symbols = kallsyms::find(&bytes, ptr, &|off| Some(base.wrapping_add(off as u64)));
+    let image = Loaded {
+        base,
+        bytes,
+        target,
+        slide: 0,
+    };
+    if let Some(types) = dwarf {
+        return profile::build(&image, symbols, types, extra);
+    }
+    let (at, len) = btf_at.ok_or(GenError::NoBtf)?;
+    let types = Btf::parse(&image.bytes[at..at + len], ptr as u64)?;
+    profile::build(&image, symbols, &types, extra)
+}
+
+/// arm64: the run-time `_text` of the kernel whose text holds `va`, found by the boot
+/// header at its start (magic `ARM\x64` at byte 0x38, `image_size` covering `va`), page
+/// by page down from `va`. This places a kernel described by `conf=` under KASLR, which
+/// on arm64 moves it by any multiple of 64 KiB across terabytes; `None` when a page on
+/// the way is unreadable or no header is found within 128 MiB.
+pub fn arm64_text(mem: &dyn GuestMemory, va: u64) -> Option<u64> {
+    const MAX_IMAGE: u64 = 128 << 20;
+    let mut page = va & !0xfff;
+    let lowest = va.saturating_sub(MAX_IMAGE);
+    while page >= lowest {
+        let mut header = [0u8; 64];
+        mem.read(page, &mut header).ok()?;
+        if header[0x38..0x3c] == *b"ARM\x64" {
+            let image_size = u64::from_le_bytes(header[0x10..0x18].try_into().ok()?);
+            if va - page < image_size {
+                return Some(page);
+            }
+        }
+        page = page.checked_sub(0x1000)?;
+    }
+    None
+}
+
 /// Where to start reading for the kernel whose image holds `va`: its `_text`, the lowest
 /// of the readable 2 MiB steps below `va` where KASLR can put it (at or above where it is
 /// linked). The first kernel code to run may be init code (`x86_64_start_kernel` after a
@@ -271,7 +367,8 @@ fn read_image(mem: &dyn GuestMemory, base: u64, ptr: usize) -> (Vec<u8>, Option<
     let mut scanned = 0;
     let mut candidate: Option<(usize, usize)> = None;
     let mut holes = 0;
-    while bytes.len() < MAX_READ {
+    let mut end = false;
+    while bytes.len() < MAX_READ && !end {
         let old = bytes.len();
         bytes.resize(old + CHUNK, 0);
         if mem.read(base + old as u64, &mut bytes[old..]).is_err() {
@@ -286,14 +383,15 @@ fn read_image(mem: &dyn GuestMemory, base: u64, ptr: usize) -> (Vec<u8>, Option<
             }
             let resume = (base + ok as u64).next_multiple_of(HOLE_ALIGN);
             let skip = (resume - base) as usize;
-            if holes == MAX_HOLES || ok < MIN_READ || mem.read(resume, &mut [0; 8]).is_err() {
-                bytes.truncate(ok);
-                break;
-            }
-            holes += 1;
             bytes.truncate(ok);
-            bytes.resize(skip, 0);
-            continue;
+            if holes == MAX_HOLES || ok < MIN_READ || mem.read(resume, &mut [0; 8]).is_err() {
+                // The last pages read are still searched for the BTF's end.
+                end = true;
+            } else {
+                holes += 1;
+                bytes.resize(skip, 0);
+                continue;
+            }
         }
         loop {
             if let Some((at, len)) = candidate {
@@ -353,19 +451,11 @@ mod tests {
     use super::*;
     use crate::linux::testmem::SparseMemory;
 
-    const X86_64: Target = Target {
-        bits: 64,
-        machine: "x86_64",
-        link_text: &[0xffff_ffff_8100_0000],
-    };
+    const X86_64: Target = Target::X86_64;
 
     #[test]
     fn the_link_address_is_the_highest_candidate_below_the_kernel() {
-        let arm64 = Target {
-            bits: 64,
-            machine: "aarch64",
-            link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
-        };
+        let arm64 = Target::AARCH64;
         assert_eq!(arm64.link_of(0xffff_8000_0800_0000), 0xffff_8000_0800_0000);
         assert_eq!(arm64.link_of(0xffff_8000_8000_0000), 0xffff_8000_8000_0000);
         assert_eq!(arm64.link_of(0xffff_a1b2_c000_0000), 0xffff_8000_8000_0000);
@@ -395,6 +485,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("kallsyms"), "{err}");
+    }
+
+    #[test]
+    fn arm64_text_is_the_boot_header_below() {
+        let text = 0xffff_a1b2_c3d4_0000u64;
+        let mut image = vec![0u8; 3 << 20];
+        image[0x10..0x18].copy_from_slice(&(3u64 << 20).to_le_bytes());
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        let mem = flat(text, &image);
+        assert_eq!(arm64_text(&mem, text + (2 << 20) + 0x123), Some(text));
+        assert_eq!(arm64_text(&mem, text), Some(text));
+        // Past image_size: not inside this image.
+        let mem = flat(text, &image[..]);
+        let mut short = image.clone();
+        short[0x10..0x18].copy_from_slice(&0x1000u64.to_le_bytes());
+        assert_eq!(arm64_text(&flat(text, &short), text + 0x2000), None);
+        // Unreadable on the way down: not found (tried again from elsewhere).
+        assert_eq!(arm64_text(&mem, text - 0x1000), None);
+    }
+
+    #[test]
+    fn a_btf_blob_that_ends_the_readable_memory_is_found() {
+        // The fuzzing seeds' BTF (kernel-like structs, task_struct among them).
+        let btf = include_bytes!("../../fuzz/corpus/btf/kernel-x86_64.btf");
+        let base = 0xffff_8000_0800_0000u64;
+        let mut bytes = vec![0u8; (2 << 20) + 0x123];
+        bytes.extend_from_slice(btf);
+        let (read, at) = read_image(&flat(base, &bytes), base, 8);
+        assert_eq!(at, Some(((2 << 20) + 0x123, btf.len())));
+        assert_eq!(read.len(), bytes.len());
     }
 
     #[test]

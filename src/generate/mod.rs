@@ -105,7 +105,8 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Generates the kernelinfo group of a kernel image (bzImage or ELF vmlinux).
+/// Generates the kernelinfo group of a kernel image (x86 bzImage, arm64 `Image`, or ELF
+/// vmlinux).
 ///
 /// `symbols`, when given, is a System.map or an ELF with a symbol table whose addresses win
 /// over the image's own kallsyms. `dwarf`, when given, is an ELF with DWARF debug
@@ -115,20 +116,28 @@ pub fn generate(
     symbols: Option<(&std::path::Path, &[u8])>,
     dwarf: Option<&[u8]>,
 ) -> Result<Generated> {
-    let elf_bytes = image::kernel_elf(image)?;
-    let elf = image::Elf::parse(&elf_bytes)?;
     let extra = match symbols {
         Some((path, bytes)) => Some(symbols::parse(path, bytes)?),
         None => None,
     };
+    let dwarf = dwarf.map(dwarf::DwarfTypes::parse).transpose()?;
+    if let Some(arm64) = image::arm64_image(image)? {
+        return memory::from_image(
+            &arm64.bytes,
+            arm64.link,
+            memory::Target::AARCH64,
+            extra.as_ref(),
+            dwarf.as_ref().map(|d| d as &dyn types::Types),
+        );
+    }
+    let elf_bytes = image::kernel_elf(image)?;
+    let elf = image::Elf::parse(&elf_bytes)?;
+    // An unstripped vmlinux (the -dbg package's) names its own symbols: no --symbols needed.
+    let extra =
+        extra.or_else(|| symbols::parse(std::path::Path::new("the image"), &elf_bytes).ok());
     let kallsyms = elf.kallsyms();
     match dwarf {
-        Some(d) => profile::build(
-            &elf,
-            kallsyms,
-            &dwarf::DwarfTypes::parse(d)?,
-            extra.as_ref(),
-        ),
+        Some(d) => profile::build(&elf, kallsyms, &d, extra.as_ref()),
         None => {
             let blob = elf.section(".BTF").ok_or(GenError::NoBtf)?;
             let ptr = if elf.bits == 64 { 8 } else { 4 };

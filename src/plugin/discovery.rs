@@ -38,26 +38,10 @@ pub(super) struct Discovery {
 
 /// What the search needs to know of the guest's architecture.
 fn target(arch: Arch) -> Target {
-    // Debian (and the kernel's defaults) link x86 kernels 16 MiB above the start of the
-    // kernel map (`CONFIG_PHYSICAL_START`).
     match arch {
-        Arch::X86_64 => Target {
-            bits: 64,
-            machine: "x86_64",
-            link_text: &[0xffff_ffff_8100_0000],
-        },
-        Arch::I386 => Target {
-            bits: 32,
-            machine: "i686",
-            link_text: &[0xc100_0000],
-        },
-        // KIMAGE_VADDR with 48-bit virtual addresses: above a 128 MiB module area
-        // (through 6.4), a 2 GiB one (6.5 on).
-        Arch::Aarch64 => Target {
-            bits: 64,
-            machine: "aarch64",
-            link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
-        },
+        Arch::X86_64 => Target::X86_64,
+        Arch::I386 => Target::I386,
+        Arch::Aarch64 => Target::AARCH64,
     }
 }
 
@@ -119,7 +103,7 @@ impl Discovery {
             }
             Err(e @ FromMemoryError::NoDataSymbols { .. }) => {
                 self.give_up(&format!(
-                    "{e}: the kernel's addresses must come from its System.map or -dbg vmlinux ('vmi kernelinfo <image> --symbols <System.map>', x86 images)"
+                    "{e}: the kernel's addresses must come from the System.map or vmlinux of its -dbg package: make a kernelinfo with 'vmi kernelinfo <kernel image> --symbols <that System.map>' and pass it as conf="
                 ));
                 return None;
             }

@@ -48,7 +48,7 @@ thread_local! {
 /// fit in 32 bits).
 pub fn for_arch(info: &KernelInfo, arch: Arch) -> bool {
     let init = info.task.init_addr;
-    arch.is_kernel_address(init) && (arch == Arch::X86_64 || init <= u64::from(u32::MAX))
+    arch.is_kernel_address(init) && (arch.pointer_size() == 8 || init <= u64::from(u32::MAX))
 }
 
 /// A user-mode system call instruction of `kind` is about to run on this thread: the next
@@ -128,6 +128,7 @@ impl KernelView {
         if view.entry_link(SyscallInsn::Syscall).is_none()
             && view.entry_link(SyscallInsn::Int80).is_none()
             && view.entry_link(SyscallInsn::Sysenter).is_none()
+            && !view.placed_by_text()
         {
             // A PANDA-only group: no entry symbol to measure against, so the kernel is
             // taken to run where it was linked (PANDA's own assumption).
@@ -212,6 +213,38 @@ impl KernelView {
         let _ = self.slide.set(slide);
         log::info!(
             "[{}] kernel entry {kind:?} at {va:#x}: KASLR slide {slide:#x}",
+            self.group
+        );
+        Some(true)
+    }
+
+    /// Whether the slide is measured from where the kernel's `_text` runs
+    /// ([`KernelView::text_observed`]) rather than from its entry: arm64, whose entry is
+    /// an exception vector (moved to a trampoline under KPTI) and whose KASLR has no
+    /// small range of candidates.
+    pub fn placed_by_text(&self) -> bool {
+        self.arch == Arch::Aarch64 && self.info.vmi.text_addr.is_some()
+    }
+
+    /// The kernel's `_text` was found running at `text` (arm64: its boot header, see
+    /// [`crate::generate::memory::arm64_text`]): sets the slide. `None` when there is
+    /// nothing to learn, `Some(false)` when `text` cannot be this kernel's (below its link
+    /// address, or not moved by whole pages).
+    pub fn text_observed(&self, text: u64) -> Option<bool> {
+        if self.slide.get().is_some() || !self.placed_by_text() {
+            return None;
+        }
+        let link = self.info.vmi.text_addr?;
+        let Some(slide) = text.checked_sub(link).filter(|s| s % 0x1000 == 0) else {
+            log::debug!(
+                "[{}] _text runs at {text:#x}: not {link:#x} moved by KASLR",
+                self.group
+            );
+            return Some(false);
+        };
+        let _ = self.slide.set(slide);
+        log::info!(
+            "[{}] kernel _text at {text:#x}: KASLR slide {slide:#x}",
             self.group
         );
         Some(true)
@@ -592,6 +625,36 @@ mod tests {
         );
         assert!(view.follows_switches());
         assert_eq!(view.switch_candidate(SWITCH + 2 * KASLR_ALIGN), None);
+    }
+
+    #[test]
+    fn arm64_groups_are_placed_by_their_text() {
+        const TEXT: u64 = 0xffff_8000_0800_0000;
+        let arm64 = || {
+            let mut info = KernelInfo::default();
+            info.vmi.text_addr = Some(TEXT);
+            KernelView::new(info, "arm64".into(), Arch::Aarch64)
+        };
+        let view = arm64();
+        assert!(
+            view.placed_by_text() && view.needs_slide(),
+            "no slide assumed"
+        );
+        let slide = 0x20fd_5e20_0000;
+        assert_eq!(view.text_observed(TEXT + slide), Some(true));
+        assert_eq!(view.slide(), Some(slide));
+        assert_eq!(view.text_observed(TEXT), None, "known already");
+        // Below the link address, or not whole pages away: another kernel.
+        assert_eq!(arm64().text_observed(TEXT - 0x1_0000), Some(false));
+        assert_eq!(arm64().text_observed(TEXT + 0x800), Some(false));
+        // x86 is placed by its entry, and a group without _text runs where linked.
+        let mut info = KernelInfo::default();
+        info.vmi.text_addr = Some(0xffff_ffff_8100_0000);
+        let x86 = KernelView::new(info, "x86".into(), Arch::X86_64);
+        assert!(!x86.placed_by_text());
+        assert_eq!(x86.text_observed(0xffff_ffff_8300_0000), None);
+        let bare = KernelView::new(KernelInfo::default(), "bare".into(), Arch::Aarch64);
+        assert_eq!(bare.slide(), Some(0));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod threads;
 pub mod tracer;
 mod unnamed;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
@@ -97,6 +97,9 @@ struct Wired {
     events: Option<Mutex<Tracker>>,
 }
 
+/// Kernel blocks from which arm64's `_text` is looked for with `conf=`.
+const TEXT_SEARCHES: u32 = 256;
+
 /// The engine: follows the kernel, the system calls and the processes of the guest and
 /// hands what happens to the analyses ([`crate::api`]). Shared by all vCPU threads, so
 /// every field is either immutable after install or internally synchronised.
@@ -125,6 +128,9 @@ pub struct Plugin {
     /// System calls left to try choosing a group before giving up.
     detect_budget: AtomicU64,
     wrong_entry_said: AtomicBool,
+    /// arm64 with `conf=`: kernel blocks left from which to look for the kernel's `_text`
+    /// ([`Plugin::place_by_text`]) before giving up.
+    text_searches_left: AtomicU32,
     /// The `task_struct` each vCPU runs, as of the last context switch on it (0: not
     /// known); kept only while [`KernelView::follows_switches`].
     current: Box<[AtomicU64]>,
@@ -236,6 +242,7 @@ impl Plugin {
             discovered: OnceCell::new(),
             detect_budget: AtomicU64::new(DETECT_BUDGET),
             wrong_entry_said: AtomicBool::new(false),
+            text_searches_left: AtomicU32::new(TEXT_SEARCHES),
             current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
             fits: OnceCell::new(),
             fit_failures: AtomicU64::new(0),
@@ -339,6 +346,16 @@ impl Plugin {
         {
             self.discover(discovery, va, cpu);
         }
+        if self.arch == Arch::Aarch64
+            && self.arch.is_kernel_address(va)
+            && self.text_searches_left.load(Ordering::Relaxed) > 0
+            && self
+                .views
+                .iter()
+                .any(|v| v.needs_slide() && v.placed_by_text())
+        {
+            self.place_by_text(va, cpu);
+        }
         if let Some((kind, va)) = kernel::observed_entry(self.arch, va, insns) {
             for (i, view) in self.views.iter().enumerate() {
                 let fits = view.entry_observed(kind, va);
@@ -359,6 +376,35 @@ impl Plugin {
                         view.group()
                     );
                 }
+            }
+        }
+    }
+
+    /// arm64 with `conf=`: measures the KASLR slide from where the kernel's `_text` runs,
+    /// found from kernel text at `va` (early in boot, before `__switch_to` is first
+    /// translated, so that switches are followed as on x86). Gives up, saying so, after
+    /// [`TEXT_SEARCHES`] blocks.
+    #[cold]
+    #[inline(never)]
+    fn place_by_text(&self, va: u64, cpu: &dyn Vcpu) {
+        let Some(text) = crate::generate::memory::arm64_text(cpu, va) else {
+            if self.text_searches_left.fetch_sub(1, Ordering::Relaxed) == 1 {
+                log::warn!(
+                    "the kernel's _text (its arm64 boot header) was not found below any of the {TEXT_SEARCHES} kernel blocks tried: the KASLR slide is unknown and introspection is off (system calls are logged with number and name)"
+                );
+            }
+            return;
+        };
+        self.text_searches_left.store(0, Ordering::Relaxed);
+        for (i, view) in self.views.iter().enumerate() {
+            if view.text_observed(text) == Some(false)
+                && self.chosen.get() == Some(&i)
+                && !self.wrong_entry_said.swap(true, Ordering::Relaxed)
+            {
+                log::warn!(
+                    "kernelinfo group [{}] does not describe the running kernel (its _text runs at {text:#x}, not at the group's vmi.text_addr moved by KASLR): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
+                    view.group()
+                );
             }
         }
     }

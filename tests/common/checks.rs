@@ -241,9 +241,21 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
     let ready = ready[0];
     assert_eq!(ready["banner_matches"], true);
     let slide = hex(&ready["kaslr_slide"]);
-    let text = run.truth.kallsyms["_text"];
     let i386 = run.events[0]["target"] == "i386";
     if run.events[0]["target"] == "aarch64" {
+        // 6.1's /proc/kallsyms lists no _text (CONFIG_KALLSYMS_ALL off); its _stext follows
+        // the 64 KiB-aligned head (arm64's SEGMENT_ALIGN).
+        let kallsyms = &run.truth.kallsyms;
+        let text = kallsyms
+            .get("_text")
+            .copied()
+            .or_else(|| Some(kallsyms.get("_stext")? - 0x1_0000))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no _text or _stext in /proc/kallsyms: {}",
+                    run.dir.display()
+                )
+            });
         // arm64 links the kernel at KIMAGE_VADDR, above the module area: 128 MiB of it
         // through 6.4, 2 GiB since (48-bit layout). KASLR moves it by up to terabytes.
         let link = text.wrapping_sub(slide);
@@ -259,6 +271,7 @@ pub fn check_kernel_ready(run: &Run, kaslr: bool) {
         );
         return;
     }
+    let text = run.truth.kallsyms["_text"];
     if kaslr {
         // KASLR may leave the kernel where it was linked (one 6.12 boot here did, by the
         // guest's own kallsyms). On x86_64 it moves the direct map too, so one of them has

@@ -62,6 +62,12 @@ pub const fn guest(kernel: &'static str) -> [Prereq; 3] {
     [Qemu, Plugin, Kernel(kernel)]
 }
 
+/// What a guest test needs whose kernelinfo (`lab/lab conf`) is made with the kernel's
+/// -dbg package: Debian's arm64 6.1, whose kallsyms has no data symbols.
+pub const fn guest_dbg(kernel: &'static str) -> [Prereq; 4] {
+    [Qemu, Plugin, Kernel(kernel), Dbg(kernel)]
+}
+
 /// A test named `name` that runs `f` once everything in `needs` is there.
 pub fn trial(name: &str, needs: &[Prereq], f: impl FnOnce() + Send + 'static) -> Trial {
     let needs = needs.to_vec();

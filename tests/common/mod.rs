@@ -16,7 +16,7 @@ mod harness;
 // Each test file uses some of these.
 #[allow(unused_imports)]
 pub use harness::{
-    Prereq, ci, guest, have, manual_trial, need, need_for, part_skipped, run, trial,
+    Prereq, ci, guest, guest_dbg, have, manual_trial, need, need_for, part_skipped, run, trial,
 };
 
 /// The QEMU executable `name` (`qemu-system-x86_64`, `qemu-system-i386`) of the QEMU the
