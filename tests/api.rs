@@ -29,12 +29,22 @@ fn main() {
         trial(
             "c_plugin_next_to_libvmi_matches_strace",
             &guest("amd64-6.1"),
-            || c_plugin_next_to_libvmi_matches_strace(false),
+            || c_plugin_next_to_libvmi_matches_strace("amd64-6.1", false),
+        ),
+        trial(
+            "c_plugin_next_to_libvmi_matches_strace_arm64_kaslr",
+            &guest("arm64-6.12"),
+            || c_plugin_next_to_libvmi_matches_strace("arm64-6.12", true),
+        ),
+        trial(
+            "file_monitor_matches_strace_arm64",
+            &guest("arm64-6.12"),
+            || file_monitor_matches_strace_on("arm64-6.12"),
         ),
         trial(
             "c_plugin_next_to_libvmi_matches_strace_kpti_kaslr",
             &guest("amd64-6.1"),
-            || c_plugin_next_to_libvmi_matches_strace(true),
+            || c_plugin_next_to_libvmi_matches_strace("amd64-6.1", true),
         ),
         trial(
             "the_guides_first_plugin_runs",
@@ -117,7 +127,11 @@ fn strace_paths(run: &Run) -> Vec<(u32, String, String, i64)> {
 }
 
 fn file_monitor_matches_strace() {
-    let (run, lines) = run_example("filemon", "amd64-6.1");
+    file_monitor_matches_strace_on("amd64-6.1");
+}
+
+fn file_monitor_matches_strace_on(kernel: &'static str) {
+    let (run, lines) = run_example("filemon", kernel);
     let seen: Vec<(u32, String, String, i64)> = lines
         .lines()
         .map(|l| {
@@ -223,9 +237,11 @@ fn build_c_example(dir: &Path) -> PathBuf {
     so
 }
 
-/// `kpti`: KASLR and KPTI on (`-cpu Skylake-Client`), where the kernel is read at the
-/// dispatch function for the calls the C plugin wants at entry.
-fn c_plugin_next_to_libvmi_matches_strace(kpti: bool) {
+/// `kpti`: KASLR and KPTI on (amd64: `-cpu Skylake-Client`), where the kernel is read at
+/// the dispatch function for the calls the C plugin wants at entry (as always on arm64,
+/// whose EL0 reads do not reach the kernel).
+fn c_plugin_next_to_libvmi_matches_strace(kernel: &'static str, kpti: bool) {
+    let arm64 = kernel.starts_with("arm64");
     let dir = tempdir("c-execve");
     let so = build_c_example(&dir);
     let out = dir.join("execs.txt");
@@ -233,10 +249,10 @@ fn c_plugin_next_to_libvmi_matches_strace(kpti: bool) {
     // The C plugin declares the plugin API version vmi chose (QEMU 11.1 accepts only 7,
     // 10.0 at most 4): `lab/lab test` runs this suite under both.
     let run = boot(&Boot {
-        kernel: "amd64-6.1",
+        kernel,
         scenario: "api",
         kaslr: kpti,
-        cpu: kpti.then_some("Skylake-Client"),
+        cpu: (kpti && !arm64).then_some("Skylake-Client"),
         also: vec![also],
         ..Boot::default()
     });

@@ -190,13 +190,42 @@ impl<'a> Ctx<'a> {
 
     /// Reads `buf.len()` bytes of the current address space at `va`.
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), QueryError> {
-        Ok(self.memory()?.read(va, buf)?)
+        match self.memory()?.read(va, buf) {
+            Err(fault) => self
+                .read_user_from_kernel(va, |m| m.read(va, buf))
+                .ok_or(fault)?
+                .map_err(QueryError::from),
+            ok => Ok(ok?),
+        }
     }
 
     /// The NUL-terminated string at `va` (at most [`MAX_STR`] bytes, lossily decoded).
     pub fn read_str(&self, va: u64) -> Result<String, QueryError> {
-        let (bytes, _) = self.memory()?.read_cstr(va, MAX_STR)?;
+        let (bytes, _) = match self.memory()?.read_cstr(va, MAX_STR) {
+            Err(fault) => self
+                .read_user_from_kernel(va, |m| m.read_cstr(va, MAX_STR))
+                .ok_or(fault)??,
+            ok => ok?,
+        };
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// At a kernel-mode point, user memory the vCPU cannot read directly (arm64's PAN
+    /// applies to QEMU's reads from EL1) read by walking the current address space's tables
+    /// through the kernel's direct map; `None` where that does not apply.
+    fn read_user_from_kernel<R>(
+        &self,
+        va: u64,
+        f: impl FnOnce(&dyn GuestMemory) -> R,
+    ) -> Option<R> {
+        let cpu = self.cpu?;
+        // Only arm64 reads user memory so ([`crate::linux::KernelContext::user_paging`]);
+        // its user half is the lower one.
+        if self.kernel_mode != Some(true) || va >> 63 != 0 {
+            return None;
+        }
+        let asid = self.engine.asid(cpu);
+        self.linux().ok()?.with_user_memory(asid, f)
     }
 
     /// The Linux provider here, or why there is none.

@@ -98,6 +98,29 @@ impl<'a> Linux<'a> {
         self.mem
     }
 
+    /// Runs `f` over the user memory of the address space at `asid` read by walking its
+    /// tables through the kernel's direct map, where the context says how
+    /// ([`KernelContext::user_paging`]: arm64, whose kernel-mode reads of user memory meet
+    /// PAN); `None` elsewhere.
+    pub fn with_user_memory<R>(
+        &self,
+        asid: u64,
+        f: impl FnOnce(&dyn GuestMemory) -> R,
+    ) -> Option<R> {
+        use crate::mem::paging::{AddressSpace, DirectMap};
+        let paging = self.ctx.user_paging?;
+        let phys = DirectMap {
+            mem: self.mem,
+            page_offset: self.ctx.page_offset,
+        };
+        let space = AddressSpace {
+            phys: &phys,
+            paging,
+            root: paging.root(asid),
+        };
+        Some(f(&space))
+    }
+
     /// A link-time kernel address moved by the KASLR slide.
     pub fn slid(&self, link_time: u64) -> u64 {
         link_time.wrapping_add(self.ctx.kaslr_slide)

@@ -237,19 +237,11 @@ fn argv(linux: &Linux<'_>, mm: u64, asid: Option<u64>) -> Option<Vec<String>> {
 /// User memory of the address space at `asid` read by walking its tables through the
 /// kernel's direct map, where the context says how ([`super::KernelContext::user_paging`]).
 fn read_through_direct_map(linux: &Linux<'_>, asid: u64, va: u64, len: u64) -> Option<Vec<u8>> {
-    use crate::mem::GuestMemory;
-    use crate::mem::paging::{AddressSpace, DirectMap};
-    let paging = linux.ctx.user_paging?;
-    let phys = DirectMap {
-        mem: linux.mem,
-        page_offset: linux.ctx.page_offset,
-    };
-    let space = AddressSpace {
-        phys: &phys,
-        paging,
-        root: paging.root(asid),
-    };
-    read_pages(va, len, |at, buf| space.read(at, buf))
+    linux
+        .with_user_memory(asid, |space| {
+            read_pages(va, len, |at, buf| space.read(at, buf))
+        })
+        .flatten()
 }
 
 /// `task->comm`, up to its NUL.
