@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::Prereq::{Kernel, Plugin, Qemu, Tmpfs};
+use common::Prereq::{Dbg, Kernel, Plugin, Qemu, Tmpfs};
 use common::{plugin_path, read_lossy, tempdir, trial};
 use serde_json::Value;
 
@@ -22,6 +22,11 @@ fn main() {
             "random_offsets_never_invent_processes",
             &[Qemu, Plugin, Kernel("amd64-6.12")],
             random_offsets_never_invent_processes,
+        ),
+        trial(
+            "random_offsets_never_invent_processes_arm64",
+            &[Qemu, Plugin, Kernel("arm64-6.1"), Dbg("arm64-6.1")],
+            random_offsets_never_invent_processes_arm64,
         ),
         trial(
             "a_group_of_another_architecture_is_refused_in_one_line",
@@ -209,7 +214,16 @@ fn kill_9_leaves_whole_records() {
 /// has. Never a process the guest did not have. The group is named with `group=`, so the
 /// banner cannot refuse it first.
 fn random_offsets_never_invent_processes() {
-    let good = std::fs::read_to_string(common::lab_conf("amd64-6.12")).unwrap();
+    random_offsets_on("amd64-6.12");
+}
+
+/// The same on arm64 (bookworm's 6.1, its group from the `Image` and the -dbg System.map).
+fn random_offsets_never_invent_processes_arm64() {
+    random_offsets_on("arm64-6.1");
+}
+
+fn random_offsets_on(kernel: &'static str) {
+    let good = std::fs::read_to_string(common::lab_conf(kernel)).unwrap();
     let size: u64 = good
         .lines()
         .find_map(|l| l.strip_prefix("task.size = "))
@@ -263,7 +277,7 @@ fn random_offsets_never_invent_processes() {
         let path = dir.join("random.conf");
         std::fs::write(&path, conf).unwrap();
         let run = common::boot(&common::Boot {
-            kernel: "amd64-6.12",
+            kernel,
             scenario: "default",
             plugin_args: vec![format!("conf={}", path.display()), format!("group={group}")],
             ..common::Boot::default()

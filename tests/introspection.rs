@@ -101,6 +101,11 @@ fn main() {
             group_chosen_by_banner_under_kpti,
         ),
         trial(
+            "an_arm64_group_for_another_kernel_is_refused_at_run_time",
+            &[Qemu, Plugin, Kernel("arm64-6.1"), Kernel("arm64-6.12")],
+            an_arm64_group_for_another_kernel_is_refused_at_run_time,
+        ),
+        trial(
             "a_group_for_another_kernel_is_refused_at_run_time",
             &[Qemu, Plugin, Kernel("amd64-6.1"), Kernel("amd64-6.12")],
             a_group_for_another_kernel_is_refused_at_run_time,
@@ -392,10 +397,24 @@ fn no_matching_group_leaves_the_guest_alone() {
 /// A kernelinfo for another kernel (6.12's group on the 6.1 guest): one warning line, no
 /// introspection, the guest runs to the end, QEMU exits normally.
 fn a_group_for_another_kernel_is_refused_at_run_time() {
-    let wrong = common::lab_conf("amd64-6.12");
+    refused_on("amd64-6.1", "amd64-6.12", false);
+}
+
+/// arm64, where the group is placed by the kernel's `_text`: trixie's 6.12 group on
+/// bookworm's 6.1, with KASLR (a slide is found, the banner refutes it) and without (the
+/// kernel's `_text` lies below the group's link address).
+fn an_arm64_group_for_another_kernel_is_refused_at_run_time() {
+    refused_on("arm64-6.1", "arm64-6.12", true);
+    refused_on("arm64-6.1", "arm64-6.12", false);
+}
+
+/// Boots `kernel` with the lab's group of `other` as `conf=`: refused in one line.
+fn refused_on(kernel: &'static str, other: &str, kaslr: bool) {
+    let wrong = common::lab_conf(other);
     let run = boot(&Boot {
-        kernel: "amd64-6.1",
+        kernel,
         scenario: "default",
+        kaslr,
         plugin_args: vec![format!("conf={}", wrong.display())],
         ..Boot::default()
     });

@@ -531,7 +531,7 @@ impl KernelView {
     /// where the group says (after the slide). A mismatch (a kernelinfo for another kernel)
     /// is said once and turns introspection off; an unreadable banner is checked again
     /// later, and a group without a banner is trusted.
-    fn verify(&self, cpu: &dyn Vcpu) -> bool {
+    pub(super) fn verify(&self, cpu: &dyn Vcpu) -> bool {
         if let Some(&ok) = self.verified.get() {
             return ok;
         }

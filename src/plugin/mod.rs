@@ -397,14 +397,21 @@ impl Plugin {
         };
         self.text_searches_left.store(0, Ordering::Relaxed);
         for (i, view) in self.views.iter().enumerate() {
-            if view.text_observed(text) == Some(false)
-                && self.chosen.get() == Some(&i)
-                && !self.wrong_entry_said.swap(true, Ordering::Relaxed)
-            {
-                log::warn!(
-                    "kernelinfo group [{}] does not describe the running kernel (its _text runs at {text:#x}, not at the group's vmi.text_addr moved by KASLR): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
-                    view.group()
-                );
+            let chosen = self.chosen.get() == Some(&i);
+            match view.text_observed(text) {
+                Some(false) if chosen && !self.wrong_entry_said.swap(true, Ordering::Relaxed) => {
+                    log::warn!(
+                        "kernelinfo group [{}] does not describe the running kernel (its _text runs at {text:#x}, not at the group's vmi.text_addr moved by KASLR): use the group made for this kernel ('vmi kernelinfo' makes one); introspection is off",
+                        view.group()
+                    );
+                }
+                // The kernel is readable here, as its header just was: a group for
+                // another kernel is refused now, by its banner, rather than left waiting
+                // for dispatch functions that are not where it says.
+                Some(true) if chosen => {
+                    view.verify(cpu);
+                }
+                _ => {}
             }
         }
     }
