@@ -72,7 +72,7 @@ impl Paging {
             Arch::X86_64 => Paging::FourLevel,
             Arch::I386 if cr4 & CR4_PAE != 0 => Paging::Pae,
             Arch::I386 => Paging::TwoLevel,
-            Arch::Aarch64 => return None,
+            Arch::Aarch64 | Arch::Arm => return None,
         })
     }
 
