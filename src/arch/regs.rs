@@ -58,11 +58,14 @@ pub enum Reg {
     Tpidruro,
     /// 32-bit ARM `TPIDRPRW` (cp15 c13, opc2 4): this CPU's per-CPU offset.
     Tpidrprw,
+    /// 32-bit ARM `TTBCR` (cp15 c2, opc2 2): the page-table format (`EAE`: LPAE) and how
+    /// `TTBR0` and `TTBR1` split the address space.
+    Ttbcr,
 }
 
 impl Reg {
     /// Every register, in a fixed order (indexes for per-register tables).
-    pub const ALL: [Reg; 38] = [
+    pub const ALL: [Reg; 39] = [
         Reg::Rax,
         Reg::Rbx,
         Reg::Rcx,
@@ -101,6 +104,7 @@ impl Reg {
         Reg::Ttbr0,
         Reg::Tpidruro,
         Reg::Tpidrprw,
+        Reg::Ttbcr,
     ];
 
     /// Position in [`Reg::ALL`].
@@ -185,6 +189,7 @@ impl Reg {
             Reg::Ttbr0 => "TTBR0",
             Reg::Tpidruro => "TPIDRURO",
             Reg::Tpidrprw => "TPIDRPRW",
+            Reg::Ttbcr => "TTBCR",
             _ => return None,
         })
     }
