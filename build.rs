@@ -1,8 +1,10 @@
 //! Generates the system call tables and typed hooks from `prototypes/*_prototypes.txt`.
 //!
 //! Every prototype file is parsed (a malformed line fails the build with `file:line`);
-//! the profiles the crate knows (`linux_x64`, `linux_x86`, `linux_arm64`) become:
-//! - `pub static LINUX_X64: [Option<SyscallInfo>; N]`, indexed by system call number;
+//! the profiles the crate knows (`linux_x64`, `linux_x86`, `linux_arm64`, `linux_arm`) become:
+//! - `pub static LINUX_X64: [Option<SyscallInfo>; N]`, indexed by system call number, except
+//!   that numbers from `0x0f0000` (the ARM-private calls) sit after the others, from
+//!   `LINUX_X64_PRIVATE_AT` on (`Profile::slot` maps numbers to places);
 //! - `impl SyscallHooks { pub fn on_<name>_enter(..) / on_<name>_return(..) }`, one pair per
 //!   system call name, typed by its prototype. A name whose parameters differ between
 //!   profiles (i386's `clone` puts `tls` before `child_tidptr`) gets one pair per profile,
@@ -26,7 +28,13 @@ const PROFILES: &[(&str, &str, u8)] = &[
     ("linux_x64", "LinuxX64", 64),
     ("linux_x86", "LinuxX86", 32),
     ("linux_arm64", "LinuxArm64", 64),
+    ("linux_arm", "LinuxArm", 32),
 ];
+
+/// The first of the ARM-private numbers (`__ARM_NR_BASE`), and how many there may be;
+/// no other number may be this high.
+const PRIVATE_BASE: u32 = 0x0f_0000;
+const PRIVATE_SPAN: u32 = 0x800;
 
 fn kind_expr(k: ArgKind) -> String {
     match k {
@@ -129,17 +137,45 @@ fn parse(path: &Path) -> Vec<Proto> {
 }
 
 fn tables(out: &mut String, l: &Loaded) {
+    let private = |nr: u32| (PRIVATE_BASE..PRIVATE_BASE + PRIVATE_SPAN).contains(&nr);
+    for (p, _) in &l.protos {
+        assert!(
+            p.nr < 0x1_0000 || private(p.nr),
+            "{}: number {} is neither an ordinary nor an ARM-private one",
+            l.stem,
+            p.nr
+        );
+    }
+    let slot_of = |ordinary: usize, nr: u32| {
+        if private(nr) {
+            ordinary + (nr - PRIVATE_BASE) as usize
+        } else {
+            nr as usize
+        }
+    };
+    let ordinary = l
+        .protos
+        .iter()
+        .filter(|(p, _)| !private(p.nr))
+        .map(|(p, _)| p.nr as usize + 1)
+        .max()
+        .unwrap_or(0);
     let len = l
         .protos
         .iter()
-        .map(|(p, _)| p.nr as usize + 1)
+        .map(|(p, _)| slot_of(ordinary, p.nr) + 1)
         .max()
         .unwrap_or(0);
     let mut by_nr: Vec<Option<&Entry>> = vec![None; len];
     for e in &l.protos {
-        by_nr[e.0.nr as usize] = Some(e);
+        by_nr[slot_of(ordinary, e.0.nr)] = Some(e);
     }
     let upper = l.stem.to_uppercase();
+    writeln!(
+        out,
+        "/// Where number `0x0f0000` (ARM-private) would sit in `{upper}`.\npub const {upper}_PRIVATE_AT: usize = {ordinary};"
+    )
+    .unwrap();
     writeln!(
         out,
         "/// `{}`: system calls by number ({} defined).",
@@ -198,15 +234,34 @@ fn hooks(out: &mut String, loaded: &[Loaded]) {
                 .map(|(a, (k, _))| (a.name.clone(), rust_ty(*k)))
                 .collect()
         };
-        let first = sig(&uses[0]);
-        let same = uses.iter().all(|u| sig(u) == first);
-        let groups: Vec<(String, Vec<&Use<'_>>)> = if same {
-            vec![(name.to_string(), uses.iter().collect())]
+        // `linux_arm` came last: it joins the plain name where its signature is that
+        // name's, and has a `_linux_arm` method of its own otherwise, so that the methods
+        // of the other tables keep their names.
+        let is_arm = |u: &&Use<'_>| loaded[u.0].stem == "linux_arm";
+        let (arm, others): (Vec<&Use<'_>>, Vec<&Use<'_>>) = uses.iter().partition(is_arm);
+        let (base, extra) = if others.is_empty() {
+            (arm, Vec::new())
         } else {
-            uses.iter()
+            (others, arm)
+        };
+        let first = sig(base[0]);
+        let same = base.iter().all(|u| sig(u) == first);
+        let mut groups: Vec<(String, Vec<&Use<'_>>)> = if same {
+            vec![(name.to_string(), base)]
+        } else {
+            base.into_iter()
                 .map(|u| (format!("{name}_{}", loaded[u.0].stem), vec![u]))
                 .collect()
         };
+        for u in extra {
+            match groups
+                .iter_mut()
+                .find(|(m, g)| m == name && sig(g[0]) == sig(u))
+            {
+                Some((_, g)) => g.push(u),
+                None => groups.push((format!("{name}_{}", loaded[u.0].stem), vec![u])),
+            }
+        }
         for (method, members) in groups {
             let (_, proto, kinds) = members[0];
             let tys: Vec<&str> = kinds.iter().map(|(k, _)| rust_ty(*k)).collect();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate prototypes/linux_{x64,x86,arm64}_prototypes.txt from the Linux kernel's own sources.
+"""Generate prototypes/linux_{x64,x86,arm64,arm}_prototypes.txt from the Linux kernel's own sources.
 
 Output format is PANDA syscalls2's, one system call per line:
 
@@ -9,7 +9,11 @@ Sources, in order of preference, for each entry point named in the syscall table
 (arch/x86/entry/syscalls/syscall_64.tbl: ABIs `common` and `64`, not `x32`;
 syscall_32.tbl: ABI `i386`, the native entry point, not the `compat_` one;
 arch/arm64/tools/syscall_64.tbl, the generic table: ABIs `common` and `64` and those
-arch/arm64/kernel/Makefile.syscalls adds, `renameat rlimit memfd_secret`):
+arch/arm64/kernel/Makefile.syscalls adds, `renameat rlimit memfd_secret`;
+arch/arm/tools/syscall.tbl: ABI `common`, the EABI calls (not `oabi`), with the ARM-private
+calls of arch/arm/include/uapi/asm/unistd.h at their numbers 0x0f0001..; arm64's compat
+table arch/arm64/tools/syscall_32.tbl has the same numbers, so linux_arm also serves
+32-bit processes on arm64):
 
 1. `SYSCALL_DEFINEn(name, type, arg, ...)` in the kernel's .c files: it always names
    every argument, and is what the kernel actually compiles;
@@ -52,11 +56,15 @@ def wanted(top: str) -> list[str]:
         f"{top}/arch/x86/entry/syscalls/syscall_32.tbl",
         f"{top}/arch/arm64/tools/syscall_64.tbl",
         f"{top}/scripts/syscall.tbl",  # what arm64's table links to (7.x)
+        f"{top}/arch/arm/tools/syscall.tbl",
+        f"{top}/arch/arm64/tools/syscall_32.tbl",  # arm64's compat table: arm's numbers
+        f"{top}/arch/arm/include/uapi/asm/unistd.h",  # the ARM-private calls
+        f"{top}/arch/arm/include/asm/unistd.h",  # arm's __ARCH_WANT_*s
         f"{top}/include/linux/syscalls.h",
         # Directories that hold SYSCALL_DEFINEs (drivers/ and sound/ hold none).
         *(
             f"{top}/{d}/*.c"
-            for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "arch/arm64",
+            for d in ("kernel", "fs", "mm", "net", "ipc", "security", "arch/x86", "arch/arm64", "arch/arm",
                       "io_uring", "block")
         ),
         f"{top}/drivers/char/random.c",  # getrandom
@@ -135,11 +143,58 @@ ARCH_UNDEFS = {
     },
 }
 
+# 32-bit ARM, EABI (arch/arm/Kconfig, arch/arm/include/asm/unistd.h): 16-bit uid calls
+# beside the 32-bit ones, clone's backwards argument order, stat64 and llseek; not the
+# OABI-only wants (time32, ipc, socketcall, ...), which EABI kernels leave out.
+ARCH_DEFS["arm"] = (COMMON_DEFS - {"CONFIG_X86"}) | {
+    "CONFIG_ARM", "CONFIG_AEABI", "CONFIG_CLONE_BACKWARDS", "CONFIG_UID16", "CONFIG_HAVE_UID16",
+    "CONFIG_OLD_SIGSUSPEND3",
+    "__ARCH_WANT_NEW_STAT", "__ARCH_WANT_STAT64", "__ARCH_WANT_SYS_GETHOSTNAME",
+    "__ARCH_WANT_SYS_PAUSE", "__ARCH_WANT_SYS_GETPGRP", "__ARCH_WANT_SYS_NICE",
+    "__ARCH_WANT_SYS_SIGPENDING", "__ARCH_WANT_SYS_SIGPROCMASK", "__ARCH_WANT_SYS_OLD_MMAP",
+    "__ARCH_WANT_SYS_OLD_SELECT", "__ARCH_WANT_SYS_UTIME32", "__ARCH_WANT_SYS_FORK",
+    "__ARCH_WANT_SYS_VFORK", "__ARCH_WANT_SYS_CLONE", "__ARCH_WANT_SYS_CLONE3",
+    "__ARCH_WANT_SYS_LLSEEK",
+}
+ARCH_UNDEFS["arm"] = (COMMON_UNDEFS - {"CONFIG_ARM"}) | {
+    "CONFIG_X86", "CONFIG_X86_32", "CONFIG_X86_64", "CONFIG_64BIT", "CONFIG_X86_X32_ABI",
+    "CONFIG_OABI_COMPAT", "CONFIG_ARCH_SPLIT_ARG64", "CONFIG_COMPAT",
+    "__ARCH_WANT_SYS_TIME32", "__ARCH_WANT_SYS_IPC", "__ARCH_WANT_SYS_OLDUMOUNT",
+    "__ARCH_WANT_SYS_ALARM", "__ARCH_WANT_SYS_OLD_GETRLIMIT", "__ARCH_WANT_OLD_READDIR",
+    "__ARCH_WANT_SYS_SOCKETCALL",
+}
+
+# arm's table names a few entry points that are assembly or take the saved registers,
+# not the caller's arguments: the function whose arguments the caller passes instead
+# (None: the caller passes none). `sys_mmap2` checks the page shift and goes on to
+# `sys_mmap_pgoff`; the `_wrapper`s pass the registers on to the C function of the name
+# without `_wrapper`; sigreturn reads the signal frame from the stack.
+ARM_ENTRY_ARGS = {
+    "sys_mmap2": "sys_mmap_pgoff",
+    "sys_sigreturn_wrapper": None,
+    "sys_rt_sigreturn_wrapper": None,
+    "sys_statfs64_wrapper": "sys_statfs64",
+    "sys_fstatfs64_wrapper": "sys_fstatfs64",
+}
+
+# The ARM-private calls (arch/arm/include/uapi/asm/unistd.h: __ARM_NR_BASE + 1..6), which
+# the kernel serves in arm_syscall() (arch/arm/kernel/traps.c) from the registers it
+# reads there: cacheflush's start, end and flags in r0..r2, set_tls's value in r0.
+ARM_PRIVATE_ARGS = {
+    "breakpoint": [],
+    "cacheflush": ["unsigned long start", "unsigned long end", "int flags"],
+    "usr26": [],
+    "usr32": [],
+    "set_tls": ["unsigned long val"],
+    "get_tls": [],
+}
+
 TABLES = {
     "x64": ("arch/x86/entry/syscalls/syscall_64.tbl", {"common", "64"}),
     "x86": ("arch/x86/entry/syscalls/syscall_32.tbl", {"i386"}),
     "arm64": ("arch/arm64/tools/syscall_64.tbl",
               {"common", "64", "renameat", "rlimit", "memfd_secret"}),
+    "arm": ("arch/arm/tools/syscall.tbl", {"common"}),
 }
 
 
@@ -229,7 +284,8 @@ def fresh_sid_lists() -> Path:
 
 def fetch_unistd() -> Path:
     """The newest packaged kernel's own system call numbers: x86's unistd_64.h and
-    unistd_32.h and arm64's unistd_64.h (as unistd_arm64.h) of unstable's linux-libc-dev
+    unistd_32.h, arm64's unistd_64.h (as unistd_arm64.h), and 32-bit ARM's unistd-eabi.h
+    and unistd.h (its private calls; as unistd_arm_eabi.h, unistd_arm.h) of unstable's linux-libc-dev
     (arch: all, every architecture's headers), downloaded (lists refreshed at most daily)
     and extracted under the cache; returns their directory. tests/tables.rs compares the
     tables with them, so that a kernel with new calls shows as a failing test."""
@@ -239,7 +295,7 @@ def fetch_unistd() -> Path:
     apt_sid(src, "download", "linux-libc-dev", cwd=debs)
     deb = max(debs.glob("linux-libc-dev_*.deb"), key=lambda p: p.stat().st_mtime)
     out = src / "unistd" / deb.stem
-    if not (out / "unistd_arm64.h").exists():
+    if not (out / "unistd_arm64.h").exists() or not (out / "unistd_arm_eabi.h").exists():
         tmp = out.with_name(out.name + ".partial")
         subprocess.run(["rm", "-rf", str(tmp)], check=True)
         tmp.mkdir(parents=True)
@@ -254,6 +310,11 @@ def fetch_unistd() -> Path:
         if not arm64:
             sys.exit(f"gen-prototypes: no arm64 unistd_64.h in {deb.name}")
         (tmp / "unistd_arm64.h").write_bytes(arm64[0].read_bytes())
+        for name, as_name in (("unistd-eabi.h", "unistd_arm_eabi.h"), ("unistd.h", "unistd_arm.h")):
+            arm = sorted(tmp.glob(f"root/**/uapi/arm/asm/{name}"))
+            if not arm:
+                sys.exit(f"gen-prototypes: no 32-bit ARM {name} in {deb.name}")
+            (tmp / as_name).write_bytes(arm[0].read_bytes())
         subprocess.run(["rm", "-rf", str(tmp / "root"), str(out)], check=True)
         tmp.rename(out)
     return out
@@ -515,16 +576,58 @@ def read_table(path: Path, abis: set[str]) -> list[tuple[int, str, str]]:
     return rows
 
 
+def arm_definitions(root: Path) -> dict[str, list[str]]:
+    """`sys_name` → ["type arg", ...] from arm's own C entry points (`asmlinkage long
+    sys_arm_fadvise64_64(...) {`), which are not SYSCALL_DEFINEs."""
+    found: dict[str, list[str]] = {}
+    text = active_text((root / "arch/arm/kernel/sys_arm.c").read_text(errors="replace"),
+                       ARCH_DEFS["arm"], ARCH_UNDEFS["arm"])
+    for m in re.finditer(r"\basmlinkage\s+long\s+(sys_\w+)\s*\(", text):
+        close = find_close(text, m.end() - 1)
+        if close < 0 or not text[close + 1:].lstrip().startswith("{"):
+            continue
+        inner = " ".join(text[m.end():close].split())
+        found[m.group(1)] = [] if inner in ("", "void") else [norm_type(a) for a in split_top(inner)]
+    return found
+
+
+def arm_private(root: Path) -> list[tuple[int, str]]:
+    """The ARM-private calls: (number, name) from `#define __ARM_NR_name (__ARM_NR_BASE+n)`."""
+    text = (root / "arch/arm/include/uapi/asm/unistd.h").read_text(errors="replace")
+    base = re.search(r"#define\s+__ARM_NR_BASE\s+\(__NR_SYSCALL_BASE\s*\+\s*(0x[0-9a-fA-F]+)\)", text)
+    if not base:
+        sys.exit("gen-prototypes: no __ARM_NR_BASE in arch/arm/include/uapi/asm/unistd.h")
+    out = []
+    for m in re.finditer(r"#define\s+__ARM_NR_(\w+)\s+\(__ARM_NR_BASE\s*\+\s*(\d+)\)", text):
+        if m.group(1) not in ARM_PRIVATE_ARGS:
+            sys.exit(f"gen-prototypes: ARM-private call {m.group(1)} has no arguments listed")
+        out.append((int(base.group(1), 16) + int(m.group(2)), m.group(1)))
+    return out
+
+
 def generate(root: Path, arch: str) -> str:
     defs = ARCH_DEFS[arch]
     table, abis = TABLES[arch]
     undefs = ARCH_UNDEFS[arch]
     defines = syscall_defines(root, defs, undefs)
     decls = header_decls(root / "include/linux/syscalls.h", defs, undefs)
+    if arch == "arm":
+        decls = {**arm_definitions(root), **decls}
     lines, fallbacks, from_define, unnamed = [], [], [], []
     for nr, name, entry in read_table(root / table, abis):
         if not entry.startswith("sys_"):
             sys.exit(f"{table}: {nr} {name}: unexpected entry point {entry}")
+        if arch == "arm" and entry in ARM_ENTRY_ARGS:
+            real = ARM_ENTRY_ARGS[entry]
+            entry = entry.removesuffix("_wrapper")
+            if real is None:
+                lines.append(f"{nr} long {entry}(void);")
+                continue
+            args = decls.get(real) or defines.get(real[len("sys_"):])
+            if not args or not all(named(a) for a in args):
+                sys.exit(f"gen-prototypes: no prototype of {real} for arm's {entry}")
+            lines.append(f"{nr} long {entry}({', '.join(args)});")
+            continue
         short = entry[len("sys_"):]
         if entry in decls and all(named(a) for a in decls[entry]):
             args = decls[entry]
@@ -539,6 +642,10 @@ def generate(root: Path, arch: str) -> str:
             args = []
             fallbacks.append(entry)
         lines.append(f"{nr} long {entry}({', '.join(args) if args else 'void'});")
+    if arch == "arm":
+        for nr, name in arm_private(root):
+            args = ARM_PRIVATE_ARGS[name]
+            lines.append(f"{nr} long sys_{name}({', '.join(args) if args else 'void'});")
     head = [
         f"# Linux {release_of(root)} {arch} system calls, generated by scripts/gen-prototypes.py from",
         f"# {table} and the kernel's SYSCALL_DEFINEs / include/linux/syscalls.h.",
@@ -575,7 +682,7 @@ def main() -> None:
         return
     root = a.tree or fetch_tree()
     a.out.mkdir(parents=True, exist_ok=True)
-    for arch in ("x64", "x86", "arm64"):
+    for arch in ("x64", "x86", "arm64", "arm"):
         out = a.out / f"linux_{arch}_prototypes.txt"
         out.write_text(generate(root, arch))
         print(f"wrote {out}", file=sys.stderr)

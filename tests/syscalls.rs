@@ -52,6 +52,11 @@ fn main() {
             arm64_61_matches_strace,
         ),
         trial(
+            "armhf_61_matches_strace",
+            &guest("armhf-6.1"),
+            armhf_61_matches_strace,
+        ),
+        trial(
             "amd64_61_compat_matches_strace",
             &guest("amd64-6.1"),
             amd64_61_compat_matches_strace,
@@ -655,6 +660,121 @@ fn arm64_612_matches_strace() {
 /// System.map), KASLR: the slide is measured from where its boot header runs.
 fn arm64_61_matches_strace() {
     workload_matches_strace("arm64-6.1", true);
+}
+
+/// Compares the plugin's records with strace's where the records name no caller (no
+/// kernelinfo: pid and tid are 0), so they cannot be grouped by thread as
+/// [`check_against_strace`] does. Instead every strace line must be found in the log, in
+/// its thread's order: strace's lines are taken in the order it printed them (a call's
+/// completion, roughly the run's time order), and each claims the first record not yet
+/// claimed that is equal to it (name, arguments, result) and entered (`seq`) after the
+/// record its thread's previous line claimed; a thread strace met first starts after the
+/// traced `execve`. Records strace did not trace (strace's own calls, init's) are left
+/// over. A successful `execve` is `unfinished` in such a log: the thread resumes in a new
+/// address space with a new stack, which without a kernelinfo is another thread to the
+/// plugin (it keys threads by address space and stack), so the call never returns; strace
+/// says `= 0` there. Returns the number of calls compared.
+fn check_unnamed_against_strace(run: &Run, how: Compare) -> usize {
+    let where_ = run.dir.display();
+    run.assert_finished();
+    let traced = strace_calls(run);
+    assert!(
+        traced.len() >= how.min_calls,
+        "strace saw only {} calls: {where_}",
+        traced.len()
+    );
+    let mut records = run.of_type("syscall");
+    assert!(
+        records.iter().all(|r| r["pid"] == 0 && r["tid"] == 0),
+        "a record names a caller without a kernelinfo: {where_}"
+    );
+    records.sort_by_key(|r| r["seq"].as_u64());
+    // An unfinished execve is taken for the successful one it is (above).
+    let exec: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut r = (*r).clone();
+            if r["name"] == "execve" && r["outcome"] == "unfinished" {
+                r["outcome"] = "exec".into();
+            }
+            r
+        })
+        .collect();
+    let records: Vec<&Value> = exec.iter().collect();
+    let first = &traced[0];
+    let start = records
+        .iter()
+        .position(|r| r["outcome"] == "exec" && same_call(r, first).is_ok())
+        .unwrap_or_else(|| panic!("no record of the traced {}: {where_}", first.line));
+    let mut claimed = vec![false; records.len()];
+    claimed[start] = true;
+    let mut after: BTreeMap<u32, usize> = BTreeMap::from([(first.pid, start)]);
+    for t in &traced[1..] {
+        let from = after.get(&t.pid).copied().unwrap_or(start) + 1;
+        let found =
+            (from..records.len()).find(|&i| !claimed[i] && same_call(records[i], t).is_ok());
+        let Some(i) = found else {
+            let near: Vec<String> = (from..records.len())
+                .filter(|&i| !claimed[i] && records[i]["name"].as_str() == Some(t.name.as_str()))
+                .take(3)
+                .map(|i| records[i].to_string())
+                .collect();
+            panic!(
+                "pid {}: no record after seq {} for {}\n  same name: {near:?}\n  run: {where_}",
+                t.pid,
+                records[from - 1]["seq"],
+                t.line
+            );
+        };
+        claimed[i] = true;
+        after.insert(t.pid, i);
+    }
+    assert!(
+        after.len() >= how.min_procs,
+        "strace followed {} processes: {where_}",
+        after.len()
+    );
+    eprintln!(
+        "{where_}: {} calls of {} processes found in order among {} records",
+        traced.len(),
+        after.len(),
+        records.len()
+    );
+    traced.len()
+}
+
+/// 32-bit ARM (Debian's armhf 6.1: `svc #0` in Thumb code, the EABI table), no arguments.
+/// The kernel has no BTF and no data symbols in its kallsyms, so no kernelinfo is found in
+/// memory (one line says so) and records name no caller: strace's calls are found in the
+/// log in order (see [`check_unnamed_against_strace`]), with their names, decoded
+/// arguments and results.
+fn armhf_61_matches_strace() {
+    let run = traced("armhf-6.1", "syscalls", false);
+    assert_eq!(run.events[0]["target"], "arm", "{}", run.dir.display());
+    let line = run.stderr_line("no conf=");
+    assert!(line.contains("no BTF"), "{line}");
+    assert!(run.of_type("kernel_ready").is_empty());
+    let calls = run.of_type("syscall");
+    assert!(
+        calls.iter().all(|c| c["name"].is_string()),
+        "every call named: {}",
+        run.dir.display()
+    );
+    let svc = run.run_end()["syscall_insns"]["svc"].as_u64().unwrap_or(0);
+    assert_eq!(svc, run.run_end_count("syscalls"), "all calls are svc");
+    assert!(
+        svc as usize >= calls.len() && calls.len() > 1000,
+        "{svc} svc, {} records",
+        calls.len()
+    );
+    // Every process starts with the ARM-private set_tls (0x0f0005).
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["name"] == "set_tls" && c["nr"] == 0x0f_0005),
+        "set_tls is named"
+    );
+    check_unnamed_against_strace(&run, Compare::WORKLOAD);
 }
 
 /// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its

@@ -24,6 +24,13 @@ fn main() {
         trial("arm64_table_covers_the_newest_kernel", &[Unistd], || {
             covers(Profile::LinuxArm64, "unistd_arm64.h", ARM64_NOT_IMPLEMENTED)
         }),
+        trial("arm_table_covers_the_newest_kernel", &[Unistd], || {
+            covers_all(
+                Profile::LinuxArm,
+                &["unistd_arm_eabi.h", "unistd_arm.h"],
+                ARM_NOT_IMPLEMENTED,
+            )
+        }),
     ]);
 }
 
@@ -74,21 +81,50 @@ const X86_NOT_IMPLEMENTED: &[&str] = &[
 
 const ARM64_NOT_IMPLEMENTED: &[&str] = &["lookup_dcookie", "nfsservctl"];
 
-/// `__NR_name number` lines of a unistd header.
+/// 32-bit ARM (EABI).
+const ARM_NOT_IMPLEMENTED: &[&str] = &[
+    "bdflush",
+    "_sysctl",
+    "nfsservctl",
+    "lookup_dcookie",
+    "vserver",
+];
+
+/// `__NR_name number` lines of a unistd header; also 32-bit ARM's forms, `__NR_name
+/// (__NR_SYSCALL_BASE + number)` (unistd-eabi.h, the base is 0 for EABI) and the private
+/// `__ARM_NR_name (__ARM_NR_BASE+number)` (unistd.h, that base is 0x0f0000).
 fn numbers(path: &Path) -> BTreeMap<u32, String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix("#define __NR_")?;
-            let (name, nr) = rest.split_once(' ')?;
-            Some((nr.trim().parse().ok()?, name.to_string()))
+            let (rest, base) = match l.strip_prefix("#define __NR_") {
+                Some(rest) => (rest, 0),
+                None => (l.strip_prefix("#define __ARM_NR_")?, 0x0f_0000),
+            };
+            let (name, value) = rest.split_once([' ', '\t'])?;
+            let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+            let nr: u32 = match value
+                .strip_prefix("(__NR_SYSCALL_BASE+")
+                .or_else(|| value.strip_prefix("(__ARM_NR_BASE+"))
+            {
+                Some(n) => n.strip_suffix(')')?.parse().ok()?,
+                None if base == 0 => value.parse().ok()?,
+                None => return None,
+            };
+            Some((nr + base, name.to_string()))
         })
         .collect()
 }
 
 fn covers(profile: Profile, header: &str, not_implemented: &[&str]) {
+    covers_all(profile, &[header], not_implemented)
+}
+
+fn covers_all(profile: Profile, headers: &[&str], not_implemented: &[&str]) {
     let dir = need(Unistd);
-    let kernel = numbers(&dir.join(header));
+    let kernel: BTreeMap<u32, String> =
+        headers.iter().flat_map(|h| numbers(&dir.join(h))).collect();
+    let header = headers.join(", ");
     assert!(
         kernel.len() > 300,
         "{header}: only {} numbers",

@@ -27,6 +27,10 @@ case $vmi_machine in
     # (6.1's kallsyms has no _text and, without KALLSYMS_ALL, no data symbols).
     aarch64) vmi_kallsyms linux_banner init_task _text _stext vectors el0t_64_sync el0_svc \
         invoke_syscall cpu_switch_to __switch_to ;;
+    # 32-bit ARM: the SWI/SVC vector, the fast return to user space and the task switch
+    # (no KALLSYMS_ALL on Debian's armmp kernels either: no data symbols).
+    armv7l) vmi_kallsyms linux_banner init_task _text _stext vector_swi ret_fast_syscall \
+        __switch_to ;;
     *) vmi_kallsyms linux_banner init_task entry_SYSCALL_64 _text ;;
 esac
 kill $bg $mt

@@ -4,7 +4,7 @@
 
 vmi_mark() { echo "@@VMI $*"; }
 
-# The guest's architecture as uname -m says it (x86_64, i686, aarch64), read with a
+# The guest's architecture as uname -m says it (x86_64, i686, aarch64, armv7l), read with a
 # builtin so that no process is added; empty on a kernel without kernel.arch.
 read -r vmi_machine </proc/sys/kernel/arch 2>/dev/null || vmi_machine=
 

@@ -31,13 +31,16 @@ pub enum Reg {
     FsBase,
     GsBase,
     KernelGsBase,
-    /// arm64 `x0`..`x8`: arguments and result (`x0`..`x5`), call number (`x8`).
+    /// arm64 `x0`..`x8`: arguments and result (`x0`..`x5`), call number (`x8`). On 32-bit
+    /// ARM the registers of the same numbers, `r0`..`r7`: arguments and result (`r0`..`r5`),
+    /// call number (`r7`, EABI).
     X0,
     X1,
     X2,
     X3,
     X4,
     X5,
+    X7,
     X8,
     /// arm64 `TPIDR_EL1`: this CPU's per-CPU offset (`__per_cpu_offset[cpu]`).
     TpidrEl1,
@@ -45,11 +48,24 @@ pub enum Reg {
     Ttbr0El1,
     /// arm64 `TCR_EL1`: its `T1SZ` field gives the kernel half's virtual address bits.
     TcrEl1,
+    /// 32-bit ARM `CPSR`: mode, and the Thumb bit.
+    Cpsr,
+    /// 32-bit ARM `TTBR0` (cp15 c2): the user half's page tables (64 bits with LPAE, the
+    /// ASID in bits 48..55).
+    Ttbr0,
+    /// 32-bit ARM `TPIDRURO` (cp15 c13, opc2 3): user space's TLS pointer in user mode
+    /// (`set_tls`); the current task in kernel mode with `CURRENT_POINTER_IN_TPIDRURO`.
+    Tpidruro,
+    /// 32-bit ARM `TPIDRPRW` (cp15 c13, opc2 4): this CPU's per-CPU offset.
+    Tpidrprw,
+    /// 32-bit ARM `TTBCR` (cp15 c2, opc2 2): the page-table format (`EAE`: LPAE) and how
+    /// `TTBR0` and `TTBR1` split the address space.
+    Ttbcr,
 }
 
 impl Reg {
     /// Every register, in a fixed order (indexes for per-register tables).
-    pub const ALL: [Reg; 33] = [
+    pub const ALL: [Reg; 39] = [
         Reg::Rax,
         Reg::Rbx,
         Reg::Rcx,
@@ -79,10 +95,16 @@ impl Reg {
         Reg::X3,
         Reg::X4,
         Reg::X5,
+        Reg::X7,
         Reg::X8,
         Reg::TpidrEl1,
         Reg::Ttbr0El1,
         Reg::TcrEl1,
+        Reg::Cpsr,
+        Reg::Ttbr0,
+        Reg::Tpidruro,
+        Reg::Tpidrprw,
+        Reg::Ttbcr,
     ];
 
     /// Position in [`Reg::ALL`].
@@ -94,8 +116,10 @@ impl Reg {
     /// `None` if the architecture has no such register. `Rip` and `Rsp` are every
     /// architecture's program counter and stack pointer (arm64's `pc`, `sp`).
     pub fn qemu_name(self, arch: Arch) -> Option<&'static str> {
-        if arch == Arch::Aarch64 {
-            return self.arm64_name();
+        match arch {
+            Arch::Aarch64 => return self.arm64_name(),
+            Arch::Arm => return self.arm_name(),
+            Arch::X86_64 | Arch::I386 => {}
         }
         let wide = arch == Arch::X86_64;
         let pick = |w: &'static str, n: &'static str| Some(if wide { w } else { n });
@@ -148,6 +172,27 @@ impl Reg {
             _ => return None,
         })
     }
+
+    /// [`Reg::qemu_name`] on 32-bit ARM (QEMU's core XML and its cp15 registers).
+    fn arm_name(self) -> Option<&'static str> {
+        Some(match self {
+            Reg::X0 => "r0",
+            Reg::X1 => "r1",
+            Reg::X2 => "r2",
+            Reg::X3 => "r3",
+            Reg::X4 => "r4",
+            Reg::X5 => "r5",
+            Reg::X7 => "r7",
+            Reg::Rip => "pc",
+            Reg::Rsp => "sp",
+            Reg::Cpsr => "cpsr",
+            Reg::Ttbr0 => "TTBR0",
+            Reg::Tpidruro => "TPIDRURO",
+            Reg::Tpidrprw => "TPIDRPRW",
+            Reg::Ttbcr => "TTBCR",
+            _ => return None,
+        })
+    }
 }
 
 /// Register reads of the vCPU whose callback is running.
@@ -178,6 +223,10 @@ mod tests {
         assert_eq!(Reg::Rip.qemu_name(Arch::Aarch64), Some("pc"));
         assert_eq!(Reg::Rax.qemu_name(Arch::Aarch64), None);
         assert_eq!(Reg::X8.qemu_name(Arch::X86_64), None);
+        assert_eq!(Reg::X7.qemu_name(Arch::Arm), Some("r7"));
+        assert_eq!(Reg::Rip.qemu_name(Arch::Arm), Some("pc"));
+        assert_eq!(Reg::X8.qemu_name(Arch::Arm), None);
+        assert_eq!(Reg::Cpsr.qemu_name(Arch::Aarch64), None);
         for (i, r) in Reg::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }

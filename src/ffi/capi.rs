@@ -168,9 +168,9 @@ fn c_name(call: &RawCall) -> *const c_char {
                 .collect()
         })
     });
-    usize::try_from(call.nr)
-        .ok()
-        .and_then(|nr| names[call.profile().index()].get(nr)?.as_ref())
+    call.profile()
+        .slot(call.nr)
+        .and_then(|slot| names[call.profile().index()].get(slot)?.as_ref())
         .map_or(std::ptr::null(), |s| s.as_ptr())
 }
 

@@ -142,6 +142,7 @@ impl GuestMemory for QemuCpu {
         }
         let paging = match self.arch {
             Arch::Aarch64 => Paging::arm64(self.reg(Reg::TcrEl1).ok_or(fault)?),
+            Arch::Arm => Paging::arm(self.reg(Reg::Ttbcr).ok_or(fault)?),
             _ => Paging::x86(self.arch, self.reg(Reg::Cr4).ok_or(fault)?),
         }
         .ok_or(fault)?;

@@ -39,6 +39,7 @@ pub fn discover(arch: Arch) {
             return;
         }
         let stride = glib_sys::g_array_get_element_size(list) as usize;
+        let mut names = Vec::new();
         if stride >= std::mem::size_of::<api::qemu_plugin_reg_descriptor>() {
             for i in 0..(*list).len as usize {
                 let d = &*(*list)
@@ -46,12 +47,14 @@ pub fn discover(arch: Arch) {
                     .add(i * stride)
                     .cast::<api::qemu_plugin_reg_descriptor>();
                 let name = CStr::from_ptr(d.name).to_string_lossy();
+                names.push(name.to_string());
                 if let Some(reg) = Reg::ALL.iter().find(|r| r.qemu_name(arch) == Some(&*name)) {
                     handles[reg.index()] = Some(d.handle as usize);
                 }
             }
         }
         glib_sys::g_array_free(list, glib_sys::GTRUE);
+        log::debug!("QEMU's registers ({}): {}", names.len(), names.join(" "));
     }
     for reg in Reg::ALL {
         if reg.qemu_name(arch).is_some() && handles[reg.index()].is_none() {

@@ -138,6 +138,14 @@ impl Target {
         link_text: &[0xffff_8000_0800_0000, 0xffff_8000_8000_0000],
     };
 
+    /// 32-bit ARM: `PAGE_OFFSET` (3G/1G) plus `TEXT_OFFSET`, 0x8000 or, with some
+    /// platforms built in (Debian's armmp-lpae), 0x208000. No KASLR.
+    pub const ARM: Target = Target {
+        bits: 32,
+        machine: "armv7l",
+        link_text: &[0xc000_8000, 0xc020_8000],
+    };
+
     /// The lowest address the kernel may be linked at.
     fn lowest_link(self) -> u64 {
         self.link_text.first().copied().unwrap_or(0)

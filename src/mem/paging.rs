@@ -29,6 +29,14 @@ pub enum Paging {
     FourLevel,
     /// 64-bit, five levels (57-bit addresses, CR4.LA57).
     FiveLevel,
+    /// 32-bit ARM with LPAE (`TTBCR.EAE`), the user half (`TTBR0`, `TTBCR.T0SZ` = 0):
+    /// three levels of 8-byte long descriptors (4 entries of 1 GiB, then 512 of 2 MiB,
+    /// then 512 of 4 KiB pages; blocks at the first two levels), 40-bit output addresses.
+    ArmLpae,
+    /// 32-bit ARM without LPAE, the user half (`TTBR0`, `TTBCR.N` = 0): short descriptors,
+    /// 4096 first-level entries of 1 MiB (sections, 16 MiB supersections, or a table of
+    /// 256 entries of 4 KiB small or 64 KiB large pages).
+    ArmShort,
 }
 
 /// CR4.PAE.
@@ -64,6 +72,18 @@ impl Paging {
         })
     }
 
+    /// The format of 32-bit ARM's user half with `TTBCR` = `ttbcr`: long descriptors when
+    /// `EAE` (bit 31) is set, short ones otherwise. `None` for a split Linux does not use
+    /// (`T0SZ` or `N` not 0: `TTBR0` then covers less than the walk's first level assumes).
+    pub fn arm(ttbcr: u64) -> Option<Paging> {
+        let format = if ttbcr & (1 << 31) != 0 {
+            Paging::ArmLpae
+        } else {
+            Paging::ArmShort
+        };
+        (ttbcr & 7 == 0).then_some(format)
+    }
+
     /// The format an `arch` vCPU uses with CR4 = `cr4`; `None` for a guest that is not
     /// x86 ([`Paging::arm64`] for arm64).
     pub fn x86(arch: Arch, cr4: u64) -> Option<Paging> {
@@ -72,7 +92,7 @@ impl Paging {
             Arch::X86_64 => Paging::FourLevel,
             Arch::I386 if cr4 & CR4_PAE != 0 => Paging::Pae,
             Arch::I386 => Paging::TwoLevel,
-            Arch::Aarch64 => return None,
+            Arch::Aarch64 | Arch::Arm => return None,
         })
     }
 
@@ -87,6 +107,9 @@ impl Paging {
                 let high = if lpa2 { ((cr3 >> 2) & 0xf) << 48 } else { 0 };
                 (cr3 & 0x0000_ffff_ffff_ffc0) | high
             }
+            // TTBR0: bits 39:5 (the ASID above), or bits 31:14 (walk attributes below).
+            Paging::ArmLpae => cr3 & 0x0000_00ff_ffff_ffe0,
+            Paging::ArmShort => cr3 & 0xffff_c000,
         }
     }
 
@@ -103,6 +126,8 @@ impl Paging {
         };
         match self {
             Paging::Arm64 { va_bits, lpa2 } => arm64_translate(phys, root, va, va_bits, lpa2),
+            Paging::ArmLpae => arm_lpae_translate(phys, root, va),
+            Paging::ArmShort => arm_short_translate(phys, root, va),
             Paging::TwoLevel => {
                 let entry4 = |table: u64, index: u64| -> Result<u64, Fault> {
                     let mut b = [0; 4];
@@ -161,8 +186,9 @@ impl Paging {
             Paging::TwoLevel => 768,
             Paging::Pae => 3,
             Paging::FourLevel | Paging::FiveLevel => 256,
-            // arm64's user half has tables of its own: KPTI pairs are an x86 matter.
-            Paging::Arm64 { .. } => 0,
+            // arm64's and ARM's user halves have tables of their own: KPTI pairs are an
+            // x86 matter.
+            Paging::Arm64 { .. } | Paging::ArmLpae | Paging::ArmShort => 0,
         }
     }
 
@@ -251,6 +277,77 @@ fn arm64_translate(
         table = out(e);
     }
     Err(fault)
+}
+
+/// 32-bit ARM's long-descriptor walk of the user half (`T0SZ` = 0): level 1 translates
+/// bits 31:30, level 2 bits 29:21, level 3 bits 20:12. Bit 0 says valid; bit 1 says table
+/// (levels 1 and 2) or page (level 3), clear for a block (levels 1 and 2); the output
+/// address is bits 39:12.
+fn arm_lpae_translate(phys: &dyn PhysicalMemory, root: u64, va: u64) -> Result<u64, Fault> {
+    let fault = Fault { va, len: 1 };
+    if va >> 32 != 0 {
+        return Err(fault);
+    }
+    let out = |e: u64| e & 0x0000_00ff_ffff_f000;
+    let mut table = root;
+    for (level, shift, entries) in [(1, 30, 4u64), (2, 21, 512), (3, 12, 512)] {
+        let index = (va >> shift) & (entries - 1);
+        let mut b = [0; 8];
+        phys.read_physical(table + index * 8, &mut b)
+            .map_err(|_| fault)?;
+        let e = u64::from_le_bytes(b);
+        if e & 1 == 0 {
+            return Err(fault);
+        }
+        let is_table = e & 2 != 0;
+        if level == 3 {
+            return if is_table {
+                Ok(out(e) | (va & 0xfff))
+            } else {
+                Err(fault)
+            };
+        }
+        if !is_table {
+            let size = 1u64 << shift;
+            return Ok((out(e) & !(size - 1)) | (va & (size - 1)));
+        }
+        table = out(e);
+    }
+    Err(fault)
+}
+
+/// 32-bit ARM's short-descriptor walk (`N` = 0): the first level by bits 31:20 (type in
+/// bits 1:0: 1 a second-level table at bits 31:10; 2 a section at bits 31:20, or with bit
+/// 18 a supersection at bits 31:24, output bits 35:32 from bits 23:20 and 39:36 from bits
+/// 8:5), the second by bits 19:12 (type 1 a 64 KiB large page at bits 31:16, 2 or 3 a 4 KiB
+/// small page at bits 31:12).
+fn arm_short_translate(phys: &dyn PhysicalMemory, root: u64, va: u64) -> Result<u64, Fault> {
+    let fault = Fault { va, len: 1 };
+    if va >> 32 != 0 {
+        return Err(fault);
+    }
+    let entry = |at: u64| -> Result<u64, Fault> {
+        let mut b = [0; 4];
+        phys.read_physical(at, &mut b).map_err(|_| fault)?;
+        Ok(u64::from(u32::from_le_bytes(b)))
+    };
+    let first = entry(root + (va >> 20) * 4)?;
+    match first & 3 {
+        1 => {
+            let second = entry((first & 0xffff_fc00) + ((va >> 12) & 0xff) * 4)?;
+            match second & 3 {
+                0 => Err(fault),
+                1 => Ok((second & 0xffff_0000) | (va & 0xffff)),
+                _ => Ok((second & 0xffff_f000) | (va & 0xfff)),
+            }
+        }
+        2 if first & (1 << 18) != 0 => {
+            let high = ((first >> 20) & 0xf) << 32 | ((first >> 5) & 0xf) << 36;
+            Ok(high | (first & 0xff00_0000) | (va & 0x00ff_ffff))
+        }
+        2 => Ok((first & 0xfff0_0000) | (va & 0x000f_ffff)),
+        _ => Err(fault),
+    }
 }
 
 /// Guest physical memory read through the kernel's direct map (`pa + page_offset`), for
@@ -343,6 +440,62 @@ mod tests {
     }
 
     const KERNEL_VA: u64 = 0xffff_8880_0123_4567;
+
+    /// 32-bit ARM, LPAE: TTBR0's table at 0x1000 (ASID 0x2a above it); 0x0001_0123 in a
+    /// 4 KiB page at 0x4_5678_9000 (above 4 GiB: 40-bit output), 0x0060_0042 in a 2 MiB
+    /// block at 0x7_0000_0000, 0x8000_0010 in a 1 GiB block at 0x1_4000_0000.
+    #[test]
+    fn arm_lpae_pages_and_blocks() {
+        let mut ram = Ram::default();
+        let l1 = 0x1000u64;
+        ram.put64(l1, 0x2000 | 3); // 0..1 GiB: a table
+        ram.put64(l1 + 2 * 8, 0x1_4000_0000 | 1); // 2..3 GiB: a 1 GiB block
+        ram.put64(0x2000, 0x3000 | 3); // 0..2 MiB: a table
+        ram.put64(0x2000 + 3 * 8, 0x7_0000_0000 | 1); // 6..8 MiB: a 2 MiB block
+        ram.put64(0x3000 + 0x10 * 8, 0x4_5678_9000 | 3 | 0x700); // a page, with attributes
+        let p = Paging::arm(0x8000_0000 | 2 << 16).unwrap();
+        assert_eq!(p, Paging::ArmLpae);
+        let root = p.root(0x002a_0000_0000_1000);
+        assert_eq!(root, 0x1000);
+        assert_eq!(p.translate(&ram, root, 0x0001_0123), Ok(0x4_5678_9123));
+        assert_eq!(p.translate(&ram, root, 0x0060_0042), Ok(0x7_0000_0042));
+        assert_eq!(p.translate(&ram, root, 0x8000_0010), Ok(0x1_4000_0010));
+        // Not mapped: a missing level-3 entry, an invalid level-1 entry, past 32 bits.
+        assert!(p.translate(&ram, root, 0x0001_1000).is_err());
+        assert!(p.translate(&ram, root, 0x4000_0000).is_err());
+        assert!(p.translate(&ram, root, 0x1_0000_0000).is_err());
+        // A split Linux does not use is refused.
+        assert_eq!(Paging::arm(0x8000_0001), None);
+    }
+
+    /// 32-bit ARM, short descriptors: tables at 0x4000; a small page, a large page, a
+    /// section and a supersection.
+    #[test]
+    fn arm_short_pages_and_sections() {
+        let mut ram = Ram::default();
+        let l1 = 0x4000u64;
+        ram.put32(l1, 0x8000 | 1); // 0..1 MiB: a second-level table at 0x8000
+        ram.put32(l1 + 0x123 * 4, 0x4560_0000 | 2 | 0xc00); // 0x123xxxxx: a section
+        // A supersection (output bits 35:32 = 3, 39:36 = 1), repeated over its 16 MiB.
+        for i in 0x200..0x210 {
+            ram.put32(l1 + i * 4, 0x4700_0000 | 1 << 18 | 2 | 3 << 20 | 1 << 5);
+        }
+        ram.put32(0x8000 + 0x10 * 4, 0x5555_5000 | 2 | 0x30); // a small page
+        // A large page: its entry repeats over the 16 entries of its 64 KiB.
+        for i in 0x20..0x30 {
+            ram.put32(0x8000 + i * 4, 0x6666_0000 | 1);
+        }
+        let p = Paging::arm(0).unwrap();
+        assert_eq!(p, Paging::ArmShort);
+        let root = p.root(0x4000 | 0x59);
+        assert_eq!(root, 0x4000);
+        assert_eq!(p.translate(&ram, root, 0x0001_0abc), Ok(0x5555_5abc));
+        assert_eq!(p.translate(&ram, root, 0x0002_1abc), Ok(0x6666_1abc));
+        assert_eq!(p.translate(&ram, root, 0x1234_5678), Ok(0x4564_5678));
+        assert_eq!(p.translate(&ram, root, 0x2012_3456), Ok(0x13_4712_3456));
+        assert!(p.translate(&ram, root, 0x0003_0000).is_err());
+        assert!(p.translate(&ram, root, 0x3000_0000).is_err());
+    }
 
     /// Four-level tables at 0x10000 mapping KERNEL_VA's 4 KiB page to 0x9000, and a 2 MiB
     /// page at 0x4020_0000 -> 0x60_0000.

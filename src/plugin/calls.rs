@@ -182,6 +182,9 @@ impl Plugin {
             Arch::X86_64 => Reg::Rsi,
             Arch::I386 => Reg::Rdx,
             Arch::Aarch64 => Reg::X1,
+            // 32-bit ARM's __switch_to(prev, prev_thread_info, next_thread_info): the
+            // thread_info is the task's first member (THREAD_INFO_IN_TASK).
+            Arch::Arm => Reg::X2,
         };
         if let (Some(slot), Some(task)) = (self.current.get(cpu.index() as usize), cpu.reg(next)) {
             let old = slot.swap(task, Ordering::Relaxed);

@@ -42,6 +42,7 @@ fn target(arch: Arch) -> Target {
         Arch::X86_64 => Target::X86_64,
         Arch::I386 => Target::I386,
         Arch::Aarch64 => Target::AARCH64,
+        Arch::Arm => Target::ARM,
     }
 }
 

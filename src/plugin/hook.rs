@@ -23,8 +23,9 @@ pub enum Hook {
     TaskSwitch(u16, u16),
 }
 
-/// Bits of [`Hook::pack`]'s word that hold the hook; the address sits above them.
-const HOOK_BITS: u32 = 4;
+/// Bits of [`Hook::pack`]'s word that hold the hook; the address sits above them (user
+/// addresses have at most 57 bits: x86_64's 5-level paging).
+const HOOK_BITS: u32 = 5;
 /// Codes: instruction kinds without a convention, then conventions, then the others.
 const FIRST_ABI: u64 = SyscallInsn::ALL.len() as u64;
 const RETURN_POINT: u64 = FIRST_ABI + Abi::ALL.len() as u64;
@@ -99,6 +100,7 @@ mod tests {
             .unwrap();
         assert_eq!(Hook::unpack(word), Some((Hook::TaskSwitch(2, 300), 0)));
         assert_eq!(Hook::ReturnPoint.pack(0xffff_ffff_8100_0000), None);
-        assert_eq!(Hook::unpack(15), None);
+        assert_eq!(Hook::unpack(TASK_SWITCH + 1), None);
+        assert_eq!(Hook::unpack(31), None);
     }
 }

@@ -189,7 +189,7 @@ impl KernelView {
             SyscallInsn::Syscall => v.entry_syscall_addr,
             SyscallInsn::Int80 => v.entry_int80_addr,
             SyscallInsn::Sysenter => v.entry_sysenter_addr,
-            SyscallInsn::Svc => None,
+            SyscallInsn::Svc | SyscallInsn::SvcArm | SyscallInsn::SvcThumb => None,
         }
     }
 
@@ -471,6 +471,8 @@ impl KernelView {
             }
             // The per-CPU offset, in kernel and user mode alike.
             Arch::Aarch64 => cpu.reg(Reg::TpidrEl1),
+            // 32-bit ARM SMP kernels keep this CPU's offset in TPIDRPRW.
+            Arch::Arm => cpu.reg(Reg::Tpidrprw),
         };
         Ok(ctx)
     }
@@ -488,7 +490,7 @@ impl KernelView {
         let fixed = self.info.vmi.page_offset.unwrap_or(match self.arch {
             Arch::X86_64 => X86_64_PAGE_OFFSET,
             Arch::I386 => I386_PAGE_OFFSET,
-            Arch::Aarch64 => 0,
+            Arch::Aarch64 | Arch::Arm => 0,
         });
         let value = match (self.arch, self.info.vmi.page_offset_base_addr) {
             // arm64's linear map starts at PAGE_OFFSET, the bottom of the kernel half

@@ -168,7 +168,7 @@ impl Plugin {
         }
         let arch = Arch::from_target(&machine.target).ok_or_else(|| {
             Error::Unsupported(format!(
-                "guest architecture '{}' is not supported yet: use qemu-system-x86_64, qemu-system-i386 or qemu-system-aarch64",
+                "guest architecture '{}' is not supported yet: use qemu-system-x86_64, qemu-system-i386, qemu-system-aarch64 or qemu-system-arm",
                 machine.target
             ))
         })?;
@@ -508,13 +508,13 @@ impl Plugin {
     /// resumes at the start of a block): the latter also covers code first translated
     /// before any call through it was seen.
     pub fn hook_for(&self, va: u64, insn: &[u8], first: bool, cpu: &dyn Vcpu) -> Option<Hook> {
-        if let Some(kind) = SyscallInsn::classify(insn) {
+        if let Some(kind) = SyscallInsn::classify(self.arch, insn) {
             // 32-bit code on a 64-bit kernel runs with the compatibility code segment
             // (`__USER32_CS` = 0x23).
             let code64 = match self.arch {
                 Arch::I386 => false,
                 Arch::X86_64 => cpu.reg(Reg::Cs).is_none_or(|cs| cs & 0xffff != 0x23),
-                Arch::Aarch64 => true,
+                Arch::Aarch64 | Arch::Arm => true,
             };
             return Some(Hook::SyscallInsn(kind, Abi::detect(kind, code64)));
         }
@@ -549,17 +549,29 @@ impl Plugin {
         let mut before = [0u8; 4];
         if self.arch == Arch::Aarch64 {
             let after_svc = mem.read(va.wrapping_sub(4), &mut before).is_ok()
-                && SyscallInsn::classify(&before) == Some(SyscallInsn::Svc);
+                && SyscallInsn::classify(self.arch, &before) == Some(SyscallInsn::Svc);
             return after_svc.then_some(Hook::ReturnPoint);
         }
+        if self.arch == Arch::Arm {
+            // After a Thumb `svc` (2 bytes) or an ARM one (4 bytes, word-aligned code).
+            let thumb = mem.read(va.wrapping_sub(2), &mut before[2..]).is_ok()
+                && SyscallInsn::classify(self.arch, &before[2..]) == Some(SyscallInsn::SvcThumb);
+            let mut arm = || {
+                va.is_multiple_of(4)
+                    && mem.read(va.wrapping_sub(4), &mut before).is_ok()
+                    && SyscallInsn::classify(self.arch, &before) == Some(SyscallInsn::SvcArm)
+            };
+            return (thumb || arm()).then_some(Hook::ReturnPoint);
+        }
         let after_syscall = mem.read(va.wrapping_sub(2), &mut before[2..]).is_ok()
-            && SyscallInsn::classify(&before[2..]).is_some_and(|k| k != SyscallInsn::Sysenter);
+            && SyscallInsn::classify(self.arch, &before[2..])
+                .is_some_and(|k| k != SyscallInsn::Sysenter);
         // The vDSO's fast paths resume after `sysenter; int $0x80` (or `syscall; int $0x80`).
         let mut after_fast_path = || {
             mem.read(va.wrapping_sub(4), &mut before).is_ok()
                 && before[2..] == [0xcd, 0x80]
                 && matches!(
-                    SyscallInsn::classify(&before[..2]),
+                    SyscallInsn::classify(self.arch, &before[..2]),
                     Some(SyscallInsn::Sysenter | SyscallInsn::Syscall)
                 )
         };
@@ -739,7 +751,9 @@ impl Plugin {
             syscall: count(SyscallInsn::Syscall),
             sysenter: count(SyscallInsn::Sysenter),
             int80: count(SyscallInsn::Int80),
-            svc: count(SyscallInsn::Svc),
+            svc: count(SyscallInsn::Svc)
+                + count(SyscallInsn::SvcArm)
+                + count(SyscallInsn::SvcThumb),
         };
         let record = RunEnd {
             syscalls: SyscallInsn::ALL.into_iter().map(count).sum(),
@@ -863,7 +877,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do() {
         let err = |args: Vec<String>, m: MachineInfo| install(args, m).unwrap_err().to_string();
-        assert!(err(vec![], machine("arm-softmmu")).contains("'arm-softmmu'"));
+        assert!(err(vec![], machine("riscv64-softmmu")).contains("'riscv64-softmmu'"));
         let user = MachineInfo {
             system: false,
             ..machine("x86_64")

@@ -4,6 +4,8 @@
 //! | entry                        | table       | nr  | arguments 1..6                      | resumes at |
 //! |------------------------------|-------------|-----|-------------------------------------|------------|
 //! | `svc #0`, arm64              | `linux_arm64` | x8 | x0, x1, x2, x3, x4, x5 (result: x0) | pc + 4     |
+//! | `svc #0`, 32-bit ARM code    | `linux_arm` | r7  | r0, r1, r2, r3, r4, r5 (result: r0) | pc + 4     |
+//! | `svc #0`, Thumb code         | `linux_arm` | r7  | r0, r1, r2, r3, r4, r5 (result: r0) | pc + 2     |
 //! | `syscall`, 64-bit code       | `linux_x64` | rax | rdi, rsi, rdx, r10, r8, r9          | pc + 2     |
 //! | `int 0x80` (any mode)        | `linux_x86` | eax | ebx, ecx, edx, esi, edi, ebp        | pc + 2     |
 //! | `sysenter` (vDSO)            | `linux_x86` | eax | ebx, ecx, edx, esi, edi, `[ebp]`    | pc + 4     |
@@ -29,6 +31,10 @@
 //! `ebp`, at `[esp]`. Both return through `int80_landing_pad` — the vDSO places `int $0x80`
 //! (2 bytes) right after the 2-byte `sysenter`/`syscall`, so the thread resumes 4 bytes
 //! after the instruction, not 2 (the kernel sets `regs->ip` to the landing pad).
+//!
+//! 32-bit ARM is the EABI's convention (arch/arm/kernel/entry-common.S, `vector_swi`): the
+//! number in `r7`, the instruction's immediate 0; a 64-bit argument takes an even/odd
+//! register pair, which the tables do not model (one register per argument).
 //!
 //! `int 0x80` from 64-bit code uses the i386 table and the low 32 bits of the registers.
 //! x32 (`syscall` with bit 30 of `rax` set) is not decoded: its numbers miss the table.
@@ -93,6 +99,7 @@ impl Regs {
             Reg::X3 => &mut self.x[3],
             Reg::X4 => &mut self.x[4],
             Reg::X5 => &mut self.x[5],
+            Reg::X7 => &mut self.x[7],
             Reg::X8 => &mut self.x[8],
             _ => return,
         };
@@ -114,16 +121,22 @@ pub enum Abi {
     I386Syscall,
     /// `svc #0` on arm64.
     Arm64Svc,
+    /// `svc #0` in 32-bit ARM code (A32), EABI.
+    ArmSvc,
+    /// `svc #0` in Thumb code (T32), EABI.
+    ThumbSvc,
 }
 
 impl Abi {
     /// Every convention, in a fixed order (see [`Abi::index`]).
-    pub const ALL: [Abi; 5] = [
+    pub const ALL: [Abi; 7] = [
         Abi::X64Syscall,
         Abi::I386Int80,
         Abi::I386Sysenter,
         Abi::I386Syscall,
         Abi::Arm64Svc,
+        Abi::ArmSvc,
+        Abi::ThumbSvc,
     ];
 
     /// Position in [`Abi::ALL`].
@@ -138,6 +151,8 @@ impl Abi {
             Abi::I386Int80 => SyscallInsn::Int80,
             Abi::I386Sysenter => SyscallInsn::Sysenter,
             Abi::Arm64Svc => SyscallInsn::Svc,
+            Abi::ArmSvc => SyscallInsn::SvcArm,
+            Abi::ThumbSvc => SyscallInsn::SvcThumb,
         }
     }
 
@@ -145,6 +160,7 @@ impl Abi {
     pub fn nr_register(self) -> Reg {
         match self {
             Abi::Arm64Svc => Reg::X8,
+            Abi::ArmSvc | Abi::ThumbSvc => Reg::X7,
             _ => Reg::Rax,
         }
     }
@@ -152,7 +168,7 @@ impl Abi {
     /// The register that holds the result at the return point.
     pub fn result_register(self) -> Reg {
         match self {
-            Abi::Arm64Svc => Reg::X0,
+            Abi::Arm64Svc | Abi::ArmSvc | Abi::ThumbSvc => Reg::X0,
             _ => Reg::Rax,
         }
     }
@@ -223,6 +239,8 @@ impl Abi {
             (SyscallInsn::Sysenter, false) => Some(Abi::I386Sysenter),
             (SyscallInsn::Sysenter, true) => None,
             (SyscallInsn::Svc, _) => Some(Abi::Arm64Svc),
+            (SyscallInsn::SvcArm, _) => Some(Abi::ArmSvc),
+            (SyscallInsn::SvcThumb, _) => Some(Abi::ThumbSvc),
         }
     }
 
@@ -231,6 +249,7 @@ impl Abi {
         match self {
             Abi::X64Syscall => Profile::LinuxX64,
             Abi::Arm64Svc => Profile::LinuxArm64,
+            Abi::ArmSvc | Abi::ThumbSvc => Profile::LinuxArm,
             _ => Profile::LinuxX86,
         }
     }
@@ -238,8 +257,8 @@ impl Abi {
     /// How many bytes after the instruction the thread resumes.
     pub fn return_offset(self) -> u64 {
         match self {
-            Abi::X64Syscall | Abi::I386Int80 => 2,
-            Abi::I386Sysenter | Abi::I386Syscall | Abi::Arm64Svc => 4,
+            Abi::X64Syscall | Abi::I386Int80 | Abi::ThumbSvc => 2,
+            Abi::I386Sysenter | Abi::I386Syscall | Abi::Arm64Svc | Abi::ArmSvc => 4,
         }
     }
 
@@ -270,7 +289,7 @@ impl Abi {
         const ARM64: [Reg; 6] = [Reg::X0, Reg::X1, Reg::X2, Reg::X3, Reg::X4, Reg::X5];
         let regs: &'static [Reg; 6] = match self {
             Abi::X64Syscall => &X64,
-            Abi::Arm64Svc => &ARM64,
+            Abi::Arm64Svc | Abi::ArmSvc | Abi::ThumbSvc => &ARM64,
             Abi::I386Int80 | Abi::I386Sysenter => &INT80,
             Abi::I386Syscall => &SYSCALL32,
         };
@@ -315,6 +334,14 @@ impl Abi {
                 ],
                 None,
             ),
+            Abi::ArmSvc | Abi::ThumbSvc => (
+                lo(regs.x[7]),
+                [
+                    regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4], regs.x[5],
+                ]
+                .map(lo),
+                None,
+            ),
         };
         let mut arg6_fault = false;
         if let Some(at) = stack_arg6.filter(|_| nargs >= 6) {
@@ -344,7 +371,10 @@ impl Abi {
             Abi::X64Syscall => regs.rax as i64,
             Abi::Arm64Svc => regs.x[0] as i64,
             _ => {
-                let eax = regs.rax as u32;
+                let eax = match self {
+                    Abi::ArmSvc | Abi::ThumbSvc => regs.x[0] as u32,
+                    _ => regs.rax as u32,
+                };
                 if eax >= (-4095i32) as u32 {
                     i64::from(eax as i32)
                 } else {

@@ -132,7 +132,7 @@ impl Slots {
             return;
         }
         let per = &self.by_nr[ctx.profile().index()];
-        if let Some(v) = usize::try_from(ctx.call.nr).ok().and_then(|n| per.get(n)) {
+        if let Some(v) = ctx.profile().slot(ctx.call.nr).and_then(|n| per.get(n)) {
             for f in v {
                 f(ctx);
             }
@@ -146,8 +146,8 @@ impl Slots {
         if profile.lookup(nr).is_none() {
             return !self.unknown.is_empty();
         }
-        usize::try_from(nr)
-            .ok()
+        profile
+            .slot(nr)
             .and_then(|n| self.by_nr[profile.index()].get(n))
             .is_some_and(|v| !v.is_empty())
     }
@@ -186,7 +186,10 @@ impl SyscallHooks {
         };
         for &(profile, nr) in at {
             let per = &mut slots.by_nr[profile.index()];
-            let nr = nr as usize;
+            // The generated hooks name numbers their table holds.
+            let Some(nr) = profile.slot(u64::from(nr)) else {
+                continue;
+            };
             if per.len() <= nr {
                 per.resize_with(nr + 1, Vec::new);
             }
@@ -255,8 +258,9 @@ impl Slots {
         }
         let mut names: Vec<String> = Vec::new();
         for profile in Profile::ALL {
-            for (nr, hooks) in self.by_nr[profile.index()].iter().enumerate() {
-                if let (false, Some(info)) = (hooks.is_empty(), profile.lookup(nr as u64))
+            for (slot, hooks) in self.by_nr[profile.index()].iter().enumerate() {
+                let info = profile.table().get(slot).and_then(Option::as_ref);
+                if let (false, Some(info)) = (hooks.is_empty(), info)
                     && !names.iter().any(|n| n == info.name)
                 {
                     names.push(info.name.to_string());

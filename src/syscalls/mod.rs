@@ -92,18 +92,29 @@ pub enum Profile {
     LinuxX86,
     /// Linux arm64 (`svc #0`): the generic table of `asm-generic/unistd.h`.
     LinuxArm64,
+    /// Linux 32-bit ARM, EABI (`svc #0` in ARM or Thumb code: number in `r7`):
+    /// arch/arm/tools/syscall.tbl, and the ARM-private calls from `0x0f0001` (`set_tls`,
+    /// `cacheflush`, ...). arm64's compat table (32-bit processes on arm64) has the same
+    /// numbers.
+    LinuxArm,
 }
 
 impl Profile {
     /// Every profile, in a fixed order (see [`Profile::index`]).
-    pub const ALL: [Profile; 3] = [Profile::LinuxX64, Profile::LinuxX86, Profile::LinuxArm64];
+    pub const ALL: [Profile; 4] = [
+        Profile::LinuxX64,
+        Profile::LinuxX86,
+        Profile::LinuxArm64,
+        Profile::LinuxArm,
+    ];
 
-    /// PANDA's name for it: `linux_x64`, `linux_x86`, `linux_arm64`.
+    /// PANDA's name for it: `linux_x64`, `linux_x86`, `linux_arm64`, `linux_arm`.
     pub fn name(self) -> &'static str {
         match self {
             Profile::LinuxX64 => "linux_x64",
             Profile::LinuxX86 => "linux_x86",
             Profile::LinuxArm64 => "linux_arm64",
+            Profile::LinuxArm => "linux_arm",
         }
     }
 
@@ -118,6 +129,7 @@ impl Profile {
             Profile::LinuxX64 => 0,
             Profile::LinuxX86 => 1,
             Profile::LinuxArm64 => 2,
+            Profile::LinuxArm => 3,
         }
     }
 
@@ -125,22 +137,42 @@ impl Profile {
     pub fn word_bits(self) -> u8 {
         match self {
             Profile::LinuxX64 | Profile::LinuxArm64 => 64,
-            Profile::LinuxX86 => 32,
+            Profile::LinuxX86 | Profile::LinuxArm => 32,
         }
     }
 
-    /// The whole table, indexed by number; `None` where no system call is defined.
+    /// The whole table, by [`Profile::slot`]; `None` where no system call is defined.
     pub fn table(self) -> &'static [Option<SyscallInfo>] {
         match self {
             Profile::LinuxX64 => &generated::LINUX_X64,
             Profile::LinuxX86 => &generated::LINUX_X86,
             Profile::LinuxArm64 => &generated::LINUX_ARM64,
+            Profile::LinuxArm => &generated::LINUX_ARM,
         }
+    }
+
+    /// Where number `nr` sits in [`Profile::table`] (and in tables made after it): at
+    /// `nr` itself, except the ARM-private numbers (`0x0f0000..0x0f0800`), which follow
+    /// the ordinary ones. `None` for a number no table place can hold.
+    pub fn slot(self, nr: u64) -> Option<usize> {
+        const PRIVATE: std::ops::Range<u64> = 0x0f_0000..0x0f_0800;
+        let private_at = match self {
+            Profile::LinuxX64 => generated::LINUX_X64_PRIVATE_AT,
+            Profile::LinuxX86 => generated::LINUX_X86_PRIVATE_AT,
+            Profile::LinuxArm64 => generated::LINUX_ARM64_PRIVATE_AT,
+            Profile::LinuxArm => generated::LINUX_ARM_PRIVATE_AT,
+        };
+        let nr = usize::try_from(nr).ok()?;
+        if nr < private_at {
+            return Some(nr);
+        }
+        let private = u64::try_from(nr).ok().filter(|n| PRIVATE.contains(n))?;
+        Some(private_at + usize::try_from(private - PRIVATE.start).ok()?)
     }
 
     /// The system call with number `nr`, if there is one.
     pub fn lookup(self, nr: u64) -> Option<&'static SyscallInfo> {
-        self.table().get(usize::try_from(nr).ok()?)?.as_ref()
+        self.table().get(self.slot(nr)?)?.as_ref()
     }
 
     /// The system call called `name` (`openat`), if there is one.

@@ -91,6 +91,15 @@ fn known_rename(ours: &str, panda: &str) -> bool {
 /// `sys_newfstat`, `sys_newuname`) and `umount2`'s `sys_umount`.
 const ARM64_ENTRY_RENAMES: [u32; 5] = [39, 71, 80, 160, 223];
 
+/// arm's numbers whose function PANDA's linux_arm file (an older kernel's) names
+/// otherwise: the 32-bit-time calls the y2038 work renamed `*_time32` / `*32` (5.1), whose
+/// 64-bit-time successors got new numbers; `mmap2` (PANDA: `do_mmap2`); and the
+/// ARM-private calls from 0x0f0001 (PANDA: `ARM_breakpoint` and so on).
+const ARM_ENTRY_RENAMES: [u32; 33] = [
+    124, 161, 162, 177, 192, 240, 245, 258, 259, 262, 263, 264, 265, 269, 276, 277, 300, 304, 308,
+    312, 326, 335, 336, 348, 353, 354, 365, 372, 983041, 983042, 983043, 983044, 983045,
+];
+
 #[test]
 fn numbers_and_names_agree_with_panda() {
     let Some(dir) = panda_dir() else { return };
@@ -98,6 +107,7 @@ fn numbers_and_names_agree_with_panda() {
         (Profile::LinuxX64, "linux_x64_prototypes.txt"),
         (Profile::LinuxX86, "linux_x86_prototypes.txt"),
         (Profile::LinuxArm64, "linux_arm64_prototypes.txt"),
+        (Profile::LinuxArm, "linux_arm_prototypes.txt"),
     ] {
         let mut both = 0;
         let mut renamed = Vec::new();
@@ -111,7 +121,8 @@ fn numbers_and_names_agree_with_panda() {
             both += 1;
             if ours.func != p.func {
                 assert!(
-                    known_rename(ours.func, &p.func) || profile == Profile::LinuxArm64,
+                    known_rename(ours.func, &p.func)
+                        || matches!(profile, Profile::LinuxArm64 | Profile::LinuxArm),
                     "{}: {} is {} here, {} in PANDA",
                     profile.name(),
                     p.nr,
@@ -129,6 +140,7 @@ fn numbers_and_names_agree_with_panda() {
         match profile {
             Profile::LinuxX64 => assert!(renamed.is_empty(), "x64 renames: {renamed:?}"),
             Profile::LinuxArm64 => assert_eq!(renamed, ARM64_ENTRY_RENAMES, "arm64 renames"),
+            Profile::LinuxArm => assert_eq!(renamed, ARM_ENTRY_RENAMES, "arm renames"),
             Profile::LinuxX86 => {}
         }
     }
