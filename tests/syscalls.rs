@@ -62,6 +62,16 @@ fn main() {
             amd64_61_compat_matches_strace,
         ),
         trial(
+            "arm64_61_compat_matches_strace",
+            &guest_dbg("arm64-6.1"),
+            arm64_61_compat_matches_strace,
+        ),
+        trial(
+            "arm64_612_compat_matches_strace",
+            &guest("arm64-6.12"),
+            arm64_612_compat_matches_strace,
+        ),
+        trial(
             "amd64_612_compat_matches_strace",
             &guest("amd64-6.12"),
             amd64_612_compat_matches_strace,
@@ -777,11 +787,35 @@ fn armhf_61_matches_strace() {
     check_unnamed_against_strace(&run, Compare::WORKLOAD);
 }
 
-/// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c) under strace. Its
-/// records must equal strace's, and say what the program did: the same 11 calls through
-/// `int 0x80` and through the vDSO, with i386 names, arguments (mmap2's sixth) and
+/// How compat32 enters the kernel in each half of its calls, and what its table names
+/// mmap2.
+struct Ways {
+    halves: [&'static str; 2],
+    mmap: &'static str,
+}
+
+/// tests/guest/compat.m32.c: `int 0x80`, then the vDSO; the i386 table.
+const X86_WAYS: Ways = Ways {
+    halves: ["int 0x80", "vdso"],
+    mmap: "mmap_pgoff",
+};
+
+/// tests/guest/compat.a32.c: `svc #0` in ARM code, then in Thumb code; the EABI table.
+const ARM_WAYS: Ways = Ways {
+    halves: ["arm", "thumb"],
+    mmap: "mmap2",
+};
+
+/// The `compat` scenario: /bin/compat32 (tests/guest/compat.m32.c on x86, compat.a32.c on
+/// ARM) under strace. Its records must equal strace's, and say what the program did: the
+/// same 11 calls in each of two ways, with 32-bit names, arguments (mmap2's sixth) and
 /// results (errors negative, addresses above 2 GiB positive), then exit_group(7).
 fn check_compat(run: &Run) -> usize {
+    let ways = if run.events[0]["target"] == "aarch64" || run.events[0]["target"] == "arm" {
+        ARM_WAYS
+    } else {
+        X86_WAYS
+    };
     let where_ = run.dir.display();
     assert_eq!(
         run.truth.marks.get("compat_status").map(String::as_str),
@@ -808,16 +842,7 @@ fn check_compat(run: &Run) -> usize {
         .unwrap_or_else(|| panic!("no getpid from compat32: {where_}"));
     let ours = &ours[start..];
     let round = [
-        "open",
-        "openat",
-        "read",
-        "write",
-        "openat",
-        "mmap_pgoff",
-        "munmap",
-        "close",
-        "close",
-        "close",
+        "open", "openat", "read", "write", "openat", ways.mmap, "munmap", "close", "close", "close",
     ];
     let want: Vec<&str> = std::iter::once("getpid")
         .chain(round)
@@ -830,7 +855,10 @@ fn check_compat(run: &Run) -> usize {
         .map(|r| r["name"].as_str().unwrap_or("?"))
         .collect();
     assert_eq!(names, want, "compat32's calls: {where_}");
-    for (half, how) in [(&ours[..11], "int 0x80"), (&ours[11..22], "vdso")] {
+    for (half, how) in [
+        (&ours[..11], ways.halves[0]),
+        (&ours[11..22], ways.halves[1]),
+    ] {
         let ctx = format!("{how} calls of compat32: {where_}");
         assert_eq!(half[1]["args"]["filename"], "/nonexistent", "{ctx}");
         assert_eq!(half[1]["ret"], -2, "open ENOENT, {ctx}");
@@ -877,9 +905,14 @@ fn check_compat(run: &Run) -> usize {
     }
     assert_eq!(ours[22]["args"]["error_code"], 7, "exit_group(7): {where_}");
     assert_eq!(ours[22]["outcome"], "no_return", "{where_}");
-    // Both ways in were taken: int 0x80, and the vDSO's sysenter or 32-bit syscall.
+    // Both ways in were taken: int 0x80, and the vDSO's sysenter or 32-bit syscall (on
+    // ARM: 23 svc of compat32's own, besides its start-up's and strace's).
     let insns = &run.run_end()["syscall_insns"];
-    assert!(insns["int80"].as_u64() >= Some(12), "int 0x80s: {insns}");
+    if ways.halves[0] == "arm" {
+        assert!(insns["svc"].as_u64() >= Some(23), "svcs: {insns}");
+    } else {
+        assert!(insns["int80"].as_u64() >= Some(12), "int 0x80s: {insns}");
+    }
     compared
 }
 
@@ -890,6 +923,17 @@ fn compat_matches_strace(kernel: &'static str, kaslr: bool) {
 
 fn amd64_61_compat_matches_strace() {
     compat_matches_strace("amd64-6.1", false);
+}
+
+/// A 32-bit ARM program on arm64 (AArch32 at EL0, the kernel's compat path), KASLR: its
+/// calls are read where the kernel saved its registers (`do_el0_svc_compat`), named from
+/// the EABI table, and end where it resumes (ARM and Thumb code).
+fn arm64_61_compat_matches_strace() {
+    compat_matches_strace("arm64-6.1", true);
+}
+
+fn arm64_612_compat_matches_strace() {
+    compat_matches_strace("arm64-6.12", true);
 }
 
 fn amd64_612_compat_matches_strace() {

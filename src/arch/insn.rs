@@ -51,8 +51,9 @@ impl SyscallInsn {
             (Arch::X86_64 | Arch::I386, [0x0f, 0x34]) => Some(SyscallInsn::Sysenter),
             (Arch::X86_64 | Arch::I386, [0xcd, 0x80]) => Some(SyscallInsn::Int80),
             (Arch::Aarch64, [0x01, 0x00, 0x00, 0xd4]) => Some(SyscallInsn::Svc),
-            (Arch::Arm, [0x00, 0x00, 0x00, 0xef]) => Some(SyscallInsn::SvcArm),
-            (Arch::Arm, [0x00, 0xdf]) => Some(SyscallInsn::SvcThumb),
+            // On arm64 too: 32-bit programs (EL0 in AArch32 state, the kernel's compat path).
+            (Arch::Arm | Arch::Aarch64, [0x00, 0x00, 0x00, 0xef]) => Some(SyscallInsn::SvcArm),
+            (Arch::Arm | Arch::Aarch64, [0x00, 0xdf]) => Some(SyscallInsn::SvcThumb),
             _ => None,
         }
     }
@@ -117,7 +118,9 @@ mod tests {
         assert_eq!(x86(&[0x00, 0xdf]), None);
         assert_eq!(arm(&[0x0f, 0x05]), None);
         assert_eq!(arm(&[0x01, 0x00, 0x00, 0xd4]), None);
-        assert_eq!(arm64(&[0x00, 0x00, 0x00, 0xef]), None);
+        // arm64 runs 32-bit programs: their svc #0 in ARM and Thumb code.
+        assert_eq!(arm64(&[0x00, 0x00, 0x00, 0xef]), Some(SyscallInsn::SvcArm));
+        assert_eq!(arm64(&[0x00, 0xdf]), Some(SyscallInsn::SvcThumb));
         assert_eq!(SyscallInsn::SvcThumb.size(), 2);
         assert_eq!(SyscallInsn::SvcArm.size(), 4);
     }

@@ -497,6 +497,9 @@ key_struct! {
         do_int80_addr: opt addr = "vmi.do_int80_addr",
         /// `&do_fast_syscall_32`: every `sysenter` (and 32-bit `syscall`).
         do_fast_syscall_32_addr: opt addr = "vmi.do_fast_syscall_32_addr",
+        /// `&do_el0_svc_compat` (arm64): every call of a 32-bit program, its registers in
+        /// the `pt_regs` its first argument points to.
+        do_el0_svc_compat_addr: opt addr = "vmi.do_el0_svc_compat_addr",
         /// `&__switch_to`: every context switch, with the next task in the second
         /// argument register; lets the plugin know the current task without reading it.
         switch_to_addr: opt addr = "vmi.switch_to_addr",

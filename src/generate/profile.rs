@@ -517,7 +517,9 @@ pub fn build(
             false,
         );
     }
-    if !arm64 {
+    if arm64 {
+        b.sym("vmi.do_el0_svc_compat_addr", &["do_el0_svc_compat"], false);
+    } else {
         b.sym(
             "vmi.do_int80_addr",
             &["do_int80_emulation", "do_int80_syscall_32"],

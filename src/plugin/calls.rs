@@ -16,7 +16,7 @@ use crate::cpu::Vcpu;
 use crate::events::{Caller, Lifecycle};
 use crate::linux::{self, Linux};
 use crate::osi::Introspect;
-use crate::syscalls::{Abi, Effects, RawCall, SyscallRecord, ThreadInfo};
+use crate::syscalls::{Abi, Effects, Profile, RawCall, Regs, SyscallRecord, ThreadInfo};
 
 use super::kernel::{self, KernelView};
 use super::placement::{running_address, running_shift};
@@ -36,6 +36,62 @@ struct Deferred {
     /// The thread's key by address space and user stack, when the return point will
     /// need it (under KPTI); made at the instruction, where the user stack is current.
     stack: Option<ThreadKey>,
+}
+
+/// A vCPU at a kernel-mode point of an arm64 guest, whose reads of user memory fail (QEMU
+/// applies PAN to EL1's reads) and are made instead through the current address space's
+/// tables walked in the kernel's direct map ([`Linux::with_user_memory`]).
+struct UserThroughKernel<'a> {
+    cpu: &'a dyn Vcpu,
+    plugin: &'a Plugin,
+}
+
+impl crate::mem::GuestMemory for UserThroughKernel<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+        match self.cpu.read(va, buf) {
+            // The user half only: the lower one on arm64.
+            Err(fault) if va >> 63 == 0 => {
+                let asid = self.plugin.asid(self.cpu);
+                self.plugin
+                    .linux(self.cpu, true)
+                    .and_then(|linux| linux.with_user_memory(asid, |m| m.read(va, buf)))
+                    .unwrap_or(Err(fault))
+            }
+            other => other,
+        }
+    }
+
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+        self.cpu.read_in(root, va, buf)
+    }
+
+    fn mapped_now(&self, va: u64) -> bool {
+        self.cpu.mapped_now(va)
+    }
+}
+
+impl crate::arch::regs::Registers for UserThroughKernel<'_> {
+    fn reg(&self, reg: Reg) -> Option<u64> {
+        self.cpu.reg(reg)
+    }
+
+    fn regs(&self, regs: &[Reg], out: &mut [u64]) {
+        self.cpu.regs(regs, out)
+    }
+}
+
+impl Vcpu for UserThroughKernel<'_> {
+    fn index(&self) -> u32 {
+        self.cpu.index()
+    }
+
+    fn icount(&self) -> Option<u64> {
+        self.cpu.icount()
+    }
+
+    fn skip_returns(&self, skip: bool) {
+        self.cpu.skip_returns(skip)
+    }
 }
 
 /// Where a call is followed into the kernel, which decides what can be read there.
@@ -109,7 +165,32 @@ impl Plugin {
         let Some(abi) = abi else {
             return;
         };
+        // A 32-bit program on arm64: QEMU's aarch64 registers are not its own (they are
+        // synced at exceptions only), so the call is read where the kernel saved them, at
+        // its compat dispatch function; nothing is logged where there is none to hook.
+        let compat = self.arch == Arch::Aarch64 && abi.profile() == Profile::LinuxArm;
+        if compat
+            && self
+                .kernel()
+                .is_none_or(|k| k.info().vmi.do_el0_svc_compat_addr.is_none())
+        {
+            return;
+        }
         let call = self.tracer().read_call(abi, cpu, pc);
+        if compat {
+            // Its code is never shared with another address (32-bit programs on arm64 are
+            // rare), and the pc register QEMU shows is not the 32-bit code's: no shift.
+            self.deferred.set(
+                cpu.index(),
+                Deferred {
+                    call,
+                    stack: None,
+                    shift: Some(0),
+                },
+            );
+            cpu.skip_returns(false);
+            return;
+        }
         if !self.deferred_to_kernel(cpu) {
             let d = Deferred {
                 call,
@@ -221,9 +302,50 @@ impl Plugin {
 
     /// A kernel dispatch function runs: finish the call its thread's instruction began.
     pub fn on_kernel_dispatch(&self, cpu: &dyn Vcpu) {
-        if let Some(deferred) = self.deferred.take(cpu.index()) {
+        if let Some(mut deferred) = self.deferred.take(cpu.index()) {
+            if self.arch == Arch::Aarch64 && deferred.call.profile() == Profile::LinuxArm {
+                // do_el0_svc_compat(regs): the 32-bit program's r0..r7 as the kernel saved
+                // them (struct pt_regs starts with regs[31]).
+                let Some(saved) = self.compat_registers(cpu) else {
+                    return;
+                };
+                deferred.call =
+                    self.tracer()
+                        .call_from(deferred.call.abi, &saved, deferred.call.pc, cpu);
+            }
+            // arm64: QEMU applies PAN to reads from EL1, so the caller's memory (a path,
+            // a buffer) is read through its page tables in the direct map.
+            if self.arch == Arch::Aarch64 {
+                let user = UserThroughKernel { cpu, plugin: self };
+                self.enter(&user, deferred, At::Dispatch);
+                return;
+            }
             self.enter(cpu, deferred, At::Dispatch);
         }
+    }
+
+    /// At `do_el0_svc_compat`: r0..r7 of the 32-bit caller, from the `pt_regs` in x0.
+    fn compat_registers(&self, cpu: &dyn Vcpu) -> Option<Regs> {
+        let frame = cpu.reg(Reg::X0)?;
+        let mut bytes = [0u8; 64];
+        cpu.read(frame, &mut bytes).ok()?;
+        let mut regs = Regs::default();
+        // r0..r5 (the arguments) and r7 (the number); r6 is no argument.
+        let wanted = [
+            (0, Reg::X0),
+            (1, Reg::X1),
+            (2, Reg::X2),
+            (3, Reg::X3),
+            (4, Reg::X4),
+            (5, Reg::X5),
+            (7, Reg::X7),
+        ];
+        for (i, reg) in wanted {
+            let word: [u8; 8] = bytes[i * 8..i * 8 + 8].try_into().ok()?;
+            // AArch32 registers are 32 bits wide.
+            regs.set(reg, u64::from_le_bytes(word) & 0xffff_ffff);
+        }
+        Some(regs)
     }
 
     /// Follows a call as it enters the kernel: snapshot requests, the caller's lifecycle,
@@ -328,7 +450,15 @@ impl Plugin {
         self.tracer().ret(
             cpu,
             pc,
-            || running_address(cpu, pc),
+            || {
+                // 32-bit code on arm64: QEMU's pc register is not its own; its code is
+                // not shared at another address (see on_syscall_insn).
+                if self.arch == Arch::Aarch64 && pc <= u64::from(u32::MAX) {
+                    pc
+                } else {
+                    running_address(cpu, pc)
+                }
+            },
             key,
             || self.stack_key(cpu),
             &mut |done| {

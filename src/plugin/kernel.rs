@@ -362,13 +362,14 @@ impl KernelView {
 
     /// Run-time addresses of the functions every system call reaches with the kernel's
     /// page tables active; empty until the slide is known.
-    pub fn dispatch_addrs(&self) -> [Option<u64>; 3] {
+    pub fn dispatch_addrs(&self) -> [Option<u64>; 4] {
         let v = &self.info.vmi;
         let slid = |a: Option<u64>| Some(a?.wrapping_add(self.slide()?));
         [
             slid(v.do_syscall_64_addr),
             slid(v.do_int80_addr),
             slid(v.do_fast_syscall_32_addr),
+            slid(v.do_el0_svc_compat_addr),
         ]
     }
 

@@ -547,19 +547,23 @@ impl Plugin {
             return Some(Hook::ReturnPoint);
         }
         let mut before = [0u8; 4];
-        if self.arch == Arch::Aarch64 {
+        if self.arch == Arch::Aarch64 && va > u64::from(u32::MAX) {
+            // 64-bit code only: 32-bit programs live below 4 GiB.
             let after_svc = mem.read(va.wrapping_sub(4), &mut before).is_ok()
                 && SyscallInsn::classify(self.arch, &before) == Some(SyscallInsn::Svc);
             return after_svc.then_some(Hook::ReturnPoint);
         }
-        if self.arch == Arch::Arm {
+        if matches!(self.arch, Arch::Arm | Arch::Aarch64) {
             // After a Thumb `svc` (2 bytes) or an ARM one (4 bytes, word-aligned code).
             let thumb = mem.read(va.wrapping_sub(2), &mut before[2..]).is_ok()
                 && SyscallInsn::classify(self.arch, &before[2..]) == Some(SyscallInsn::SvcThumb);
             let mut arm = || {
                 va.is_multiple_of(4)
                     && mem.read(va.wrapping_sub(4), &mut before).is_ok()
-                    && SyscallInsn::classify(self.arch, &before) == Some(SyscallInsn::SvcArm)
+                    && matches!(
+                        SyscallInsn::classify(self.arch, &before),
+                        Some(SyscallInsn::SvcArm | SyscallInsn::Svc)
+                    )
             };
             return (thumb || arm()).then_some(Hook::ReturnPoint);
         }

@@ -15,6 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::arch::regs::Reg;
 use crate::args::SyscallFilter;
 use crate::cpu::Vcpu;
 use crate::mem::{GuestMemory, NoMemory};
@@ -197,12 +198,7 @@ impl Tracer {
             ..Regs::default()
         };
         regs.set(abi.nr_register(), nr);
-        let info = abi.info(nr);
-        let nargs = if self.follows(info) || self.wanted_at_entry(info) {
-            abi.arg_count(nr)
-        } else {
-            0
-        };
+        let nargs = self.args_wanted(abi, nr);
         let wanted = abi.arg_registers(nargs);
         let mut values = [0u64; 8];
         cpu.regs(wanted, &mut values);
@@ -210,6 +206,29 @@ impl Tracer {
             regs.set(*reg, value);
         }
         abi.entry_with(&regs, cpu, nargs)
+    }
+
+    /// The call of convention `abi` at `pc` whose registers are `saved` (read elsewhere
+    /// than from the vCPU: arm64's 32-bit callers, from the kernel's `pt_regs`).
+    pub fn call_from(&self, abi: Abi, saved: &Regs, pc: u64, cpu: &dyn Vcpu) -> RawCall {
+        let regs = Regs { rip: pc, ..*saved };
+        let nr = match abi.nr_register() {
+            Reg::X7 => regs.x[7],
+            Reg::X8 => regs.x[8],
+            _ => regs.rax,
+        };
+        abi.entry_with(&regs, cpu, self.args_wanted(abi, nr))
+    }
+
+    /// How many arguments of call `nr` are read: all of them where it is logged, drives a
+    /// process event or is wanted at entry; none otherwise.
+    fn args_wanted(&self, abi: Abi, nr: u64) -> usize {
+        let info = abi.info(nr);
+        if self.follows(info) || self.wanted_at_entry(info) {
+            abi.arg_count(nr)
+        } else {
+            0
+        }
     }
 
     /// Whether a call `info` describes (`None`: a number the table does not know) is logged

@@ -34,7 +34,12 @@
 //!
 //! 32-bit ARM is the EABI's convention (arch/arm/kernel/entry-common.S, `vector_swi`): the
 //! number in `r7`, the instruction's immediate 0; a 64-bit argument takes an even/odd
-//! register pair, which the tables do not model (one register per argument).
+//! register pair, which the tables do not model (one register per argument). A 32-bit
+//! program on arm64 (AArch32 at EL0, the kernel's compat path, arch/arm64/tools/
+//! syscall_32.tbl: the same numbers) calls the same way; QEMU's aarch64 registers are
+//! not its own there (synced at exceptions only), so its call is read at
+//! `do_el0_svc_compat` from the `pt_regs` the kernel saved, and its result from `x0` at
+//! the first instruction it resumes at (synced by the exception return).
 //!
 //! `int 0x80` from 64-bit code uses the i386 table and the low 32 bits of the registers.
 //! x32 (`syscall` with bit 30 of `rax` set) is not decoded: its numbers miss the table.
