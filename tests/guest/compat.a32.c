@@ -4,9 +4,6 @@
  * It makes a known set of calls (EABI: number in r7, arguments in r0-r5) twice, first
  * with `svc #0` in ARM code (4 bytes), then in Thumb code (2 bytes), and ends with
  * exit_group(7). mmap2 has six arguments: the sixth in r5. */
-#include <fcntl.h>
-#include <string.h>
-
 long svc_arm(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 long svc_thumb(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 
@@ -26,29 +23,8 @@ enum { NR_read = 3, NR_write = 4, NR_open = 5, NR_close = 6, NR_getpid = 20,
        NR_getppid = 64, NR_munmap = 91, NR_mmap2 = 192, NR_exit_group = 248,
        NR_openat = 322 };
 
-static void calls(long (*sys)(long, long, long, long, long, long, long), const char *how)
-{
-    char buf[16];
-    char msg[64] = "compat: ";
-    strcat(strcat(msg, how), "\n");
-    sys(sys == svc_arm ? NR_getpid : NR_getppid, 0, 0, 0, 0, 0, 0);
-    sys(NR_open, (long)"/nonexistent", O_RDONLY, 0, 0, 0, 0);
-    long fd = sys(NR_openat, AT_FDCWD, (long)"/lib.sh", O_RDONLY, 0, 0, 0);
-    sys(NR_read, fd, (long)buf, sizeof buf, 0, 0, 0);
-    sys(NR_write, 1, (long)msg, strlen(msg), 0, 0, 0);
-    long big = sys(NR_openat, AT_FDCWD, (long)"/bin/busybox", O_RDONLY, 0, 0, 0);
-    /* PROT_READ, MAP_PRIVATE, page offset 2 */
-    long addr = sys(NR_mmap2, 0, 4096, 1, 2, big, 2);
-    sys(NR_munmap, addr, 4096, 0, 0, 0, 0);
-    sys(NR_close, big, 0, 0, 0, 0, 0);
-    sys(NR_close, fd, 0, 0, 0, 0, 0);
-    sys(NR_close, 99, 0, 0, 0, 0, 0); /* EBADF */
-}
-
-int main(void)
-{
-    calls(svc_arm, "arm");
-    calls(svc_thumb, "thumb");
-    svc_arm(NR_exit_group, 7, 0, 0, 0, 0, 0);
-    return 1;
-}
+#define FIRST svc_arm
+#define FIRST_HOW "arm"
+#define SECOND svc_thumb
+#define SECOND_HOW "thumb"
+#include "compat.h"

@@ -5,9 +5,6 @@
  * use: sysenter or 32-bit syscall, whichever the kernel patched in), and ending with
  * exit_group(7) through `int $0x80`. mmap2 has six arguments: the sixth is ebp for
  * int 0x80 and the word at [ebp] (sysenter) or [esp] (syscall) through the vDSO. */
-#include <fcntl.h>
-#include <string.h>
-
 long int80(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 long vsys(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 
@@ -24,29 +21,8 @@ enum { NR_read = 3, NR_write = 4, NR_open = 5, NR_close = 6, NR_getpid = 20,
        NR_getppid = 64, NR_munmap = 91, NR_mmap2 = 192, NR_exit_group = 252,
        NR_openat = 295 };
 
-static void calls(long (*sys)(long, long, long, long, long, long, long), const char *how)
-{
-    char buf[16];
-    char msg[64] = "compat: ";
-    strcat(strcat(msg, how), "\n");
-    sys(sys == int80 ? NR_getpid : NR_getppid, 0, 0, 0, 0, 0, 0);
-    sys(NR_open, (long)"/nonexistent", O_RDONLY, 0, 0, 0, 0);
-    long fd = sys(NR_openat, AT_FDCWD, (long)"/lib.sh", O_RDONLY, 0, 0, 0);
-    sys(NR_read, fd, (long)buf, sizeof buf, 0, 0, 0);
-    sys(NR_write, 1, (long)msg, strlen(msg), 0, 0, 0);
-    long big = sys(NR_openat, AT_FDCWD, (long)"/bin/busybox", O_RDONLY, 0, 0, 0);
-    /* PROT_READ, MAP_PRIVATE, page offset 2 */
-    long addr = sys(NR_mmap2, 0, 4096, 1, 2, big, 2);
-    sys(NR_munmap, addr, 4096, 0, 0, 0, 0);
-    sys(NR_close, big, 0, 0, 0, 0, 0);
-    sys(NR_close, fd, 0, 0, 0, 0, 0);
-    sys(NR_close, 99, 0, 0, 0, 0, 0); /* EBADF */
-}
-
-int main(void)
-{
-    calls(int80, "int 0x80");
-    calls(vsys, "vdso");
-    int80(NR_exit_group, 7, 0, 0, 0, 0, 0);
-    return 1;
-}
+#define FIRST int80
+#define FIRST_HOW "int 0x80"
+#define SECOND vsys
+#define SECOND_HOW "vdso"
+#include "compat.h"
