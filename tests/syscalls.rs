@@ -72,6 +72,11 @@ fn main() {
             arm64_612_compat_matches_strace,
         ),
         trial(
+            "armhf_61_compat_matches_strace",
+            &guest("armhf-6.1"),
+            armhf_61_compat_matches_strace,
+        ),
+        trial(
             "amd64_612_compat_matches_strace",
             &guest("amd64-6.12"),
             amd64_612_compat_matches_strace,
@@ -934,6 +939,54 @@ fn arm64_61_compat_matches_strace() {
 
 fn arm64_612_compat_matches_strace() {
     compat_matches_strace("arm64-6.12", true);
+}
+
+/// The same ARM program natively on armhf, without a kernelinfo (records name no
+/// process, so [`check_compat`]'s grouping by thread cannot apply): every call strace saw
+/// is in the log in order with its arguments and results (see
+/// [`check_unnamed_against_strace`]), the 11 made with `svc #0` in ARM code (`ef000000`,
+/// which Debian's Thumb-2 userland never runs) as well as the 11 in Thumb code; each
+/// half's write carries its own text.
+fn armhf_61_compat_matches_strace() {
+    let run = traced("armhf-6.1", "compat", false);
+    let where_ = run.dir.display();
+    assert_eq!(
+        run.truth.marks.get("compat_status").map(String::as_str),
+        Some("7"),
+        "compat32's exit status: {where_}"
+    );
+    let names: Vec<String> = strace_calls(&run).into_iter().map(|t| t.name).collect();
+    let round = [
+        "open", "openat", "read", "write", "openat", "mmap2", "munmap", "close", "close", "close",
+    ];
+    let want: Vec<&str> = std::iter::once("getpid")
+        .chain(round)
+        .chain(std::iter::once("getppid"))
+        .chain(round)
+        .chain(std::iter::once("exit_group"))
+        .collect();
+    assert!(
+        names.ends_with(&want.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+        "strace saw {names:?}: {where_}"
+    );
+    let compared = check_unnamed_against_strace(
+        &run,
+        Compare {
+            min_calls: 30,
+            min_procs: 1,
+            only: &[],
+        },
+    );
+    assert_eq!(compared, names.len(), "{where_}");
+    let writes: Vec<&str> = run
+        .of_type("syscall")
+        .iter()
+        .filter(|r| r["name"] == "write" && r["args"]["fd"] == 1)
+        .filter_map(|r| r["args"]["buf"]["data"].as_str())
+        .filter(|b| b.starts_with("compat: "))
+        .collect();
+    // C-escaped, as strace shows them.
+    assert_eq!(writes, ["compat: arm\\n", "compat: thumb\\n"], "{where_}");
 }
 
 fn amd64_612_compat_matches_strace() {
