@@ -353,7 +353,7 @@ pub struct Elf<'a> {
     pub data: &'a [u8],
     /// 64 or 32.
     pub bits: u32,
-    /// `x86_64`, `i686` or `aarch64`, as `uname -m` says.
+    /// `x86_64`, `i686`, `aarch64` or `armv7l`, as `uname -m` says.
     pub machine: &'static str,
     /// Sections with file contents.
     pub sections: Vec<Section>,
@@ -369,9 +369,10 @@ impl<'a> Elf<'a> {
             object::Architecture::X86_64 => (64, "x86_64"),
             object::Architecture::I386 => (32, "i686"),
             object::Architecture::Aarch64 => (64, "aarch64"),
+            object::Architecture::Arm => (32, "armv7l"),
             other => {
                 return Err(GenError::NotAKernel(format!(
-                    "architecture {other:?} is not supported (x86_64, i386 and aarch64 are)"
+                    "architecture {other:?} is not supported (x86_64, i386, aarch64 and arm are)"
                 )));
             }
         };
