@@ -556,6 +556,7 @@ fn layouts_armhf_6_1_from_dwarf() {
     for (key, sym) in [
         ("task.current_task_addr", "__entry_task"),
         ("vmi.pv_offset_addr", "__pv_offset"),
+        ("vmi.swapper_pg_dir_addr", "swapper_pg_dir"),
         ("vmi.vector_swi_addr", "vector_swi"),
         ("vmi.switch_to_addr", "__switch_to"),
         ("task.init_addr", "init_task"),

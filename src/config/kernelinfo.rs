@@ -492,6 +492,9 @@ key_struct! {
         /// PAGE_OFFSET` the kernel patched itself with at boot, so that `pa = va +
         /// __pv_offset` in the direct map.
         pv_offset_addr: opt addr = "vmi.pv_offset_addr",
+        /// `&swapper_pg_dir` (32-bit ARM): the kernel's own page tables, which map the
+        /// module area that a process's tables map only once it touched it.
+        swapper_pg_dir_addr: opt addr = "vmi.swapper_pg_dir_addr",
         /// `&modules`.
         modules_addr: opt addr = "vmi.modules_addr",
         /// `&do_syscall_64` (x86_64) or `&do_el0_svc` (arm64): every 64-bit system call,

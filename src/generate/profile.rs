@@ -504,6 +504,9 @@ pub fn build(
         // The direct map is PAGE_OFFSET + (pa - PHYS_OFFSET); the kernel patches the
         // difference in at boot (ARM_PATCH_PHYS_VIRT) and keeps it in __pv_offset.
         b.sym("vmi.pv_offset_addr", &["__pv_offset"], true);
+        // Modules are mapped in the kernel's tables, and in a process's only after it
+        // faulted on them (the kernel copies the entry from init_mm's then).
+        b.sym("vmi.swapper_pg_dir_addr", &["swapper_pg_dir"], false);
         // Every system call enters at vector_swi, in kernel mode, the caller's registers
         // still in r0..r7: where the kernel is read when user mode cannot read it.
         b.sym("vmi.vector_swi_addr", &["vector_swi"], true);

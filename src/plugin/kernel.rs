@@ -33,6 +33,10 @@ const X86_64_PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
 /// i386's direct map with Debian's 3G/1G split (`CONFIG_PAGE_OFFSET`).
 const I386_PAGE_OFFSET: u64 = 0xc000_0000;
 
+/// 32-bit ARM's `vector_swi`: the offset of its third instruction, where the Spectre-BHB
+/// entry variants join it.
+const ARM_SWI_SAVED: u64 = 8;
+
 /// `swapgs`: the first instruction of `entry_SYSCALL_64` (after an `endbr64` on IBT
 /// kernels); confirms that an observed block is the 64-bit entry.
 const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
@@ -362,7 +366,14 @@ impl KernelView {
 
     /// Run-time addresses of the functions every system call reaches with the kernel's
     /// page tables active; empty until the slide is known.
-    pub fn dispatch_addrs(&self) -> [Option<u64>; 4] {
+    ///
+    /// 32-bit ARM: its `svc` entry, `vector_swi`, in kernel mode with the caller's
+    /// registers intact, and the instruction after its first two (`sub sp`, `stmia sp,
+    /// {r0-r12}`): the Spectre-BHB vectors (`vector_bhb_*_swi`, which a Cortex-A15 gets)
+    /// run those two themselves, clear the branch history with r8, and branch there. A
+    /// call that enters at `vector_swi` runs both in one block, which QEMU instruments
+    /// at its start only.
+    pub fn dispatch_addrs(&self) -> [Option<u64>; 6] {
         let v = &self.info.vmi;
         let slid = |a: Option<u64>| Some(a?.wrapping_add(self.slide()?));
         [
@@ -370,6 +381,8 @@ impl KernelView {
             slid(v.do_int80_addr),
             slid(v.do_fast_syscall_32_addr),
             slid(v.do_el0_svc_compat_addr),
+            slid(v.vector_swi_addr),
+            slid(v.vector_swi_addr).map(|a| a.wrapping_add(ARM_SWI_SAVED)),
         ]
     }
 
@@ -453,6 +466,7 @@ impl KernelView {
             current_asid: None,
             user_paging: match self.arch {
                 Arch::Aarch64 => cpu.reg(Reg::TcrEl1).and_then(Paging::arm64),
+                Arch::Arm => cpu.reg(Reg::Ttbcr).and_then(Paging::arm),
                 _ => None,
             },
         };
@@ -517,6 +531,16 @@ impl KernelView {
                     .read_u64(at.wrapping_add(slide))
                     .map_err(|_| NotReady::PageOffset)?;
                 page_offset.wrapping_sub(memstart)
+            }
+            // 32-bit ARM: the kernel patched itself at boot with PHYS_OFFSET - PAGE_OFFSET
+            // and keeps it in __pv_offset (64 bits, sign-extended): `pa = va +
+            // __pv_offset`, so the direct map is `va = pa - __pv_offset`, modulo 2^32.
+            (Arch::Arm, _) => {
+                let at = self.info.vmi.pv_offset_addr.ok_or(NotReady::PageOffset)?;
+                let pv = cpu
+                    .read_u64(at.wrapping_add(slide))
+                    .map_err(|_| NotReady::PageOffset)?;
+                u64::from((pv as u32).wrapping_neg())
             }
             (Arch::X86_64, Some(addr)) => cpu
                 .read_u64(addr.wrapping_add(slide))
