@@ -62,6 +62,16 @@ fn main() {
             amd64_61_compat_matches_strace,
         ),
         trial(
+            "armhf_61_nokaslr_matches_strace",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_nokaslr_matches_strace,
+        ),
+        trial(
+            "armhf_61_compat_with_kernelinfo_matches_strace",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_compat_with_kernelinfo_matches_strace,
+        ),
+        trial(
             "arm64_61_compat_matches_strace",
             &guest_dbg("arm64-6.1"),
             arm64_61_compat_matches_strace,
@@ -685,6 +695,17 @@ fn arm64_612_matches_strace() {
 /// System.map), KASLR: the slide is measured from where its boot header runs.
 fn arm64_61_matches_strace() {
     workload_matches_strace("arm64-6.1", true);
+}
+
+/// Debian's armhf 6.1 with `conf=` (its group from the -dbg package's vmlinux): records
+/// name their callers, so they are grouped by thread like the other architectures'.
+fn armhf_61_nokaslr_matches_strace() {
+    workload_matches_strace("armhf-6.1", false);
+}
+
+/// compat.a32.c natively on armhf, with the kernelinfo: [`check_compat`]'s checks.
+fn armhf_61_compat_with_kernelinfo_matches_strace() {
+    compat_matches_strace("armhf-6.1", false);
 }
 
 /// Compares the plugin's records with strace's where the records name no caller (no
