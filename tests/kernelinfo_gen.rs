@@ -564,6 +564,15 @@ fn layouts_armhf_6_1_from_dwarf() {
     ] {
         assert_eq!(info.number(key), Some(addr(sym)), "{key} = &{sym}");
     }
+    // Debian's zImage (xz inside) with the -dbg vmlinux for types and symbols: the same
+    // group.
+    let zimage = std::fs::read(kernel_dir("armhf-6.1").join("vmlinuz")).unwrap();
+    let from_zimage = kgen::generate(&zimage, Some((&dbg, &debug)), Some(&debug)).unwrap();
+    assert_eq!(
+        from_zimage.to_keyfile(),
+        info.to_keyfile(),
+        "zImage vs vmlinux"
+    );
     for x86 in [
         "vmi.entry_int80_addr",
         "vmi.do_syscall_64_addr",
