@@ -225,12 +225,12 @@ impl<'a> Ctx<'a> {
             return None;
         }
         let linux = self.linux().ok()?;
-        let arch = if linux.context().pointer_width == 4 {
-            crate::arch::Arch::Arm
+        let kernel = if linux.context().pointer_width == 4 {
+            crate::arch::Arch::Arm.is_kernel_address(va)
         } else {
-            crate::arch::Arch::Aarch64
+            va >> 63 != 0
         };
-        if arch.is_kernel_address(va) {
+        if kernel {
             return None;
         }
         let asid = self.engine.asid(cpu);
