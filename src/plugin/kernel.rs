@@ -685,6 +685,46 @@ mod tests {
     }
 
     #[test]
+    fn arm_finds_its_direct_map_in_pv_offset_and_reads_the_kernel_at_vector_swi() {
+        const PV: u64 = 0xc161_2adc;
+        const SWI: u64 = 0xc040_01e0;
+        /// Memory holding only `__pv_offset`: PHYS_OFFSET 0x40000000 - PAGE_OFFSET
+        /// 0xc0000000, sign-extended to 64 bits as the kernel stores it.
+        struct PvOffset;
+        impl crate::mem::GuestMemory for PvOffset {
+            fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+                let value = 0xffff_ffff_8000_0000u64.to_le_bytes();
+                match (va, buf.len()) {
+                    (PV, 8) => {
+                        buf.copy_from_slice(&value);
+                        Ok(())
+                    }
+                    _ => Err(crate::mem::Fault { va, len: buf.len() }),
+                }
+            }
+        }
+        let mut info = KernelInfo::default();
+        info.vmi.pv_offset_addr = Some(PV);
+        info.vmi.vector_swi_addr = Some(SWI);
+        let view = KernelView::new(info, "armhf".into(), Arch::Arm);
+        assert_eq!(view.slide(), Some(0), "no KASLR on 32-bit ARM");
+        assert_eq!(
+            view.page_offset(&FakeCpu::with_memory(0, PvOffset), 0),
+            Ok(0x8000_0000),
+            "va = pa + 0x80000000"
+        );
+        // vector_swi, and where the Spectre-BHB vectors join it.
+        let dispatch = view.dispatch_addrs();
+        assert!(dispatch.contains(&Some(SWI)) && dispatch.contains(&Some(SWI + 8)));
+        // Without __pv_offset the direct map is unknown, not guessed.
+        let bare = KernelView::new(KernelInfo::default(), "bare".into(), Arch::Arm);
+        assert_eq!(
+            bare.page_offset(&FakeCpu::with_memory(0, PvOffset), 0),
+            Err(NotReady::PageOffset)
+        );
+    }
+
+    #[test]
     fn a_known_slide_beyond_the_x86_range_is_followed() {
         let mut info = KernelInfo::default();
         info.vmi.switch_to_addr = Some(0xffff_8000_80f1_9f98);
