@@ -135,11 +135,19 @@ impl KernelView {
             && !view.placed_by_text()
         {
             // A PANDA-only group: no entry symbol to measure against, so the kernel is
-            // taken to run where it was linked (PANDA's own assumption).
-            log::info!(
-                "kernelinfo group [{}] has no vmi.entry_* addresses: assuming no KASLR",
-                view.group
-            );
+            // taken to run where it was linked (PANDA's own assumption). 32-bit ARM has no
+            // KASLR (no RANDOMIZE_BASE), so its groups need none.
+            if arch == Arch::Arm {
+                log::info!(
+                    "kernelinfo group [{}]: 32-bit ARM, no KASLR: the kernel runs where linked",
+                    view.group
+                );
+            } else {
+                log::info!(
+                    "kernelinfo group [{}] has no vmi.entry_* addresses: assuming no KASLR",
+                    view.group
+                );
+            }
             let _ = view.slide.set(0);
         }
         view
@@ -419,7 +427,11 @@ impl KernelView {
         }
         if !readable {
             let hooks = self.dispatch_addrs().iter().any(Option::is_some);
-            if hooks {
+            if hooks && self.arch == Arch::Arm {
+                log::info!(
+                    "kernel memory is not readable from user mode here (QEMU reads with the user's permissions): reading it at vector_swi"
+                );
+            } else if hooks {
                 log::info!(
                     "kernel memory is not mapped in user mode (KPTI): reading it at system call dispatch"
                 );
