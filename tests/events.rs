@@ -36,6 +36,11 @@ fn main() {
             arm64_61_kaslr_smp2_events_match_the_guest,
         ),
         trial(
+            "armhf_61_smp2_events_match_the_guest",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_smp2_events_match_the_guest,
+        ),
+        trial(
             "i386_61_kpti_events_match_the_guest",
             &guest("i386-6.1"),
             i386_61_kpti_events_match_the_guest,
@@ -268,6 +273,20 @@ fn arm64_612_kaslr_smp2_events_match_the_guest() {
             kaslr: true,
             smp: 2,
             no_conf: true,
+            ..Boot::default()
+        }),
+        true,
+    );
+}
+
+/// Debian's armhf 6.1 with the group from its -dbg vmlinux, two vCPUs (no KASLR on 32-bit
+/// ARM).
+fn armhf_61_smp2_events_match_the_guest() {
+    check_events(
+        &boot(&Boot {
+            kernel: "armhf-6.1",
+            scenario: "events",
+            smp: 2,
             ..Boot::default()
         }),
         true,

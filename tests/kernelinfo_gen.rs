@@ -38,6 +38,7 @@ fn main() {
     const I61: &str = "i386-6.1";
     const A510: &str = "amd64-5.10";
     const I510: &str = "i386-5.10";
+    const AH61: &str = "armhf-6.1";
     common::run(vec![
         trial(
             "the_newest_debian_kernel_yields_a_group",
@@ -58,6 +59,11 @@ fn main() {
             "layouts_i386_6_1_from_dwarf",
             &[Kernel(I61), Dbg(I61), Prereq::Pahole],
             layouts_i386_6_1_from_dwarf,
+        ),
+        trial(
+            "layouts_armhf_6_1_from_dwarf",
+            &[Kernel(AH61), Dbg(AH61), Prereq::Pahole],
+            layouts_armhf_6_1_from_dwarf,
         ),
         trial("symbols_amd64_6_1", &[Kernel(A61)], symbols_amd64_6_1),
         trial("symbols_amd64_6_12", &[Kernel(A612)], symbols_amd64_6_12),
@@ -452,8 +458,14 @@ fn check_layouts(name: &'static str, dwarf: bool) {
     let (info, mut p) = if dwarf {
         // DWARF and symbols from the -dbg vmlinux.
         let dbg = need(Dbg(name));
-        let image = std::fs::read(dir.join("vmlinuz")).unwrap();
         let debug = std::fs::read(&dbg).unwrap();
+        // armhf's vmlinuz is a zImage, which the generator does not read: the -dbg
+        // vmlinux is the image too.
+        let image = if name.starts_with("armhf-") {
+            debug.clone()
+        } else {
+            std::fs::read(dir.join("vmlinuz")).unwrap()
+        };
         let info = kgen::generate(&image, Some((&dbg, &debug)), Some(&debug)).unwrap();
         let p = Pahole {
             vmlinux: dbg,
@@ -512,6 +524,62 @@ fn layouts_amd64_6_12() {
 
 fn layouts_i386_6_1_from_dwarf() {
     check_layouts("i386-6.1", true);
+}
+
+/// 32-bit ARM (Debian's armmp-lpae 6.1): no BTF, the -dbg vmlinux's DWARF; its ARM keys
+/// name the symbols the plugin needs there.
+fn layouts_armhf_6_1_from_dwarf() {
+    check_layouts("armhf-6.1", true);
+    let dbg = need(Dbg("armhf-6.1"));
+    let debug = std::fs::read(&dbg).unwrap();
+    let info = kgen::generate(&debug, None, Some(&debug)).unwrap();
+    assert!(info.group.ends_with(":32"), "{}", info.group);
+    assert!(info.get("name").unwrap().ends_with("|armv7l"));
+    let map = std::fs::read_to_string(
+        dbg.with_file_name(
+            dbg.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("vmlinux-", "System.map-"),
+        ),
+    )
+    .unwrap();
+    let addr = |sym: &str| {
+        map.lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (a, _, n) = (f.next()?, f.next()?, f.next()?);
+                (n == sym).then(|| i128::from_str_radix(a, 16).ok())?
+            })
+            .unwrap_or_else(|| panic!("{sym} not in System.map"))
+    };
+    for (key, sym) in [
+        ("task.current_task_addr", "__entry_task"),
+        ("vmi.pv_offset_addr", "__pv_offset"),
+        ("vmi.swapper_pg_dir_addr", "swapper_pg_dir"),
+        ("vmi.vector_swi_addr", "vector_swi"),
+        ("vmi.switch_to_addr", "__switch_to"),
+        ("task.init_addr", "init_task"),
+        ("vmi.modules_addr", "modules"),
+    ] {
+        assert_eq!(info.number(key), Some(addr(sym)), "{key} = &{sym}");
+    }
+    // Debian's zImage (xz inside) with the -dbg vmlinux for types and symbols: the same
+    // group.
+    let zimage = std::fs::read(kernel_dir("armhf-6.1").join("vmlinuz")).unwrap();
+    let from_zimage = kgen::generate(&zimage, Some((&dbg, &debug)), Some(&debug)).unwrap();
+    assert_eq!(
+        from_zimage.to_keyfile(),
+        info.to_keyfile(),
+        "zImage vs vmlinux"
+    );
+    for x86 in [
+        "vmi.entry_int80_addr",
+        "vmi.do_syscall_64_addr",
+        "vmi.page_offset",
+    ] {
+        assert_eq!(info.get(x86), None, "{x86}");
+    }
 }
 
 // --------------------------------------------------------------- guest kallsyms

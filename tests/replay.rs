@@ -35,6 +35,11 @@ fn main() {
             arm64_61_kaslr_replays_agree_with_each_other_and_with_proc,
         ),
         trial(
+            "armhf_61_replays_agree_with_each_other_and_with_proc",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_replays_agree_with_each_other_and_with_proc,
+        ),
+        trial(
             "amd64_61_diverging_replay_is_reported",
             &guest("amd64-6.1"),
             amd64_61_diverging_replay_is_reported,
@@ -258,19 +263,25 @@ fn amd64_61_replays_agree_with_each_other_and_with_proc() {
 /// arm64 (no arguments: the kernel described from its memory in each replay): two
 /// replays of one recording write the same log, which agrees with the recording's `/proc`.
 fn arm64_612_replays_agree_with_each_other_and_with_proc() {
-    arm64_replays_agree("arm64-6.12", false, &["--no-conf"], "memory");
+    arm_replays_agree("arm64-6.12", false, &["--no-conf"], "memory");
 }
 
 /// Debian's arm64 6.1 recorded under KASLR, replayed with `conf=`: the slide measured
 /// from the boot header is the recording's in both replays.
 fn arm64_61_kaslr_replays_agree_with_each_other_and_with_proc() {
-    arm64_replays_agree("arm64-6.1", true, &[], "conf");
+    arm_replays_agree("arm64-6.1", true, &[], "conf");
+}
+
+/// Debian's armhf 6.1 recorded (no KASLR on 32-bit ARM), replayed with `conf=` (the
+/// group from its -dbg package): two replays write the same log, which agrees with /proc.
+fn armhf_61_replays_agree_with_each_other_and_with_proc() {
+    arm_replays_agree("armhf-6.1", false, &[], "conf");
 }
 
 /// Records `kernel`'s default scenario and replays it twice with `extra` (lab/lab replay
 /// options): the same log both times, where the kernelinfo came from `kernelinfo`, and
 /// what the recording's `/proc` says.
-fn arm64_replays_agree(kernel: &'static str, kaslr: bool, extra: &[&str], kernelinfo: &str) {
+fn arm_replays_agree(kernel: &'static str, kaslr: bool, extra: &[&str], kernelinfo: &str) {
     let rec = record(&Boot {
         kernel,
         scenario: "default",

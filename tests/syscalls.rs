@@ -62,6 +62,16 @@ fn main() {
             amd64_61_compat_matches_strace,
         ),
         trial(
+            "armhf_61_nokaslr_matches_strace",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_nokaslr_matches_strace,
+        ),
+        trial(
+            "armhf_61_compat_with_kernelinfo_matches_strace",
+            &guest_dbg("armhf-6.1"),
+            armhf_61_compat_with_kernelinfo_matches_strace,
+        ),
+        trial(
             "arm64_61_compat_matches_strace",
             &guest_dbg("arm64-6.1"),
             arm64_61_compat_matches_strace,
@@ -544,6 +554,16 @@ fn traced(kernel: &'static str, scenario: &'static str, kaslr: bool) -> Run {
     })
 }
 
+/// A run with no `conf=`, whose kernel cannot be described from its memory (armhf: no BTF).
+fn traced_without_conf(kernel: &'static str, scenario: &'static str) -> Run {
+    boot(&Boot {
+        kernel,
+        scenario,
+        no_conf: true,
+        ..Boot::default()
+    })
+}
+
 /// The `syscalls` scenario: the workload's records equal strace's, context switches were
 /// followed, and the run ends with the guest's `reboot` unfinished.
 fn workload_matches_strace(kernel: &'static str, kaslr: bool) {
@@ -677,6 +697,17 @@ fn arm64_61_matches_strace() {
     workload_matches_strace("arm64-6.1", true);
 }
 
+/// Debian's armhf 6.1 with `conf=` (its group from the -dbg package's vmlinux): records
+/// name their callers, so they are grouped by thread like the other architectures'.
+fn armhf_61_nokaslr_matches_strace() {
+    workload_matches_strace("armhf-6.1", false);
+}
+
+/// compat.a32.c natively on armhf, with the kernelinfo: [`check_compat`]'s checks.
+fn armhf_61_compat_with_kernelinfo_matches_strace() {
+    compat_matches_strace("armhf-6.1", false);
+}
+
 /// Compares the plugin's records with strace's where the records name no caller (no
 /// kernelinfo: pid and tid are 0), so they cannot be grouped by thread as
 /// [`check_against_strace`] does. Instead every strace line must be found in the log, in
@@ -764,7 +795,7 @@ fn check_unnamed_against_strace(run: &Run, how: Compare) -> usize {
 /// log in order (see [`check_unnamed_against_strace`]), with their names, decoded
 /// arguments and results.
 fn armhf_61_matches_strace() {
-    let run = traced("armhf-6.1", "syscalls", false);
+    let run = traced_without_conf("armhf-6.1", "syscalls");
     assert_eq!(run.events[0]["target"], "arm", "{}", run.dir.display());
     let line = run.stderr_line("no conf=");
     assert!(line.contains("no BTF"), "{line}");
@@ -948,7 +979,7 @@ fn arm64_612_compat_matches_strace() {
 /// which Debian's Thumb-2 userland never runs) as well as the 11 in Thumb code; each
 /// half's write carries its own text.
 fn armhf_61_compat_matches_strace() {
-    let run = traced("armhf-6.1", "compat", false);
+    let run = traced_without_conf("armhf-6.1", "compat");
     let where_ = run.dir.display();
     assert_eq!(
         run.truth.marks.get("compat_status").map(String::as_str),

@@ -219,13 +219,22 @@ impl<'a> Ctx<'a> {
         f: impl FnOnce(&dyn GuestMemory) -> R,
     ) -> Option<R> {
         let cpu = self.cpu?;
-        // Only arm64 reads user memory so ([`crate::linux::KernelContext::user_paging`]);
-        // its user half is the lower one.
-        if self.kernel_mode != Some(true) || va >> 63 != 0 {
+        // Only ARM reads user memory so ([`crate::linux::KernelContext::user_paging`]),
+        // and only the user half: the lower one on arm64, below the modules on 32-bit ARM.
+        if self.kernel_mode != Some(true) {
+            return None;
+        }
+        let linux = self.linux().ok()?;
+        let kernel = if linux.context().pointer_width == 4 {
+            crate::arch::Arch::Arm.is_kernel_address(va)
+        } else {
+            va >> 63 != 0
+        };
+        if kernel {
             return None;
         }
         let asid = self.engine.asid(cpu);
-        self.linux().ok()?.with_user_memory(asid, f)
+        linux.with_user_memory(asid, f)
     }
 
     /// The Linux provider here, or why there is none.

@@ -488,6 +488,13 @@ key_struct! {
         /// `&memstart_addr` (arm64): the physical address the linear map starts at, so
         /// that `pa = va - page_offset + memstart_addr`.
         memstart_addr_addr: opt addr = "vmi.memstart_addr_addr",
+        /// `&__pv_offset` (32-bit ARM): a 64-bit word holding the run-time `PHYS_OFFSET -
+        /// PAGE_OFFSET` the kernel patched itself with at boot, so that `pa = va +
+        /// __pv_offset` in the direct map.
+        pv_offset_addr: opt addr = "vmi.pv_offset_addr",
+        /// `&swapper_pg_dir` (32-bit ARM): the kernel's own page tables, which map the
+        /// module area that a process's tables map only once it touched it.
+        swapper_pg_dir_addr: opt addr = "vmi.swapper_pg_dir_addr",
         /// `&modules`.
         modules_addr: opt addr = "vmi.modules_addr",
         /// `&do_syscall_64` (x86_64) or `&do_el0_svc` (arm64): every 64-bit system call,
@@ -500,6 +507,9 @@ key_struct! {
         /// `&do_el0_svc_compat` (arm64): every call of a 32-bit program, its registers in
         /// the `pt_regs` its first argument points to.
         do_el0_svc_compat_addr: opt addr = "vmi.do_el0_svc_compat_addr",
+        /// `&vector_swi` (32-bit ARM): the kernel's `svc` entry, where every system call
+        /// arrives in kernel mode with the caller's registers intact.
+        vector_swi_addr: opt addr = "vmi.vector_swi_addr",
         /// `&__switch_to`: every context switch, with the next task in the second
         /// argument register; lets the plugin know the current task without reading it.
         switch_to_addr: opt addr = "vmi.switch_to_addr",

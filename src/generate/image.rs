@@ -333,6 +333,70 @@ fn arm64_relocate(bytes: &mut [u8]) -> Result<u64> {
     Ok(base)
 }
 
+/// A 32-bit ARM `zImage`'s magic, at byte 0x24.
+const ZIMAGE_MAGIC: [u8; 4] = 0x016f_2818u32.to_le_bytes();
+
+/// Whether `data` starts with a 32-bit ARM `zImage` header.
+pub fn is_arm_zimage(data: &[u8]) -> bool {
+    data.get(0x24..0x28) == Some(&ZIMAGE_MAGIC[..])
+}
+
+/// The raw kernel inside a 32-bit ARM `zImage` (a self-decompressing loader around the
+/// compressed kernel, `arch/arm/boot/compressed`), or `None` when `data` is no zImage.
+/// The payload is found by its compression magic, as in a bzImage without a usable
+/// header: the first candidate that decompresses to a kernel (one holding the banner's
+/// "Linux version ") wins.
+pub fn arm_zimage(data: &[u8]) -> Result<Option<Vec<u8>>> {
+    if !is_arm_zimage(data) {
+        return Ok(None);
+    }
+    let mut first_err = None;
+    for (magic, _) in MAGICS {
+        for at in memchr::memmem::find_iter(data, magic) {
+            match decompress(&data[at..]) {
+                Ok(out) if memchr::memmem::find(&out, b"Linux version ").is_some() => {
+                    return Ok(Some(out));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| {
+        GenError::NotAKernel("zImage without a compressed kernel inside".into())
+    }))
+}
+
+/// Where a raw 32-bit ARM kernel is linked, among `candidates`: the one most of its
+/// words agree with. A kernel holds thousands of pointers to themselves (statically
+/// initialised empty lists), and such a word minus its offset in the image is the link
+/// address.
+pub fn arm_link(raw: &[u8], candidates: &[u64]) -> Result<u64> {
+    let votes = |base: u64| {
+        raw.chunks_exact(4)
+            .enumerate()
+            .filter(|(i, w)| {
+                u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    == base.wrapping_add(*i as u64 * 4)
+            })
+            .count()
+    };
+    candidates
+        .iter()
+        .map(|&c| (votes(c), c))
+        .filter(|&(n, _)| n > 0)
+        .max()
+        .map(|(_, c)| c)
+        .ok_or_else(|| {
+            GenError::NotAKernel(
+                "cannot find where the 32-bit ARM kernel is linked: no word points at itself"
+                    .into(),
+            )
+        })
+}
+
 /// One section of the ELF file.
 #[derive(Debug, Clone)]
 pub struct Section {
@@ -353,7 +417,7 @@ pub struct Elf<'a> {
     pub data: &'a [u8],
     /// 64 or 32.
     pub bits: u32,
-    /// `x86_64`, `i686` or `aarch64`, as `uname -m` says.
+    /// `x86_64`, `i686`, `aarch64` or `armv7l`, as `uname -m` says.
     pub machine: &'static str,
     /// Sections with file contents.
     pub sections: Vec<Section>,
@@ -369,9 +433,10 @@ impl<'a> Elf<'a> {
             object::Architecture::X86_64 => (64, "x86_64"),
             object::Architecture::I386 => (32, "i686"),
             object::Architecture::Aarch64 => (64, "aarch64"),
+            object::Architecture::Arm => (32, "armv7l"),
             other => {
                 return Err(GenError::NotAKernel(format!(
-                    "architecture {other:?} is not supported (x86_64, i386 and aarch64 are)"
+                    "architecture {other:?} is not supported (x86_64, i386, aarch64 and arm are)"
                 )));
             }
         };
@@ -469,6 +534,29 @@ fn first_load_delta<H: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm_zimages_are_recognised_and_their_link_address_voted() {
+        let mut z = vec![0u8; 0x100];
+        assert_eq!(arm_zimage(&z).unwrap(), None, "no magic: not a zImage");
+        z[0x24..0x28].copy_from_slice(&0x016f_2818u32.to_le_bytes());
+        assert!(is_arm_zimage(&z));
+        assert!(arm_zimage(&z).is_err(), "a zImage with nothing inside");
+        // Two words point at themselves if linked at 0xc0208000, one if at 0xc0008000.
+        let mut raw = vec![0u8; 0x40];
+        for (at, v) in [
+            (0x10, 0xc020_8010u32),
+            (0x20, 0xc020_8020),
+            (0x30, 0xc000_8030),
+        ] {
+            raw[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            arm_link(&raw, &[0xc000_8000, 0xc020_8000]).unwrap(),
+            0xc020_8000
+        );
+        assert!(arm_link(&[0u8; 16], &[0xc000_8000]).is_err());
+    }
 
     #[test]
     fn garbage_is_not_a_kernel() {

@@ -105,8 +105,8 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Generates the kernelinfo group of a kernel image (x86 bzImage, arm64 `Image`, or ELF
-/// vmlinux).
+/// Generates the kernelinfo group of a kernel image (x86 bzImage, arm64 `Image`, 32-bit
+/// ARM `zImage`, or ELF vmlinux).
 ///
 /// `symbols`, when given, is a System.map or an ELF with a symbol table whose addresses win
 /// over the image's own kallsyms. `dwarf`, when given, is an ELF with DWARF debug
@@ -126,6 +126,16 @@ pub fn generate(
             &arm64.bytes,
             arm64.link,
             memory::Target::AARCH64,
+            extra.as_ref(),
+            dwarf.as_ref().map(|d| d as &dyn types::Types),
+        );
+    }
+    if let Some(raw) = image::arm_zimage(image)? {
+        let target = memory::Target::ARM;
+        return memory::from_image(
+            &raw,
+            image::arm_link(&raw, target.link_text)?,
+            target,
             extra.as_ref(),
             dwarf.as_ref().map(|d| d as &dyn types::Types),
         );

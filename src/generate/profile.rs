@@ -357,6 +357,7 @@ pub fn build(
     let banner = parse_banner(&banner_text)
         .ok_or_else(|| GenError::Banner(format!("cannot parse '{banner_text}'")))?;
     let arm64 = image.machine() == "aarch64";
+    let arm = image.machine() == "armv7l";
     let x86_64 = image.bits() == 64 && !arm64;
 
     b.value(
@@ -499,6 +500,16 @@ pub fn build(
         // The linear map starts at physical memstart_addr; where it starts in virtual
         // addresses (PAGE_OFFSET: 48- or 52-bit) the plugin reads from TCR_EL1.
         b.sym("vmi.memstart_addr_addr", &["memstart_addr"], true);
+    } else if arm {
+        // The direct map is PAGE_OFFSET + (pa - PHYS_OFFSET); the kernel patches the
+        // difference in at boot (ARM_PATCH_PHYS_VIRT) and keeps it in __pv_offset.
+        b.sym("vmi.pv_offset_addr", &["__pv_offset"], true);
+        // Modules are mapped in the kernel's tables, and in a process's only after it
+        // faulted on them (the kernel copies the entry from init_mm's then).
+        b.sym("vmi.swapper_pg_dir_addr", &["swapper_pg_dir"], false);
+        // Every system call enters at vector_swi, in kernel mode, the caller's registers
+        // still in r0..r7: where the kernel is read when user mode cannot read it.
+        b.sym("vmi.vector_swi_addr", &["vector_swi"], true);
     } else {
         b.sym("vmi.entry_int80_addr", &["entry_INT80_32"], true);
         b.sym("vmi.entry_sysenter_addr", &["entry_SYSENTER_32"], true);
@@ -519,19 +530,22 @@ pub fn build(
     }
     if arm64 {
         b.sym("vmi.do_el0_svc_compat_addr", &["do_el0_svc_compat"], false);
-    } else {
+    } else if !arm {
         b.sym(
             "vmi.do_int80_addr",
             &["do_int80_emulation", "do_int80_syscall_32"],
             false,
         );
     }
-    b.sym(
-        "vmi.do_fast_syscall_32_addr",
-        &["do_fast_syscall_32"],
-        false,
-    );
-    // Every context switch, next task in the second argument (rsi; edx on i386).
+    if !arm {
+        b.sym(
+            "vmi.do_fast_syscall_32_addr",
+            &["do_fast_syscall_32"],
+            false,
+        );
+    }
+    // Every context switch, next task in the second argument (rsi; edx on i386; on
+    // 32-bit ARM the third, r2, is the next task's thread_info, its first member).
     b.sym("vmi.switch_to_addr", &["__switch_to"], false);
     b.off(
         "task.thread_node_offset",

@@ -121,6 +121,37 @@ impl<'a> Linux<'a> {
         Some(f(&space))
     }
 
+    /// Runs `f` over a provider whose reads that fail are made again through the kernel's
+    /// own page tables (`swapper_pg_dir`) walked in its direct map, where the kernelinfo
+    /// names them and the context says their format: 32-bit ARM, whose module area is in
+    /// the user half's table and mapped in a process's tables only once it touched it.
+    /// Elsewhere `f` gets this provider.
+    pub fn with_kernel_tables<R>(&self, f: impl FnOnce(&Linux<'_>) -> R) -> R {
+        use crate::mem::paging::{AddressSpace, DirectMap};
+        let (Some(paging), Some(tables)) =
+            (self.ctx.user_paging, self.info.vmi.swapper_pg_dir_addr)
+        else {
+            return f(self);
+        };
+        let mut root = self.slid(tables).wrapping_sub(self.ctx.page_offset);
+        if self.ctx.pointer_width == 4 {
+            root &= 0xffff_ffff;
+        }
+        let phys = DirectMap {
+            mem: self.mem,
+            page_offset: self.ctx.page_offset,
+        };
+        let kernel = KernelTables {
+            mem: self.mem,
+            tables: AddressSpace {
+                phys: &phys,
+                paging,
+                root,
+            },
+        };
+        f(&Linux::new(&kernel, self.info, self.ctx))
+    }
+
     /// A link-time kernel address moved by the KASLR slide.
     pub fn slid(&self, link_time: u64) -> u64 {
         link_time.wrapping_add(self.ctx.kaslr_slide)
@@ -148,6 +179,29 @@ impl<'a> Linux<'a> {
     /// A pointer at `base + offset`.
     pub fn read_ptr_at(&self, base: u64, offset: i64) -> Result<u64, Fault> {
         self.read_ptr(at(base, offset))
+    }
+}
+
+/// Memory read as the vCPU reads it, else through the kernel's own tables
+/// ([`Linux::with_kernel_tables`]).
+struct KernelTables<'a> {
+    mem: &'a dyn GuestMemory,
+    tables: crate::mem::paging::AddressSpace<'a>,
+}
+
+impl GuestMemory for KernelTables<'_> {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.mem
+            .read(va, buf)
+            .or_else(|_| self.tables.read(va, buf))
+    }
+
+    fn read_in(&self, root: u64, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.mem.read_in(root, va, buf)
+    }
+
+    fn mapped_now(&self, va: u64) -> bool {
+        self.mem.mapped_now(va)
     }
 }
 

@@ -65,17 +65,20 @@ pub fn modules(linux: &Linux<'_>) -> Result<Listing<Module>, OsiError> {
         "module.list_offset",
         "list modules",
     )?;
-    let (nodes, mut incomplete) = collect(ListIter::new(linux, linux.slid(head), MAX_LIST));
-    let mut items = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        match module(linux, container_of(node, list_off)) {
-            Ok(m) => items.push(m),
-            Err(OsiError::Fault(f)) => {
-                incomplete = Some(f.into());
-                break;
+    // The modules themselves are in the module area, which the kernel's tables map.
+    linux.with_kernel_tables(|linux| {
+        let (nodes, mut incomplete) = collect(ListIter::new(linux, linux.slid(head), MAX_LIST));
+        let mut items = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            match module(linux, container_of(node, list_off)) {
+                Ok(m) => items.push(m),
+                Err(OsiError::Fault(f)) => {
+                    incomplete = Some(f.into());
+                    break;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
-    }
-    Ok(Listing { items, incomplete })
+        Ok(Listing { items, incomplete })
+    })
 }

@@ -623,3 +623,42 @@ fn random_offsets_never_invent_processes() {
         "only {refused} of 500 random groups refused ({passed} passed)"
     );
 }
+
+#[test]
+fn arm_modules_are_read_through_the_kernels_own_tables() {
+    use crate::mem::paging::Paging;
+    // 32-bit ARM, LPAE: the direct map is va = pa + 0x80000000; the kernel's tables
+    // (swapper_pg_dir) map the module area, the vCPU's own do not.
+    const DIRECT: u64 = 0x8000_0000;
+    const SWAPPER: u64 = 0xc020_3000;
+    const MODULE: u64 = 0xbf03_9000;
+    let (l2, l3, page) = (0x4100_0000u64, 0x4100_1000u64, 0x4200_0000u64);
+    let mut mem = super::testmem::SparseMemory::default();
+    let root = SWAPPER - DIRECT;
+    let table = |e: u64| e | 3;
+    mem.w64(root + DIRECT + 2 * 8, table(l2));
+    mem.w64(l2 + DIRECT + ((MODULE >> 21) & 511) * 8, table(l3));
+    mem.w64(l3 + DIRECT + ((MODULE >> 12) & 511) * 8, page | 0x703);
+    mem.write(page + DIRECT + 0x14c, b"loop\0");
+    let mut info = super::testmem::info();
+    info.vmi.swapper_pg_dir_addr = Some(SWAPPER);
+    let arm = KernelContext {
+        pointer_width: 4,
+        page_offset: DIRECT,
+        user_paging: Paging::arm(0xb502_3500),
+        ..ctx()
+    };
+    let linux = Linux::new(&mem, &info, arm);
+    let mut name = [0u8; 5];
+    assert!(linux.memory().read(MODULE + 0x14c, &mut name).is_err());
+    linux.with_kernel_tables(|k| {
+        k.memory().read(MODULE + 0x14c, &mut name).unwrap();
+        // What the vCPU reads itself is read as it is.
+        assert_eq!(k.memory().read_u64(root + DIRECT + 16), Ok(table(l2)));
+    });
+    assert_eq!(&name, b"loop\0");
+    // Without the key, or off ARM: the provider itself.
+    info.vmi.swapper_pg_dir_addr = None;
+    let linux = Linux::new(&mem, &info, arm);
+    linux.with_kernel_tables(|k| assert!(k.memory().read(MODULE + 0x14c, &mut name).is_err()));
+}

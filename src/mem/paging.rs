@@ -55,9 +55,10 @@ const ADDR: u64 = 0x000f_ffff_ffff_f000;
 pub const KPTI_USER_BIT: u64 = 0x1000;
 
 /// Whether the table roots `a` and `b` (asids: physical addresses of top tables) belong
-/// to one address space: equal, or the two halves of one KPTI pair.
+/// to one address space: equal, or the two halves of one KPTI pair. Exact below the
+/// page: 32-bit ARM's LPAE first-level tables are 32 bytes, many to a page.
 pub fn same_address_space(a: u64, b: u64) -> bool {
-    (a ^ b) & !(KPTI_USER_BIT | 0xfff) == 0
+    (a ^ b) & !KPTI_USER_BIT == 0
 }
 
 impl Paging {
@@ -575,6 +576,10 @@ mod tests {
         assert!(same_address_space(0x4000_1000, 0x4000_0000));
         assert!(!same_address_space(0x4000_0000, 0x4000_2000));
         assert!(!same_address_space(0x4000_0000, 0x5000_0000));
+        assert!(
+            !same_address_space(0x4254_1280, 0x4254_1200),
+            "two LPAE tables"
+        );
     }
 
     #[test]

@@ -49,8 +49,14 @@ struct UserThroughKernel<'a> {
 impl crate::mem::GuestMemory for UserThroughKernel<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
         match self.cpu.read(va, buf) {
-            // The user half only: the lower one on arm64.
-            Err(fault) if va >> 63 == 0 => {
+            // The user half only: the lower one on arm64 (52-bit kernel addresses too),
+            // below the module area on 32-bit ARM.
+            Err(fault)
+                if match self.plugin.arch {
+                    Arch::Arm => !Arch::Arm.is_kernel_address(va),
+                    _ => va >> 63 == 0,
+                } =>
+            {
                 let asid = self.plugin.asid(self.cpu);
                 self.plugin
                     .linux(self.cpu, true)
@@ -314,8 +320,9 @@ impl Plugin {
                         .call_from(deferred.call.abi, &saved, deferred.call.pc, cpu);
             }
             // arm64: QEMU applies PAN to reads from EL1, so the caller's memory (a path,
-            // a buffer) is read through its page tables in the direct map.
-            if self.arch == Arch::Aarch64 {
+            // a buffer) is read through its page tables in the direct map; 32-bit ARM
+            // reads it so where QEMU does not.
+            if matches!(self.arch, Arch::Aarch64 | Arch::Arm) {
                 let user = UserThroughKernel { cpu, plugin: self };
                 self.enter(&user, deferred, At::Dispatch);
                 return;

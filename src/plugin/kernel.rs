@@ -33,6 +33,10 @@ const X86_64_PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
 /// i386's direct map with Debian's 3G/1G split (`CONFIG_PAGE_OFFSET`).
 const I386_PAGE_OFFSET: u64 = 0xc000_0000;
 
+/// 32-bit ARM's `vector_swi`: the offset of its third instruction, where the Spectre-BHB
+/// entry variants join it.
+const ARM_SWI_SAVED: u64 = 8;
+
 /// `swapgs`: the first instruction of `entry_SYSCALL_64` (after an `endbr64` on IBT
 /// kernels); confirms that an observed block is the 64-bit entry.
 const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
@@ -131,11 +135,19 @@ impl KernelView {
             && !view.placed_by_text()
         {
             // A PANDA-only group: no entry symbol to measure against, so the kernel is
-            // taken to run where it was linked (PANDA's own assumption).
-            log::info!(
-                "kernelinfo group [{}] has no vmi.entry_* addresses: assuming no KASLR",
-                view.group
-            );
+            // taken to run where it was linked (PANDA's own assumption). 32-bit ARM has no
+            // KASLR (no RANDOMIZE_BASE), so its groups need none.
+            if arch == Arch::Arm {
+                log::info!(
+                    "kernelinfo group [{}]: 32-bit ARM, no KASLR: the kernel runs where linked",
+                    view.group
+                );
+            } else {
+                log::info!(
+                    "kernelinfo group [{}] has no vmi.entry_* addresses: assuming no KASLR",
+                    view.group
+                );
+            }
             let _ = view.slide.set(0);
         }
         view
@@ -362,7 +374,14 @@ impl KernelView {
 
     /// Run-time addresses of the functions every system call reaches with the kernel's
     /// page tables active; empty until the slide is known.
-    pub fn dispatch_addrs(&self) -> [Option<u64>; 4] {
+    ///
+    /// 32-bit ARM: its `svc` entry, `vector_swi`, in kernel mode with the caller's
+    /// registers intact, and the instruction after its first two (`sub sp`, `stmia sp,
+    /// {r0-r12}`): the Spectre-BHB vectors (`vector_bhb_*_swi`, which a Cortex-A15 gets)
+    /// run those two themselves, clear the branch history with r8, and branch there. A
+    /// call that enters at `vector_swi` runs both in one block, which QEMU instruments
+    /// at its start only.
+    pub fn dispatch_addrs(&self) -> [Option<u64>; 6] {
         let v = &self.info.vmi;
         let slid = |a: Option<u64>| Some(a?.wrapping_add(self.slide()?));
         [
@@ -370,6 +389,8 @@ impl KernelView {
             slid(v.do_int80_addr),
             slid(v.do_fast_syscall_32_addr),
             slid(v.do_el0_svc_compat_addr),
+            slid(v.vector_swi_addr),
+            slid(v.vector_swi_addr).map(|a| a.wrapping_add(ARM_SWI_SAVED)),
         ]
     }
 
@@ -406,7 +427,11 @@ impl KernelView {
         }
         if !readable {
             let hooks = self.dispatch_addrs().iter().any(Option::is_some);
-            if hooks {
+            if hooks && self.arch == Arch::Arm {
+                log::info!(
+                    "kernel memory is not readable from user mode here (QEMU reads with the user's permissions): reading it at vector_swi"
+                );
+            } else if hooks {
                 log::info!(
                     "kernel memory is not mapped in user mode (KPTI): reading it at system call dispatch"
                 );
@@ -453,6 +478,7 @@ impl KernelView {
             current_asid: None,
             user_paging: match self.arch {
                 Arch::Aarch64 => cpu.reg(Reg::TcrEl1).and_then(Paging::arm64),
+                Arch::Arm => cpu.reg(Reg::Ttbcr).and_then(Paging::arm),
                 _ => None,
             },
         };
@@ -517,6 +543,16 @@ impl KernelView {
                     .read_u64(at.wrapping_add(slide))
                     .map_err(|_| NotReady::PageOffset)?;
                 page_offset.wrapping_sub(memstart)
+            }
+            // 32-bit ARM: the kernel patched itself at boot with PHYS_OFFSET - PAGE_OFFSET
+            // and keeps it in __pv_offset (64 bits, sign-extended): `pa = va +
+            // __pv_offset`, so the direct map is `va = pa - __pv_offset`, modulo 2^32.
+            (Arch::Arm, _) => {
+                let at = self.info.vmi.pv_offset_addr.ok_or(NotReady::PageOffset)?;
+                let pv = cpu
+                    .read_u64(at.wrapping_add(slide))
+                    .map_err(|_| NotReady::PageOffset)?;
+                u64::from((pv as u32).wrapping_neg())
             }
             (Arch::X86_64, Some(addr)) => cpu
                 .read_u64(addr.wrapping_add(slide))
@@ -658,6 +694,46 @@ mod tests {
         assert_eq!(x86.text_observed(0xffff_ffff_8300_0000), None);
         let bare = KernelView::new(KernelInfo::default(), "bare".into(), Arch::Aarch64);
         assert_eq!(bare.slide(), Some(0));
+    }
+
+    #[test]
+    fn arm_finds_its_direct_map_in_pv_offset_and_reads_the_kernel_at_vector_swi() {
+        const PV: u64 = 0xc161_2adc;
+        const SWI: u64 = 0xc040_01e0;
+        /// Memory holding only `__pv_offset`: PHYS_OFFSET 0x40000000 - PAGE_OFFSET
+        /// 0xc0000000, sign-extended to 64 bits as the kernel stores it.
+        struct PvOffset;
+        impl crate::mem::GuestMemory for PvOffset {
+            fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
+                let value = 0xffff_ffff_8000_0000u64.to_le_bytes();
+                match (va, buf.len()) {
+                    (PV, 8) => {
+                        buf.copy_from_slice(&value);
+                        Ok(())
+                    }
+                    _ => Err(crate::mem::Fault { va, len: buf.len() }),
+                }
+            }
+        }
+        let mut info = KernelInfo::default();
+        info.vmi.pv_offset_addr = Some(PV);
+        info.vmi.vector_swi_addr = Some(SWI);
+        let view = KernelView::new(info, "armhf".into(), Arch::Arm);
+        assert_eq!(view.slide(), Some(0), "no KASLR on 32-bit ARM");
+        assert_eq!(
+            view.page_offset(&FakeCpu::with_memory(0, PvOffset), 0),
+            Ok(0x8000_0000),
+            "va = pa + 0x80000000"
+        );
+        // vector_swi, and where the Spectre-BHB vectors join it.
+        let dispatch = view.dispatch_addrs();
+        assert!(dispatch.contains(&Some(SWI)) && dispatch.contains(&Some(SWI + 8)));
+        // Without __pv_offset the direct map is unknown, not guessed.
+        let bare = KernelView::new(KernelInfo::default(), "bare".into(), Arch::Arm);
+        assert_eq!(
+            bare.page_offset(&FakeCpu::with_memory(0, PvOffset), 0),
+            Err(NotReady::PageOffset)
+        );
     }
 
     #[test]
