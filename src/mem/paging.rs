@@ -126,8 +126,10 @@ impl Paging {
             if e & P == 0 { Err(fault) } else { Ok(e) }
         };
         match self {
-            Paging::Arm64 { va_bits, lpa2 } => arm64_translate(phys, root, va, va_bits, lpa2),
-            Paging::ArmLpae => arm_lpae_translate(phys, root, va),
+            Paging::Arm64 { va_bits, lpa2 } => {
+                long_descriptor_translate(phys, root, va, va_bits, lpa2, ARM64_OA)
+            }
+            Paging::ArmLpae => long_descriptor_translate(phys, root, va, 32, false, LPAE_OA),
             Paging::ArmShort => arm_short_translate(phys, root, va),
             Paging::TwoLevel => {
                 let entry4 = |table: u64, index: u64| -> Result<u64, Fault> {
@@ -226,15 +228,23 @@ impl Paging {
     }
 }
 
-/// arm64's walk (4 KiB granule): from the level that covers `va_bits` down to level 3,
-/// nine bits a level (the top level takes what is left); a block ends the walk at levels
-/// 1 and 2 (and 0 with LPA2).
-fn arm64_translate(
+/// Output-address bits of a long descriptor: arm64's 48 (without LPA2), LPAE's 40.
+const ARM64_OA: u64 = 0x0000_ffff_ffff_f000;
+const LPAE_OA: u64 = 0x0000_00ff_ffff_f000;
+
+/// The long-descriptor walk of arm64 (4 KiB granule) and of 32-bit ARM's LPAE (its user
+/// half, `T0SZ` = 0: `va_bits` 32, output bits 39:12): from the level that covers `va_bits`
+/// down to level 3, nine bits a level (the top level takes what is left). Bit 0 of an
+/// entry says valid; bit 1 says table (page at level 3), clear for a block, which ends the
+/// walk at levels 1 and 2 (and 0 with LPA2). `oa_mask` keeps the output address's bits
+/// (LPA2 adds bits 51:50 from the entry's bits 9:8).
+fn long_descriptor_translate(
     phys: &dyn PhysicalMemory,
     root: u64,
     va: u64,
     va_bits: u8,
     lpa2: bool,
+    oa_mask: u64,
 ) -> Result<u64, Fault> {
     let fault = Fault { va, len: 1 };
     if va_bits < 64 && va >> va_bits != 0 {
@@ -245,7 +255,7 @@ fn arm64_translate(
         if lpa2 {
             low | ((e >> 8) & 3) << 50
         } else {
-            low & 0x0000_ffff_ffff_f000
+            low & oa_mask
         }
     };
     // Levels: 3 translates bits 20:12, 2 bits 29:21, 1 bits 38:30, 0 bits 47:39, -1 51:48.
@@ -272,43 +282,6 @@ fn arm64_translate(
             if level < 1 && !lpa2 {
                 return Err(fault);
             }
-            let size = 1u64 << shift;
-            return Ok((out(e) & !(size - 1)) | (va & (size - 1)));
-        }
-        table = out(e);
-    }
-    Err(fault)
-}
-
-/// 32-bit ARM's long-descriptor walk of the user half (`T0SZ` = 0): level 1 translates
-/// bits 31:30, level 2 bits 29:21, level 3 bits 20:12. Bit 0 says valid; bit 1 says table
-/// (levels 1 and 2) or page (level 3), clear for a block (levels 1 and 2); the output
-/// address is bits 39:12.
-fn arm_lpae_translate(phys: &dyn PhysicalMemory, root: u64, va: u64) -> Result<u64, Fault> {
-    let fault = Fault { va, len: 1 };
-    if va >> 32 != 0 {
-        return Err(fault);
-    }
-    let out = |e: u64| e & 0x0000_00ff_ffff_f000;
-    let mut table = root;
-    for (level, shift, entries) in [(1, 30, 4u64), (2, 21, 512), (3, 12, 512)] {
-        let index = (va >> shift) & (entries - 1);
-        let mut b = [0; 8];
-        phys.read_physical(table + index * 8, &mut b)
-            .map_err(|_| fault)?;
-        let e = u64::from_le_bytes(b);
-        if e & 1 == 0 {
-            return Err(fault);
-        }
-        let is_table = e & 2 != 0;
-        if level == 3 {
-            return if is_table {
-                Ok(out(e) | (va & 0xfff))
-            } else {
-                Err(fault)
-            };
-        }
-        if !is_table {
             let size = 1u64 << shift;
             return Ok((out(e) & !(size - 1)) | (va & (size - 1)));
         }
