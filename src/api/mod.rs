@@ -119,6 +119,8 @@ pub(crate) trait Engine: Sync {
     fn linux<'a>(&'a self, cpu: &'a dyn Vcpu, in_kernel: bool) -> Option<Linux<'a>>;
     /// The address space (page-table root, KPTI bit cleared) `cpu` runs in.
     fn asid(&self, cpu: &dyn Vcpu) -> u64;
+    /// The guest's architecture.
+    fn arch(&self) -> crate::arch::Arch;
 }
 
 /// Why a query has no answer.
@@ -219,22 +221,12 @@ impl<'a> Ctx<'a> {
         f: impl FnOnce(&dyn GuestMemory) -> R,
     ) -> Option<R> {
         let cpu = self.cpu?;
-        // Only ARM reads user memory so ([`crate::linux::KernelContext::user_paging`]),
-        // and only the user half: the lower one on arm64, below the modules on 32-bit ARM.
-        if self.kernel_mode != Some(true) {
-            return None;
-        }
-        let linux = self.linux().ok()?;
-        let kernel = if linux.context().pointer_width == 4 {
-            crate::arch::Arch::Arm.is_kernel_address(va)
-        } else {
-            va >> 63 != 0
-        };
-        if kernel {
+        // Only ARM reads user memory so ([`crate::linux::KernelContext::user_paging`]).
+        if self.kernel_mode != Some(true) || !self.engine.arch().is_user_address(va) {
             return None;
         }
         let asid = self.engine.asid(cpu);
-        linux.with_user_memory(asid, f)
+        self.linux().ok()?.with_user_memory(asid, f)
     }
 
     /// The Linux provider here, or why there is none.
@@ -433,6 +425,10 @@ mod tests {
 
         fn asid(&self, _cpu: &dyn Vcpu) -> u64 {
             0x3000_0000
+        }
+
+        fn arch(&self) -> crate::arch::Arch {
+            crate::arch::Arch::X86_64
         }
     }
 

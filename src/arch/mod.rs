@@ -39,6 +39,18 @@ impl Arch {
         }
     }
 
+    /// Whether `va` is in the user half of the address space, where a process's own
+    /// tables are walked for it: arm64's whole lower half (kernel addresses of 52-bit
+    /// layouts do not all have their top 16 bits set), below the module area on 32-bit
+    /// ARM, below the kernel's half on x86.
+    pub fn is_user_address(self, va: u64) -> bool {
+        match self {
+            Arch::Aarch64 => va >> 63 == 0,
+            Arch::Arm => va < 0xbf00_0000,
+            Arch::X86_64 | Arch::I386 => !self.is_kernel_address(va),
+        }
+    }
+
     /// Whether `va` is in the kernel's half of the address space (x86_64: the upper
     /// canonical half; i386: above Debian's 3G/1G split; arm64: the `TTBR1` half, whose
     /// top 16 bits are set with 48-bit or smaller virtual addresses; 32-bit ARM: from
@@ -106,5 +118,18 @@ mod tests {
         assert!(!Arch::X86_64.is_kernel_address(0x7fff_ffff_f000));
         assert!(Arch::I386.is_kernel_address(0xc100_0000));
         assert!(!Arch::I386.is_kernel_address(0xbfff_f000));
+    }
+
+    #[test]
+    fn user_halves() {
+        // arm64: a 52-bit layout's linear map (0xfff0...) is not user memory either.
+        assert!(Arch::Aarch64.is_user_address(0x0000_ffff_f7ff_0000));
+        assert!(!Arch::Aarch64.is_user_address(0xfff0_0000_4000_0000));
+        assert!(!Arch::Aarch64.is_user_address(0xffff_8000_8000_0000));
+        // 32-bit ARM: user space ends at the module area.
+        assert!(Arch::Arm.is_user_address(0xbeff_f000));
+        assert!(!Arch::Arm.is_user_address(0xbf00_0000));
+        assert!(Arch::X86_64.is_user_address(0x7fff_ffff_f000));
+        assert!(!Arch::I386.is_user_address(0xc100_0000));
     }
 }

@@ -49,14 +49,7 @@ struct UserThroughKernel<'a> {
 impl crate::mem::GuestMemory for UserThroughKernel<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::mem::Fault> {
         match self.cpu.read(va, buf) {
-            // The user half only: the lower one on arm64 (52-bit kernel addresses too),
-            // below the module area on 32-bit ARM.
-            Err(fault)
-                if match self.plugin.arch {
-                    Arch::Arm => !Arch::Arm.is_kernel_address(va),
-                    _ => va >> 63 == 0,
-                } =>
-            {
+            Err(fault) if self.plugin.arch.is_user_address(va) => {
                 let asid = self.plugin.asid(self.cpu);
                 self.plugin
                     .linux(self.cpu, true)

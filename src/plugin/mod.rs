@@ -783,6 +783,10 @@ impl Engine for Plugin {
     fn asid(&self, cpu: &dyn Vcpu) -> u64 {
         Plugin::asid(self, cpu)
     }
+
+    fn arch(&self) -> Arch {
+        self.arch
+    }
 }
 
 #[cfg(test)]
