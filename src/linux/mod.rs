@@ -101,7 +101,7 @@ impl<'a> Linux<'a> {
     /// Runs `f` over the user memory of the address space at `asid` read by walking its
     /// tables through the kernel's direct map, where the context says how
     /// ([`KernelContext::user_paging`]: arm64, whose kernel-mode reads of user memory meet
-    /// PAN); `None` elsewhere.
+    /// PAN, and 32-bit ARM); `None` elsewhere.
     pub fn with_user_memory<R>(
         &self,
         asid: u64,
